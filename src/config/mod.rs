@@ -1,0 +1,306 @@
+//! Configuration: the YAML file as written (`raw`), checked into `Settings` with every error of
+//! the file collected (each naming file, line and column), and swapped whole on reload by the
+//! caller. Must not import other modules of ours.
+
+pub mod locate;
+mod raw;
+pub mod schema;
+pub mod units;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use locate::KeyPath;
+
+/// Where the configuration is looked for when `-c` is not given.
+pub const DEFAULT_PATH: &str = "/etc/dkim-relay/config.yaml";
+/// The environment variable that names the configuration file.
+pub const ENV_VAR: &str = "DKIM_RELAY_CONFIG";
+
+/// Resolve the configuration path: `-c FILE`, else `$DKIM_RELAY_CONFIG`, else the default.
+pub fn resolve_path(cli: Option<&Path>) -> PathBuf {
+    if let Some(p) = cli {
+        return p.to_path_buf();
+    }
+    match std::env::var_os(ENV_VAR) {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => PathBuf::from(DEFAULT_PATH),
+    }
+}
+
+/// One problem in a configuration file, with where it is.
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+            if let Some(c) = self.column {
+                write!(f, ":{c}")?;
+            }
+        }
+        if self.key.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": {}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// All the problems of one file.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Attributes problems found after parsing to the lines of the file they come from.
+#[derive(Debug, Default)]
+pub struct Origin {
+    pub file: PathBuf,
+    pub locations: locate::Locations,
+}
+
+impl Origin {
+    /// An error about the value at `path`.
+    pub fn error(&self, path: &KeyPath, message: impl Into<String>) -> ConfigError {
+        let (line, column) = match self.locations.find(path) {
+            Some((l, c)) => (Some(l), Some(c)),
+            None => (None, None),
+        };
+        ConfigError {
+            file: self.file.clone(),
+            line,
+            column,
+            key: path.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug)]
+pub struct Settings {
+    pub origin: Origin,
+    pub hostname: String,
+    pub spool_dir: PathBuf,
+    pub public_addresses: Option<Vec<IpAddr>>,
+    pub listeners: Vec<Listener>,
+    pub tls: Option<TlsFiles>,
+    pub clients: Vec<Client>,
+    pub dkim: Dkim,
+    pub delivery: Delivery,
+    pub dns: Dns,
+    pub limits: Limits,
+    pub metrics: Option<SocketAddr>,
+    pub log: Log,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerTls {
+    None,
+    StartTls,
+    Implicit,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddress {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub address: ListenAddress,
+    pub tls: ListenerTls,
+    pub unix_mode: u32,
+    /// Its place in the file, for errors found later (binding, TLS).
+    pub path: KeyPath,
+}
+
+impl Listener {
+    /// A short name for logs and the `listener` metric label.
+    pub fn name(&self) -> String {
+        match &self.address {
+            ListenAddress::Tcp(a) => a.to_string(),
+            ListenAddress::Unix(p) => format!("unix:{}", p.display()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub certificate: PathBuf,
+    pub private_key: PathBuf,
+}
+
+/// Who a client is, as the configuration names it.
+#[derive(Debug, Clone)]
+pub enum ClientKind {
+    User { name: String, password_hash: String },
+    Network(ipnet::IpNet),
+    UnixUser(String),
+}
+
+/// One entry of an `allow_from` list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SenderPattern {
+    /// `example.com`: that domain exactly.
+    Domain(String),
+    /// `*.example.com`: its subdomains (not the domain itself).
+    Subdomains(String),
+    /// `alerts@example.org`: one address.
+    Address(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub kind: ClientKind,
+    pub allow_from: Vec<SenderPattern>,
+    pub path: KeyPath,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Canon {
+    Simple,
+    Relaxed,
+}
+
+#[derive(Debug, Clone)]
+pub struct SelectorConf {
+    pub selector: String,
+    pub private_key: PathBuf,
+    pub path: KeyPath,
+}
+
+#[derive(Debug, Clone)]
+pub struct Dkim {
+    /// Signing domain (lower case) -> its selectors.
+    pub domains: BTreeMap<String, Vec<SelectorConf>>,
+    pub header_canon: Canon,
+    pub body_canon: Canon,
+    pub expire: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboundTls {
+    Opportunistic,
+    Required,
+    Implicit,
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct RelayHost {
+    pub host: String,
+    pub port: u16,
+    pub tls: OutboundTls,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub verify_certificate: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum DeliveryMode {
+    Mx,
+    RelayHost(RelayHost),
+    Directory(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub mode: DeliveryMode,
+    pub port: u16,
+    pub tls: OutboundTls,
+    pub retry: Vec<Duration>,
+    pub max_age: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_domain: usize,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+    /// Recipient domain (lower case) -> (host, port).
+    pub routes: BTreeMap<String, (String, u16)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Dns {
+    pub nameservers: Option<Vec<SocketAddr>>,
+    pub check_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BareNewlines {
+    Normalize,
+    Reject,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_message_size: u64,
+    pub max_recipients: usize,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub idle_timeout: Duration,
+    pub session_timeout: Duration,
+    pub messages_per_minute_per_client: u32,
+    pub bare_newlines: BareNewlines,
+    pub max_header_size: u64,
+    pub max_commands: usize,
+    pub max_errors: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Log {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+impl Settings {
+    /// Read and check a configuration file. Every problem found is returned, each with its line.
+    pub fn load(path: &Path) -> Result<Settings, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: path.to_path_buf(),
+                line: None,
+                column: None,
+                key: String::new(),
+                message: format!("cannot read: {e}"),
+            }])
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Check configuration text that came from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Settings, ConfigErrors> {
+        validate::parse(path, text)
+    }
+}
