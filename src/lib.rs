@@ -7,7 +7,9 @@
 //! # Layout
 //! - `config`: YAML file -> validated `Settings` (every error with file, line, column).
 //! - `dkim`: keys, streaming signer, header fix-ups, self-verification.
+//! - `resolver`: the shared DNS resolver (`dns.nameservers` or the system one).
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod config;
 pub mod dkim;
+pub mod resolver;
