@@ -13,3 +13,5 @@
 pub mod config;
 pub mod dkim;
 pub mod resolver;
+pub mod smtp;
+pub mod spool;

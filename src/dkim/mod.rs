@@ -1,5 +1,9 @@
-//! DKIM: keys, the signer that runs while DATA streams in, header fix-ups, and the
-//! self-verification of every new signature before the 250. Must not import other modules of
-//! ours (config values are passed in).
+//! DKIM: keys, the signers of every configured domain, header fix-ups, our own
+//! canonicalization, and the self-verification of every new signature before the 250.
+//! Imports only `smtp` of ours (configuration values are passed in).
 
+pub mod canon;
+pub mod fixups;
 pub mod keys;
+pub mod signer;
+pub mod verify;

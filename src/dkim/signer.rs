@@ -1,0 +1,140 @@
+//! The signing keys of every configured domain, and the choice of which sign a message: those of
+//! the most specific configured domain equal to or a parent of the From domain (relaxed DMARC
+//! alignment). Every selector of that domain signs.
+
+use super::keys::{KeyAlgorithm, KeyError, PrivateKey};
+use mail_auth::crypto::DkimKey;
+use mail_auth::dkim::{Canonicalization, DkimSigner};
+use mail_auth::signer::Ready;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The header fields signed when present (and, being listed, protected from being added when
+/// absent).
+pub const SIGNED_HEADERS: &[&str] = &[
+    "From",
+    "To",
+    "Cc",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "Reply-To",
+    "In-Reply-To",
+    "References",
+    "MIME-Version",
+    "Content-Type",
+    "Content-Transfer-Encoding",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+];
+
+/// Listed a second time: an extra instance added in transit breaks the signature.
+pub const OVERSIGNED_HEADERS: &[&str] = &["From", "Subject", "To", "Cc", "Date", "Reply-To"];
+
+/// One selector's signer.
+pub struct SelectorSigner {
+    pub domain: String,
+    pub selector: String,
+    pub algorithm: KeyAlgorithm,
+    /// The `p=` bytes, for self-verification and DNS checks.
+    pub public_key: Vec<u8>,
+    pub signer: DkimSigner<DkimKey, Ready>,
+}
+
+/// What a domain's configuration gives to build its signers.
+pub struct SelectorSpec {
+    pub selector: String,
+    pub private_key: PathBuf,
+}
+
+/// Options shared by all signers.
+#[derive(Clone, Copy)]
+pub struct SigningOptions {
+    pub relaxed_headers: bool,
+    pub relaxed_body: bool,
+    pub expire: Option<Duration>,
+}
+
+/// Every domain's signers.
+#[derive(Default)]
+pub struct Signers {
+    domains: BTreeMap<String, Vec<Arc<SelectorSigner>>>,
+}
+
+impl Signers {
+    /// Load every key. Errors are returned per selector, with the selector's index, so the
+    /// caller can point at the configuration line.
+    pub fn load(
+        domains: &BTreeMap<String, Vec<SelectorSpec>>,
+        options: SigningOptions,
+    ) -> Result<Signers, Vec<(String, usize, KeyError)>> {
+        let mut out = BTreeMap::new();
+        let mut errors = Vec::new();
+        for (domain, specs) in domains {
+            let mut list = Vec::new();
+            for (i, spec) in specs.iter().enumerate() {
+                match PrivateKey::load(&spec.private_key) {
+                    Ok(key) => list.push(Arc::new(build(domain, &spec.selector, key, options))),
+                    Err(e) => errors.push((domain.clone(), i, e)),
+                }
+            }
+            out.insert(domain.clone(), list);
+        }
+        if errors.is_empty() {
+            Ok(Signers { domains: out })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The signers for a message whose From domain is `from_domain` (lower case): those of the
+    /// most specific configured domain equal to or a parent of it.
+    pub fn for_from_domain(&self, from_domain: &str) -> Option<&[Arc<SelectorSigner>]> {
+        let mut candidate = from_domain;
+        loop {
+            if let Some(list) = self.domains.get(candidate) {
+                if !list.is_empty() {
+                    return Some(list);
+                }
+            }
+            candidate = candidate.split_once('.')?.1;
+        }
+    }
+
+    pub fn domains(&self) -> impl Iterator<Item = (&String, &Vec<Arc<SelectorSigner>>)> {
+        self.domains.iter()
+    }
+}
+
+fn build(domain: &str, selector: &str, key: PrivateKey, o: SigningOptions) -> SelectorSigner {
+    let canon = |relaxed| {
+        if relaxed {
+            Canonicalization::Relaxed
+        } else {
+            Canonicalization::Simple
+        }
+    };
+    let headers: Vec<&str> = SIGNED_HEADERS
+        .iter()
+        .chain(OVERSIGNED_HEADERS)
+        .copied()
+        .collect();
+    let mut signer = DkimSigner::from_key(key.signing_key)
+        .domain(domain)
+        .selector(selector)
+        .headers(headers)
+        .header_canonicalization(canon(o.relaxed_headers))
+        .body_canonicalization(canon(o.relaxed_body));
+    if let Some(x) = o.expire {
+        signer = signer.expiration(x);
+    }
+    SelectorSigner {
+        domain: domain.to_string(),
+        selector: selector.to_string(),
+        algorithm: key.algorithm,
+        public_key: key.public_key,
+        signer,
+    }
+}

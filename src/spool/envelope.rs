@@ -1,0 +1,76 @@
+//! A queued message's envelope: who it is from, each recipient's state, and the signatures to
+//! send before the stored bytes.
+
+use serde::{Deserialize, Serialize};
+
+/// Where one recipient stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecipientState {
+    /// Not yet delivered; due at `next_attempt`.
+    Pending,
+    Delivered,
+    /// Failed permanently; a DSN is owed (or was sent: `dsn_sent`).
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientStatus {
+    pub address: String,
+    pub state: RecipientState,
+    pub attempts: u32,
+    /// Unix time of the next attempt.
+    pub next_attempt: i64,
+    /// The last reply or error, for `queue show` and DSNs.
+    #[serde(default)]
+    pub last_reply: Option<String>,
+    #[serde(default)]
+    pub dsn_sent: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub version: u32,
+    /// The envelope sender; empty for `<>`.
+    pub sender: String,
+    pub recipients: Vec<RecipientStatus>,
+    /// Unix time of acceptance.
+    pub received_at: i64,
+    /// Who submitted it (client identity), for logs.
+    pub client: String,
+    /// DKIM-Signature fields, each complete with its CRLF, sent before the stored bytes.
+    pub signatures: Vec<String>,
+    /// Size of the stored message bytes.
+    pub size: u64,
+    /// 8BITMIME / SMTPUTF8 were declared at submission: declare them when relaying.
+    #[serde(default)]
+    pub eight_bit: bool,
+    #[serde(default)]
+    pub smtputf8: bool,
+    /// This message is itself a delivery status notification (sent from `<>`).
+    #[serde(default)]
+    pub is_dsn: bool,
+}
+
+impl Envelope {
+    /// Recipients still to deliver.
+    pub fn pending(&self) -> impl Iterator<Item = &RecipientStatus> {
+        self.recipients
+            .iter()
+            .filter(|r| r.state == RecipientState::Pending)
+    }
+
+    /// When the next pending recipient is due, if any.
+    pub fn next_due(&self) -> Option<i64> {
+        self.pending().map(|r| r.next_attempt).min()
+    }
+
+    /// Nothing left to do: every recipient delivered, or failed with its DSN handled.
+    pub fn is_done(&self) -> bool {
+        self.recipients.iter().all(|r| match r.state {
+            RecipientState::Pending => false,
+            RecipientState::Delivered => true,
+            RecipientState::Failed => r.dsn_sent,
+        })
+    }
+}

@@ -1,0 +1,70 @@
+//! The spool: the durable queue on disk, and the source of truth for what is to be delivered.
+//!
+//! Layout under `spool_dir`: `tmp/` holds messages being received; `queue/<id>.msg` is the
+//! message as it will be sent after its signatures (Received + header section + body, never
+//! changed once written); `queue/<id>.env` is its envelope (sender, recipients and their state,
+//! the DKIM-Signature fields). A message exists once its `.env` is in `queue/`: commit writes and
+//! fsyncs both files, renames the `.msg` then the `.env` into place and fsyncs the directory,
+//! and only then may the client hear 250. Must not import other modules of ours.
+
+mod envelope;
+mod store;
+
+pub use envelope::{Envelope, RecipientState, RecipientStatus};
+pub use store::{Draft, Spool, SpoolError};
+
+use std::fmt;
+
+/// A queue id: time-ordered and unique, safe as a file name and in logs.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct QueueId(String);
+
+impl QueueId {
+    pub fn new() -> QueueId {
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        let r: u32 = rand::random();
+        QueueId(format!("{micros:013X}{:05X}", r & 0xF_FFFF))
+    }
+
+    /// Accept an id typed by an operator only if it could be one of ours (no path tricks).
+    pub fn parse(s: &str) -> Option<QueueId> {
+        (s.len() == 18
+            && s.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()))
+        .then(|| QueueId(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for QueueId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for QueueId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_parse_back_and_refuse_paths() {
+        let id = QueueId::new();
+        assert_eq!(QueueId::parse(id.as_str()), Some(id));
+        assert_eq!(QueueId::parse("../../etc/passwd1"), None);
+        assert_eq!(QueueId::parse("abc"), None);
+    }
+}
