@@ -11,7 +11,11 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod config;
+pub mod core;
 pub mod dkim;
+pub mod inbound;
+pub mod outbound;
+pub mod queue;
 pub mod resolver;
 pub mod smtp;
 pub mod spool;

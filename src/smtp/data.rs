@@ -119,6 +119,50 @@ impl DataDecoder {
     }
 }
 
+/// Turns bare CR and LF into CRLF in data that has no dot framing (BDAT chunks), across
+/// chunk boundaries.
+#[derive(Debug, Clone, Default)]
+pub struct Normalizer {
+    pending_cr: bool,
+    bare_newline: bool,
+}
+
+impl Normalizer {
+    pub fn saw_bare_newline(&self) -> bool {
+        self.bare_newline
+    }
+
+    pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        for &b in input {
+            if self.pending_cr {
+                self.pending_cr = false;
+                out.extend_from_slice(b"\r\n");
+                if b == b'\n' {
+                    continue;
+                }
+                self.bare_newline = true;
+            }
+            match b {
+                b'\r' => self.pending_cr = true,
+                b'\n' => {
+                    self.bare_newline = true;
+                    out.extend_from_slice(b"\r\n");
+                }
+                _ => out.push(b),
+            }
+        }
+    }
+
+    /// End of data: a CR still pending is a bare one.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.pending_cr {
+            self.pending_cr = false;
+            self.bare_newline = true;
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
 /// Dot-stuff message bytes for sending (every line starting with '.' gets another), writing
 /// into `out`. `at_line_start` carries the line state between chunks; start with `true`.
 pub fn dot_stuff(chunk: &[u8], at_line_start: &mut bool, out: &mut Vec<u8>) {
@@ -223,6 +267,17 @@ mod tests {
         let (out, end, _) = decode_all(&stuffed);
         assert_eq!(out, msg);
         assert_eq!(end, Some(stuffed.len()));
+    }
+
+    #[test]
+    fn normalizer_handles_split_crlf() {
+        let mut n = Normalizer::default();
+        let mut out = Vec::new();
+        n.push(b"a\r", &mut out);
+        n.push(b"\nb\nc\r", &mut out);
+        n.finish(&mut out);
+        assert_eq!(out, b"a\r\nb\r\nc\r\n");
+        assert!(n.saw_bare_newline());
     }
 
     fn has_bare_newline(b: &[u8]) -> bool {

@@ -1,0 +1,87 @@
+//! The loaded configuration: validated settings with what they point at (signing keys, the TLS
+//! certificate, the relay host password, the resolver), built all-or-nothing and swapped whole
+//! on reload. Sessions and deliveries keep the snapshot they started with.
+
+use crate::config::{ConfigError, ConfigErrors, DeliveryMode, Settings};
+use crate::dkim::signer::{SelectorSpec, Signers, SigningOptions};
+use mail_auth::MessageAuthenticator;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+pub struct Core {
+    pub settings: Settings,
+    pub signers: Signers,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub resolver: MessageAuthenticator,
+    /// Read from `delivery.relay_host.password_file`.
+    pub relay_password: Option<String>,
+}
+
+impl Core {
+    /// Load a configuration file and everything it names. Every problem is reported.
+    pub fn load(path: &Path) -> Result<Core, ConfigErrors> {
+        let settings = Settings::load(path)?;
+        Self::from_settings(settings)
+    }
+
+    pub fn from_settings(settings: Settings) -> Result<Core, ConfigErrors> {
+        let mut errors: Vec<ConfigError> = Vec::new();
+        let specs: BTreeMap<String, Vec<SelectorSpec>> = settings
+            .dkim
+            .domains
+            .iter()
+            .map(|(d, list)| (d.clone(), list.iter().map(|s| SelectorSpec { selector: s.selector.clone(), private_key: s.private_key.clone() }).collect()))
+            .collect();
+        let options = SigningOptions {
+            relaxed_headers: settings.dkim.header_canon == crate::config::Canon::Relaxed,
+            relaxed_body: settings.dkim.body_canon == crate::config::Canon::Relaxed,
+            expire: settings.dkim.expire,
+        };
+        let signers = match Signers::load(&specs, options) {
+            Ok(s) => s,
+            Err(list) => {
+                for (domain, i, e) in list {
+                    let path = settings.dkim.domains.get(&domain).and_then(|l| l.get(i)).map(|s| s.path.key("private_key")).unwrap_or_default();
+                    errors.push(settings.origin.error(&path, e.to_string()));
+                }
+                Signers::default()
+            }
+        };
+        let tls = match &settings.tls {
+            Some(files) => match crate::inbound::tls::load(&files.certificate, &files.private_key) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    errors.push(settings.origin.error(&crate::config::KeyPath::default().key("tls"), e));
+                    None
+                }
+            },
+            None => None,
+        };
+        let relay_password = match &settings.delivery.mode {
+            DeliveryMode::RelayHost(r) => match &r.password_file {
+                Some(p) => match std::fs::read_to_string(p) {
+                    Ok(s) => Some(s.trim_end_matches(['\r', '\n']).to_string()),
+                    Err(e) => {
+                        let kp = crate::config::KeyPath::default().key("delivery").key("relay_host").key("password_file");
+                        errors.push(settings.origin.error(&kp, format!("cannot read {}: {e}", p.display())));
+                        None
+                    }
+                },
+                None => None,
+            },
+            _ => None,
+        };
+        let resolver = match crate::resolver::build(settings.dns.nameservers.as_deref()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                errors.push(settings.origin.error(&crate::config::KeyPath::default().key("dns"), e));
+                None
+            }
+        };
+        match resolver {
+            Some(resolver) if errors.is_empty() => Ok(Core { settings, signers, tls, resolver, relay_password }),
+            _ => Err(ConfigErrors(errors)),
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! Inbound SMTP: listeners (TCP with or without TLS, unix socket), the session state machine
+//! with one file per command, authentication and sender policy, and the reception of a message
+//! (header checks, fix-ups, signing, spooling) before the 250.
+//! Must not import `outbound` or `queue`: new messages are announced on a channel.
+
+pub mod auth;
+mod data;
+mod ehlo;
+pub mod listener;
+mod mail;
+pub mod policy;
+mod rcpt;
+mod receive;
+mod session;
+pub mod throttle;
+pub mod tls;
+
+use crate::spool::{QueueId, Spool};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+pub use crate::core::Core;
+
+/// What lives for the whole process and is shared by all sessions.
+pub struct Shared {
+    pub spool: Spool,
+    pub auth_throttle: throttle::AuthThrottle,
+    pub rate_limiter: throttle::RateLimiter,
+    /// Accepted messages are announced here to the delivery side.
+    pub queued: tokio::sync::mpsc::UnboundedSender<QueueId>,
+}
+
+/// Who is on the other end of the connection.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// None for unix-socket clients.
+    pub ip: Option<IpAddr>,
+    /// The peer's uid, on the unix listener.
+    pub uid: Option<u32>,
+}
+
+impl Peer {
+    pub fn is_loopback(&self) -> bool {
+        self.ip.is_some_and(|ip| match ip {
+            IpAddr::V4(v4) => v4.is_loopback(),
+            IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        })
+    }
+}

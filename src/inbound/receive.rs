@@ -1,0 +1,362 @@
+//! Receiving one message, as its bytes arrive: the header section is checked (structure, one
+//! From with one allowed mailbox, singleton fields), fixed up (Bcc, Date, Message-ID, Received)
+//! and handed to one DKIM signer per selector; the body then streams to the spool file, the
+//! signers and our own body hasher at once, so a large message never sits whole in memory.
+//! At the end: signatures made, each checked by self-verification, spool commit, then 250.
+
+use super::policy::Identity;
+use super::{Core, Shared};
+use crate::config::BareNewlines;
+use crate::dkim::canon::BodyCanon;
+use crate::dkim::fixups::{self, Context, Trace};
+use crate::dkim::signer::SelectorSigner;
+use crate::dkim::verify::{self, MadeSignature};
+use crate::smtp::address::domain_of;
+use crate::smtp::header::{parse_fields, SINGLETONS};
+use crate::smtp::reply::Reply;
+use crate::spool::{Draft, Envelope, QueueId, RecipientState, RecipientStatus, SpoolError};
+use mail_auth::crypto::DkimKey;
+use mail_auth::dkim::DkimSigningStream;
+use mail_auth::headers::HeaderWriter;
+use std::time::{Duration, Instant};
+
+/// The envelope of a message being received: sender and recipients already passed policy.
+pub(crate) struct AcceptedEnvelope {
+    pub sender: String,
+    pub recipients: Vec<String>,
+    pub identity: Identity,
+    pub eight_bit: bool,
+    pub smtputf8: bool,
+}
+
+/// Trace details for the Received field.
+pub(crate) struct Arrival {
+    pub helo: String,
+    pub client_ip: Option<std::net::IpAddr>,
+    pub protocol: &'static str,
+}
+
+struct Body<'c> {
+    draft: Draft,
+    /// The header section as it will be sent (after fix-ups), for self-verification.
+    header_section: Vec<u8>,
+    streams: Vec<(&'c SelectorSigner, DkimSigningStream<'c, DkimKey>)>,
+    canon: BodyCanon,
+    signing_domain: String,
+}
+
+/// A message on its way in.
+pub(crate) struct Reception<'c> {
+    core: &'c Core,
+    shared: &'c Shared,
+    pub id: QueueId,
+    envelope: AcceptedEnvelope,
+    arrival: Arrival,
+    header_buf: Vec<u8>,
+    body: Option<Body<'c>>,
+    refusal: Option<Reply>,
+    size: u64,
+    signing_time: Duration,
+    now_unix: i64,
+}
+
+impl<'c> Reception<'c> {
+    pub fn new(core: &'c Core, shared: &'c Shared, envelope: AcceptedEnvelope, arrival: Arrival) -> Reception<'c> {
+        let now_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        Reception {
+            core,
+            shared,
+            id: QueueId::new(),
+            envelope,
+            arrival,
+            header_buf: Vec::with_capacity(4096),
+            body: None,
+            refusal: None,
+            size: 0,
+            signing_time: Duration::ZERO,
+            now_unix,
+        }
+    }
+
+    /// The refusal already decided, if any (the rest of the data is only drained).
+    pub fn refusal(&self) -> Option<&Reply> {
+        self.refusal.as_ref()
+    }
+
+    fn refuse(&mut self, reply: Reply) {
+        if self.refusal.is_none() {
+            tracing::warn!(queue_id = %self.id, client = %self.envelope.identity.name, reply = %reply, "rejected");
+            self.refusal = Some(reply);
+        }
+        // Drop the draft (its file is removed) and the signers.
+        self.body = None;
+        self.header_buf = Vec::new();
+    }
+
+    /// Take message bytes (already unstuffed and CRLF-normalised).
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.size += bytes.len() as u64;
+        let limit = self.core.settings.limits.max_message_size;
+        if self.size > limit && self.refusal.is_none() {
+            self.refuse(Reply::new(552, "5.3.4", format!("Message size exceeds fixed maximum message size ({limit} bytes)")));
+        }
+        if self.refusal.is_some() {
+            return;
+        }
+        if self.body.is_some() {
+            self.write_body(bytes);
+            return;
+        }
+        let scan_from = self.header_buf.len().saturating_sub(3);
+        self.header_buf.extend_from_slice(bytes);
+        let boundary = if self.header_buf.starts_with(b"\r\n") {
+            Some(0)
+        } else {
+            memchr::memmem::find(&self.header_buf[scan_from..], b"\r\n\r\n").map(|p| scan_from + p + 2)
+        };
+        match boundary {
+            Some(end) => {
+                let buf = std::mem::take(&mut self.header_buf);
+                let (section, rest) = buf.split_at(end);
+                self.begin_body(section, &rest[2..]);
+            }
+            None if self.header_buf.len() as u64 > self.core.settings.limits.max_header_size => {
+                self.refuse(Reply::new(554, "5.6.0", "Header section too large"));
+            }
+            None => {}
+        }
+    }
+
+    fn write_body(&mut self, bytes: &[u8]) {
+        let Some(body) = self.body.as_mut() else { return };
+        if let Err(e) = body.draft.write(bytes) {
+            self.refuse(spool_reply(&e));
+            return;
+        }
+        let t = Instant::now();
+        for (_, stream) in body.streams.iter_mut() {
+            stream.write(bytes);
+        }
+        body.canon.write(bytes);
+        self.signing_time += t.elapsed();
+    }
+
+    /// The header section is complete: check it, fix it up, start the signers and the file.
+    fn begin_body(&mut self, section: &[u8], rest: &[u8]) {
+        match self.prepare(section) {
+            Ok(body) => {
+                self.body = Some(body);
+                if !rest.is_empty() {
+                    self.write_body(rest);
+                }
+            }
+            Err(reply) => self.refuse(reply),
+        }
+    }
+
+    fn prepare(&mut self, section: &[u8]) -> Result<Body<'c>, Reply> {
+        let fields = parse_fields(section).map_err(|e| Reply::new(554, "5.6.0", format!("Malformed header section: {e}")))?;
+        let from_fields: Vec<_> = fields.iter().filter(|f| f.is("From")).collect();
+        if from_fields.len() != 1 {
+            return Err(Reply::new(554, "5.6.0", format!("Message must have exactly one From header field (it has {})", from_fields.len())));
+        }
+        for name in SINGLETONS {
+            if fields.iter().filter(|f| f.is(name)).count() > 1 {
+                return Err(Reply::new(554, "5.6.0", format!("Duplicate {name} header field")));
+            }
+        }
+        let from = header_from_address(from_fields[0].value())?;
+        let identity = &self.envelope.identity;
+        if !identity.may_send_as(&from) {
+            return Err(Reply::new(550, "5.7.1", format!("From <{}> not allowed for {}", super::session::shown(&from), identity.name)));
+        }
+        let from_domain = domain_of(&from).ok_or_else(|| Reply::new(554, "5.6.0", "From address has no domain"))?;
+        let signers = self
+            .core
+            .signers
+            .for_from_domain(&from_domain)
+            .ok_or_else(|| Reply::new(550, "5.7.1", format!("No DKIM key for {from_domain}: refusing to send it unsigned")))?;
+
+        let ctx = Context { hostname: &self.core.settings.hostname, queue_id: self.id.as_str(), now_unix: self.now_unix };
+        let header_section = fixups::fix_header_section(&fields, &ctx);
+        let single = (self.envelope.recipients.len() == 1).then(|| self.envelope.recipients[0].as_str());
+        let trace = Trace { helo: &self.arrival.helo, client_ip: self.arrival.client_ip, protocol: self.arrival.protocol, single_recipient: single };
+        let received = fixups::received(&trace, &ctx);
+
+        let mut draft = self.shared.spool.draft(self.id.clone()).map_err(|e| spool_reply(&e))?;
+        for part in [&received[..], &header_section, b"\r\n"] {
+            draft.write(part).map_err(|e| spool_reply(&e))?;
+        }
+        let t = Instant::now();
+        let mut streams = Vec::with_capacity(signers.len());
+        for s in signers {
+            let mut stream = s.signer.sign_streaming();
+            stream.write(&header_section);
+            stream.write(b"\r\n");
+            streams.push((&**s, stream));
+        }
+        self.signing_time += t.elapsed();
+        let relaxed_body = self.core.settings.dkim.body_canon == crate::config::Canon::Relaxed;
+        Ok(Body {
+            draft,
+            header_section,
+            streams,
+            canon: BodyCanon::new(relaxed_body),
+            signing_domain: signers.first().map(|s| s.domain.clone()).unwrap_or_default(),
+        })
+    }
+
+    /// The end of data: sign, verify, spool, and the reply for the client.
+    pub async fn finish(mut self, saw_bare_newline: bool) -> Reply {
+        if self.body.is_none() && self.refusal.is_none() {
+            // No blank line: the whole message is a header section with an empty body.
+            let mut section = std::mem::take(&mut self.header_buf);
+            if !section.is_empty() && !section.ends_with(b"\r\n") {
+                section.extend_from_slice(b"\r\n");
+            }
+            self.begin_body(&section, b"");
+        }
+        if saw_bare_newline && self.core.settings.limits.bare_newlines == BareNewlines::Reject {
+            self.refuse(Reply::new(554, "5.6.0", "Message contains a bare CR or LF (RFC 5321 2.3.8)"));
+        }
+        if let Some(reply) = self.refusal.take() {
+            return reply;
+        }
+        let Some(body) = self.body.take() else {
+            return Reply::new(451, "4.3.0", "Internal error: no message body");
+        };
+        match self.seal(body).await {
+            Ok(reply) => reply,
+            Err(reply) => {
+                tracing::warn!(queue_id = %self.id, client = %self.envelope.identity.name, reply = %reply, "rejected");
+                reply
+            }
+        }
+    }
+
+    async fn seal(&mut self, body: Body<'c>) -> Result<Reply, Reply> {
+        let t = Instant::now();
+        let body_hash = body.canon.finish();
+        let fields = parse_fields(&body.header_section).map_err(|_| Reply::new(451, "4.3.0", "Internal error re-reading the header section"))?;
+        let mut signatures = Vec::with_capacity(body.streams.len());
+        for (signer, stream) in body.streams {
+            let sig = stream.finish().map_err(|e| {
+                tracing::error!(queue_id = %self.id, selector = %signer.selector, error = %e, "signing failed");
+                Reply::new(451, "4.3.0", "Signing failed, try again later")
+            })?;
+            let header = sig.to_header();
+            let made = MadeSignature {
+                selector: &signer.selector,
+                algorithm: signer.algorithm,
+                public_key: &signer.public_key,
+                relaxed_headers: self.core.settings.dkim.header_canon == crate::config::Canon::Relaxed,
+                header: header.as_bytes(),
+                bh: &sig.bh,
+                b: &sig.b,
+                h: &sig.h,
+            };
+            if let Err(e) = verify::check(&made, &fields, &body_hash) {
+                tracing::error!(queue_id = %self.id, domain = %signer.domain, error = %e, "self-verification failed; message refused");
+                return Err(Reply::new(451, "4.3.0", "Signature self-verification failed, try again later"));
+            }
+            signatures.push((signer.domain.clone(), signer.algorithm, header));
+        }
+        self.signing_time += t.elapsed();
+
+        let envelope = Envelope {
+            version: 1,
+            sender: self.envelope.sender.clone(),
+            recipients: self
+                .envelope
+                .recipients
+                .iter()
+                .map(|r| RecipientStatus {
+                    address: r.clone(),
+                    state: RecipientState::Pending,
+                    attempts: 0,
+                    next_attempt: self.now_unix,
+                    last_reply: None,
+                    dsn_sent: false,
+                })
+                .collect(),
+            received_at: self.now_unix,
+            client: self.envelope.identity.name.clone(),
+            signatures: signatures.iter().map(|(_, _, h)| h.clone()).collect(),
+            size: body.draft.size,
+            eight_bit: self.envelope.eight_bit,
+            smtputf8: self.envelope.smtputf8,
+            is_dsn: false,
+        };
+        let spool = self.shared.spool.clone();
+        let draft = body.draft;
+        let committed = tokio::task::spawn_blocking(move || spool.commit(draft, &envelope)).await;
+        match committed {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(queue_id = %self.id, error = %e, "spool commit failed");
+                return Err(spool_reply(&e));
+            }
+            Err(_) => return Err(Reply::new(451, "4.3.0", "Internal error while queueing")),
+        }
+        let algorithms: Vec<&str> = signatures.iter().map(|(_, a, _)| a.tag()).collect();
+        tracing::info!(
+            queue_id = %self.id,
+            client = %self.envelope.identity.name,
+            sender = %self.envelope.sender,
+            recipients = self.envelope.recipients.len(),
+            size = self.size,
+            domain = %body.signing_domain,
+            algorithms = %algorithms.join(","),
+            signing_us = self.signing_time.as_micros() as u64,
+            "accepted and signed"
+        );
+        let _ = self.shared.queued.send(self.id.clone());
+        Ok(Reply::new(250, "2.0.0", format!("OK queued as {}", self.id)))
+    }
+}
+
+/// The one mailbox address of a From field's value, or the reason it is refused.
+fn header_from_address(value: &[u8]) -> Result<String, Reply> {
+    let mut raw = Vec::with_capacity(value.len() + 8);
+    raw.extend_from_slice(b"From:");
+    raw.extend_from_slice(value);
+    raw.extend_from_slice(b"\r\n");
+    let parsed = mail_parser::MessageParser::new().parse_headers(&raw);
+    let list = parsed.as_ref().and_then(|m| m.from());
+    let one = || Reply::new(554, "5.6.0", "From must hold exactly one mailbox");
+    let list = list.ok_or_else(one)?;
+    if list.has_groups() {
+        return Err(one());
+    }
+    let mut boxes = list.mailboxes();
+    let (Some(first), None) = (boxes.next(), boxes.next()) else {
+        return Err(one());
+    };
+    let address = first.address().ok_or_else(one)?.trim();
+    if !address.contains('@') {
+        return Err(Reply::new(554, "5.6.0", "From address has no domain"));
+    }
+    Ok(address.to_string())
+}
+
+fn spool_reply(e: &SpoolError) -> Reply {
+    match e {
+        SpoolError::Full => Reply::new(452, "4.3.1", "Insufficient system storage, try again later"),
+        _ => Reply::new(451, "4.3.0", "Local error in processing, try again later"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_parsing() {
+        assert_eq!(header_from_address(b" Alice <a@example.com>\r\n").unwrap(), "a@example.com");
+        assert_eq!(header_from_address(b" a@example.com (comment)\r\n").unwrap(), "a@example.com");
+        assert_eq!(header_from_address(b" \"ceo@example.com\" <x@evil.test>\r\n").unwrap(), "x@evil.test");
+        assert!(header_from_address(b" a@example.com, b@example.com\r\n").is_err());
+        assert!(header_from_address(b" undisclosed:;\r\n").is_err());
+        assert!(header_from_address(b" \r\n").is_err());
+    }
+}

@@ -1,0 +1,307 @@
+//! One SMTP session: reading commands (pipelined or not), dispatching each to its handler,
+//! writing replies, and the session-wide limits (idle time, total time, commands, errors).
+
+use super::policy::Identity;
+use super::receive::Reception;
+use super::{Core, Peer, Shared};
+use crate::config::ListenerTls;
+use crate::smtp::reply::Reply;
+use smtp_proto::{Error as ProtoError, Request};
+use std::borrow::Cow;
+use std::io;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Longest command line accepted: 998 octets plus CRLF (RFC 5322's line limit; RFC 5321 asks
+/// for 512 but extensions make longer ones legitimate).
+pub const MAX_COMMAND_LINE: usize = 1000;
+
+/// The connection: its stream, what was read but not yet used, replies not yet written.
+pub(crate) struct Conn<S> {
+    pub stream: S,
+    pub buf: Vec<u8>,
+    out: Vec<u8>,
+}
+
+/// Why reading stopped.
+pub(crate) enum ReadError {
+    Eof,
+    Idle,
+    Io(io::Error),
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    pub fn new(stream: S) -> Conn<S> {
+        Conn { stream, buf: Vec::with_capacity(8192), out: Vec::with_capacity(1024) }
+    }
+
+    pub fn reply(&mut self, r: &Reply) {
+        self.out.extend_from_slice(&r.to_bytes());
+    }
+
+    pub async fn flush(&mut self) -> io::Result<()> {
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+            self.stream.flush().await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Read more bytes into `buf`, waiting at most `idle`.
+    pub async fn fill(&mut self, idle: Duration) -> Result<usize, ReadError> {
+        let mut chunk = [0u8; 16 * 1024];
+        match tokio::time::timeout(idle, self.stream.read(&mut chunk)).await {
+            Err(_) => Err(ReadError::Idle),
+            Ok(Err(e)) => Err(ReadError::Io(e)),
+            Ok(Ok(0)) => Err(ReadError::Eof),
+            Ok(Ok(n)) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                Ok(n)
+            }
+        }
+    }
+
+    /// The next complete line (with its line break), reading as needed. Lines longer than
+    /// `MAX_COMMAND_LINE` come back as `Ok(None)` after being discarded.
+    pub async fn read_line(&mut self, idle: Duration) -> Result<Option<Vec<u8>>, ReadError> {
+        loop {
+            if let Some(line) = self.take_line() {
+                return Ok(line);
+            }
+            self.fill(idle).await?;
+        }
+    }
+
+    /// A complete line from the buffer: `Some(Some(line))`, `Some(None)` for an over-long line
+    /// (discarded), or `None` when no complete line is buffered.
+    pub fn take_line(&mut self) -> Option<Option<Vec<u8>>> {
+        match memchr::memchr(b'\n', &self.buf) {
+            Some(pos) => {
+                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                Some((line.len() <= MAX_COMMAND_LINE + 1).then_some(line))
+            }
+            None if self.buf.len() > MAX_COMMAND_LINE * 8 => {
+                // No line break in sight: drop what we have; the line is too long anyway.
+                self.buf.clear();
+                Some(None)
+            }
+            None => None,
+        }
+    }
+}
+
+/// What to do after a command.
+pub(crate) enum Flow {
+    Continue,
+    Close,
+    StartTls,
+}
+
+/// The mail transaction: from MAIL to the end of DATA (or RSET).
+pub(crate) struct Transaction<'c> {
+    /// The envelope sender; empty for `<>`.
+    pub sender: String,
+    pub recipients: Vec<String>,
+    pub eight_bit: bool,
+    pub smtputf8: bool,
+    /// A BDAT transfer in progress.
+    pub bdat: Option<(Reception<'c>, crate::smtp::data::Normalizer)>,
+}
+
+/// The state of one session.
+pub(crate) struct Session<'c> {
+    pub core: &'c Core,
+    pub shared: &'c Shared,
+    pub peer: Peer,
+    pub listener_tls: ListenerTls,
+    pub tls: bool,
+    pub helo: Option<String>,
+    pub esmtp: bool,
+    pub identity: Option<Identity>,
+    pub tx: Option<Transaction<'c>>,
+    pub auth_failures: u32,
+    pub errors: usize,
+    pub commands: usize,
+    pub started: Instant,
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl<'c> Session<'c> {
+    pub fn idle(&self) -> Duration {
+        self.core.settings.limits.idle_timeout
+    }
+
+    fn out_of_time(&self) -> bool {
+        self.started.elapsed() > self.core.settings.limits.session_timeout
+    }
+
+    /// AUTH is offered over TLS, and in clear text only to loopback clients.
+    pub fn auth_allowed(&self) -> bool {
+        self.tls || self.peer.is_loopback()
+    }
+
+    /// Run the session on `conn` until it ends; `Some(conn)` asks the caller to start TLS on
+    /// the stream and call again.
+    pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, mut conn: Conn<S>) -> Option<Conn<S>> {
+        loop {
+            while let Some(line) = conn.take_line() {
+                let flow = match line {
+                    None => {
+                        self.errors += 1;
+                        conn.reply(&Reply::new(500, "5.5.2", "Line too long"));
+                        Flow::Continue
+                    }
+                    Some(line) => self.command(&line, &mut conn).await,
+                };
+                let flow = match flow {
+                    Flow::Continue if self.errors >= self.core.settings.limits.max_errors => {
+                        conn.reply(&Reply::new(421, "4.7.0", "Too many errors, closing connection"));
+                        Flow::Close
+                    }
+                    f => f,
+                };
+                match flow {
+                    Flow::Continue => {}
+                    Flow::Close => {
+                        let _ = conn.flush().await;
+                        return None;
+                    }
+                    Flow::StartTls => {
+                        if conn.flush().await.is_err() {
+                            return None;
+                        }
+                        // Anything pipelined after STARTTLS was sent in clear text and must not
+                        // be taken as said inside TLS (CVE-2011-0411).
+                        conn.buf.clear();
+                        return Some(conn);
+                    }
+                }
+            }
+            if conn.flush().await.is_err() {
+                return None;
+            }
+            match conn.fill(self.idle()).await {
+                Ok(_) => {}
+                Err(ReadError::Idle) => {
+                    conn.reply(&Reply::new(421, "4.4.2", "Idle timeout, closing connection"));
+                    let _ = conn.flush().await;
+                    return None;
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    async fn command<S: AsyncRead + AsyncWrite + Unpin>(&mut self, line: &[u8], conn: &mut Conn<S>) -> Flow {
+        self.commands += 1;
+        if *self.shutdown.borrow() {
+            conn.reply(&Reply::new(421, "4.3.2", "Service shutting down, try again later"));
+            return Flow::Close;
+        }
+        if self.commands > self.core.settings.limits.max_commands || self.out_of_time() {
+            conn.reply(&Reply::new(421, "4.7.0", "Session limit reached, closing connection"));
+            return Flow::Close;
+        }
+        let request = match Request::parse(&mut line.iter()) {
+            Ok(r) => r,
+            Err(e) => {
+                self.errors += 1;
+                conn.reply(&syntax_reply(e));
+                return Flow::Continue;
+            }
+        };
+        match request {
+            Request::Ehlo { host } => self.ehlo(&host, true, conn),
+            Request::Helo { host } => self.ehlo(&host, false, conn),
+            Request::Lhlo { .. } => self.error(conn, Reply::new(500, "5.5.1", "LHLO is for LMTP")),
+            Request::StartTls => self.starttls(conn),
+            Request::Auth { mechanism, initial_response } => self.auth(mechanism, initial_response.into_owned(), conn).await,
+            Request::Mail { from } => self.mail(from, conn),
+            Request::Rcpt { to } => self.rcpt(to, conn),
+            Request::Data => self.data(conn).await,
+            Request::Bdat { chunk_size, is_last } => self.bdat(chunk_size, is_last, conn).await,
+            Request::Rset => {
+                self.tx = None;
+                conn.reply(&Reply::new(250, "2.0.0", "OK"));
+                Flow::Continue
+            }
+            Request::Noop { .. } => {
+                conn.reply(&Reply::new(250, "2.0.0", "OK"));
+                Flow::Continue
+            }
+            Request::Quit => {
+                conn.reply(&Reply::new(221, "2.0.0", format!("{} closing connection", self.core.settings.hostname)));
+                Flow::Close
+            }
+            Request::Vrfy { .. } => {
+                conn.reply(&Reply::new(252, "2.5.2", "Cannot VRFY user, but will accept message"));
+                Flow::Continue
+            }
+            Request::Help { .. } => {
+                conn.reply(&Reply::new(214, "2.0.0", "See RFC 5321; dkim-relay signs and relays submitted mail"));
+                Flow::Continue
+            }
+            Request::Expn { .. } | Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => {
+                self.error(conn, Reply::new(502, "5.5.1", "Command not implemented"))
+            }
+        }
+    }
+
+    /// Reply with an error and count it against the session.
+    pub fn error<S: AsyncRead + AsyncWrite + Unpin>(&mut self, conn: &mut Conn<S>, reply: Reply) -> Flow {
+        self.errors += 1;
+        conn.reply(&reply);
+        Flow::Continue
+    }
+
+    fn starttls<S: AsyncRead + AsyncWrite + Unpin>(&mut self, conn: &mut Conn<S>) -> Flow {
+        if self.tls {
+            return self.error(conn, Reply::new(503, "5.5.1", "Already in TLS"));
+        }
+        if self.listener_tls != ListenerTls::StartTls || self.core.tls.is_none() {
+            return self.error(conn, Reply::new(502, "5.5.1", "STARTTLS not offered here"));
+        }
+        if self.helo.is_none() {
+            return self.error(conn, Reply::new(503, "5.5.1", "Say EHLO first"));
+        }
+        conn.reply(&Reply::new(220, "2.0.0", "Ready to start TLS"));
+        Flow::StartTls
+    }
+
+    /// After STARTTLS the session starts over (RFC 3207 4.2): forget what was said in clear.
+    pub fn reset_after_tls(&mut self) {
+        self.tls = true;
+        self.helo = None;
+        self.esmtp = false;
+        self.tx = None;
+        if self.identity.as_ref().is_some_and(|i| i.authenticated) {
+            self.identity = None;
+        }
+    }
+}
+
+fn syntax_reply(e: ProtoError) -> Reply {
+    match e {
+        ProtoError::UnknownCommand => Reply::new(500, "5.5.1", "Command unrecognized"),
+        ProtoError::InvalidSenderAddress => Reply::new(501, "5.1.7", "Bad sender address syntax"),
+        ProtoError::InvalidRecipientAddress => Reply::new(501, "5.1.3", "Bad recipient address syntax"),
+        ProtoError::SyntaxError { syntax } => Reply::new(501, "5.5.4", format!("Syntax: {syntax}")),
+        ProtoError::InvalidParameter { param } => Reply::new(501, "5.5.4", format!("Invalid parameter {param}")),
+        ProtoError::UnsupportedParameter { param } => {
+            let shown: String = param.chars().filter(|c| c.is_ascii_graphic()).take(40).collect();
+            Reply::new(555, "5.5.4", format!("Unsupported parameter {shown}"))
+        }
+        ProtoError::ResponseTooLong => Reply::new(500, "5.5.2", "Line too long"),
+        ProtoError::NeedsMoreData { .. } | ProtoError::InvalidResponse { .. } => Reply::new(500, "5.5.2", "Syntax error"),
+    }
+}
+
+/// Text a client sent, made safe to show in a reply or log: printable ASCII, bounded.
+pub(crate) fn shown(s: &str) -> Cow<'_, str> {
+    if s.len() <= 100 && s.chars().all(|c| c.is_ascii_graphic()) {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(s.chars().filter(|c| c.is_ascii_graphic()).take(100).collect())
+    }
+}

@@ -1,0 +1,29 @@
+//! `mode: directory`: each signed message becomes `<queue id>.eml` in a directory — the
+//! staging and demo mode. Written to a temporary name, fsynced and renamed, so a reader never
+//! sees half a message.
+
+use super::{Outcome, Parcel};
+use std::io::Write;
+use std::path::Path;
+
+pub fn deliver(dir: &Path, parcel: &Parcel<'_>) -> Vec<Outcome> {
+    match write(dir, parcel) {
+        Ok(path) => parcel.all(Outcome::Delivered(format!("written to {}", path.display()))),
+        Err(e) => parcel.all(Outcome::Temporary(format!("cannot write to {}: {e}", dir.display()))),
+    }
+}
+
+fn write(dir: &Path, parcel: &Parcel<'_>) -> std::io::Result<std::path::PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{}.eml.tmp", parcel.queue_id));
+    let target = dir.join(format!("{}.eml", parcel.queue_id));
+    let mut out = std::fs::File::create(&tmp)?;
+    for sig in parcel.signatures {
+        out.write_all(sig.as_bytes())?;
+    }
+    let mut msg = std::fs::File::open(parcel.message)?;
+    std::io::copy(&mut msg, &mut out)?;
+    out.sync_data()?;
+    std::fs::rename(&tmp, &target)?;
+    Ok(target)
+}

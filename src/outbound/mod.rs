@@ -1,0 +1,46 @@
+//! Outbound: where a recipient domain's mail goes next (routes, MX, A/AAAA, a relay host, a
+//! directory) and the SMTP courier that hands it over, with an outcome per recipient.
+//! Must not import `queue` or `spool`: it is given the bytes to send and returns outcomes.
+
+pub mod courier;
+pub mod directory;
+pub mod next_hop;
+
+/// What happened to one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered(String),
+    /// Try again later.
+    Temporary(String),
+    /// Give up; a DSN is owed.
+    Permanent(String),
+}
+
+impl Outcome {
+    pub fn reply(&self) -> &str {
+        match self {
+            Outcome::Delivered(r) | Outcome::Temporary(r) | Outcome::Permanent(r) => r,
+        }
+    }
+}
+
+/// One message for one next hop.
+pub struct Parcel<'a> {
+    pub queue_id: &'a str,
+    /// Empty for the null sender.
+    pub sender: &'a str,
+    pub recipients: Vec<&'a str>,
+    /// DKIM-Signature fields to send before the stored bytes.
+    pub signatures: &'a [String],
+    /// The stored message (Received, header section, body).
+    pub message: &'a std::path::Path,
+    pub eight_bit: bool,
+    pub smtputf8: bool,
+}
+
+impl Parcel<'_> {
+    /// The same outcome for every recipient.
+    pub fn all(&self, outcome: Outcome) -> Vec<Outcome> {
+        vec![outcome; self.recipients.len()]
+    }
+}
