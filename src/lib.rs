@@ -7,9 +7,12 @@
 //! # Layout
 //! - `config`: YAML file -> validated `Settings` (every error with file, line, column).
 //! - `dkim`: keys, streaming signer, header fix-ups, self-verification.
+//! - `metrics`: every Prometheus metric with its help text; the `/metrics`, `/healthz`, `/readyz`
+//!   endpoint.
 //! - `resolver`: the shared DNS resolver (`dns.nameservers` or the system one).
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod config;
 pub mod dkim;
+pub mod metrics;
 pub mod resolver;
