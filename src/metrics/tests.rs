@@ -1,7 +1,7 @@
 use super::*;
 
 /// Every metric name PRODUCT.md lists, plus the ones we added.
-pub(crate) const NAMES: [&str; 18] = [
+const NAMES: [&str; 18] = [
     "dkim_relay_connections_total",
     "dkim_relay_sessions_active",
     "dkim_relay_auth_failures_total",
