@@ -6,7 +6,16 @@
 //!
 //! # Layout
 //! - `config`: YAML file -> validated `Settings` (every error with file, line, column).
+//! - `core`: the loaded configuration (settings, keys, TLS, resolver), swapped whole on reload.
+//! - `smtp`: I/O-free protocol pieces: replies, DATA framing, header section, addresses.
 //! - `dkim`: keys, streaming signer, header fix-ups, self-verification.
+//! - `inbound`: listeners, the SMTP session (one file per command), AUTH, sender policy,
+//!   reception (checks, fix-ups, signing, spooling) before the 250.
+//! - `spool`: the durable queue on disk (queue id, envelope, atomic commit).
+//! - `queue`: scheduler, retry schedule, DSNs.
+//! - `outbound`: next hop (routes, MX, A/AAAA), SMTP courier, directory delivery.
+//! - `metrics`: every Prometheus metric with its help text; the `/metrics`, `/healthz`, `/readyz`
+//!   endpoint.
 //! - `resolver`: the shared DNS resolver (`dns.nameservers` or the system one).
 #![forbid(unsafe_op_in_unsafe_fn)]
 
@@ -14,6 +23,7 @@ pub mod config;
 pub mod core;
 pub mod dkim;
 pub mod inbound;
+pub mod metrics;
 pub mod outbound;
 pub mod queue;
 pub mod resolver;
