@@ -19,6 +19,7 @@
 //! - `resolver`: the shared DNS resolver (`dns.nameservers` or the system one).
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+pub mod app;
 pub mod config;
 pub mod core;
 pub mod dkim;

@@ -5,6 +5,7 @@
 use super::policy::{user_client, user_identity};
 use super::session::{Conn, Flow, Session};
 use crate::smtp::reply::Reply;
+use crate::metrics::{AuthMechanism, RejectReason};
 use base64::Engine;
 use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN};
 use std::time::Instant;
@@ -58,6 +59,8 @@ impl Session<'_> {
             }
             _ => {
                 self.auth_failures += 1;
+                self.shared.metrics.auth_failure(if mech_name == "plain" { AuthMechanism::Plain } else { AuthMechanism::Login });
+                self.shared.metrics.rejected(RejectReason::Auth);
                 tracing::warn!(mechanism = mech_name, peer = ?self.peer.ip, failures = self.auth_failures, "authentication failed");
                 let delay = self.shared.auth_throttle.failure(self.peer.ip, Instant::now());
                 if !delay.is_zero() {

@@ -147,11 +147,14 @@ pub async fn serve(bound: Bound, live: Arc<ArcSwap<Core>>, shared: Arc<Shared>, 
                     Bound::Tcp { tls, .. } => *tls,
                     Bound::Unix { .. } => ListenerTls::None,
                 };
+                shared.metrics.connection(bound.name());
                 let core = live.load_full();
                 let shared = shared.clone();
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
-                    handle(conn, Peer { ip, uid }, tls, core, shared, shutdown, permit).await;
+                    shared.metrics.sessions_active.inc();
+                    handle(conn, Peer { ip, uid }, tls, core, shared.clone(), shutdown, permit).await;
+                    shared.metrics.sessions_active.dec();
                     drop(slot);
                 });
             }
@@ -222,7 +225,10 @@ async fn handle(conn: Accepted, peer: Peer, tls: ListenerTls, core: Arc<Core>, s
                     session.tls = true;
                     run_plain(&mut session, tls_stream).await;
                 }
-                _ => tracing::debug!(peer = ?session.peer.ip, "TLS handshake failed"),
+                _ => {
+                    shared.metrics.tls_failure(crate::metrics::Direction::Inbound);
+                    tracing::debug!(peer = ?session.peer.ip, "TLS handshake failed");
+                }
             }
         }
         Accepted::Tcp(stream) => {
@@ -234,7 +240,10 @@ async fn handle(conn: Accepted, peer: Peer, tls: ListenerTls, core: Arc<Core>, s
                     session.reset_after_tls();
                     let _ = session.run(Conn::new(tls_stream)).await;
                 }
-                _ => tracing::debug!(peer = ?session.peer.ip, "STARTTLS handshake failed"),
+                _ => {
+                    shared.metrics.tls_failure(crate::metrics::Direction::Inbound);
+                    tracing::debug!(peer = ?session.peer.ip, "STARTTLS handshake failed");
+                }
             }
         }
     }

@@ -28,6 +28,7 @@ pub struct Shared {
     pub rate_limiter: throttle::RateLimiter,
     /// Accepted messages are announced here to the delivery side.
     pub queued: tokio::sync::mpsc::UnboundedSender<QueueId>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Who is on the other end of the connection.

@@ -21,6 +21,7 @@ impl Session<'_> {
             return self.error(conn, Reply::new(501, "5.1.3", "Bad recipient address syntax"));
         }
         if tx.recipients.len() >= max {
+            self.shared.metrics.rejected(crate::metrics::RejectReason::TooManyRecipients);
             conn.reply(&Reply::new(452, "4.5.3", format!("Too many recipients (at most {max} per message)")));
             return Flow::Continue;
         }

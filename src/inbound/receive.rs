@@ -11,6 +11,7 @@ use crate::dkim::canon::BodyCanon;
 use crate::dkim::fixups::{self, Context, Trace};
 use crate::dkim::signer::SelectorSigner;
 use crate::dkim::verify::{self, MadeSignature};
+use crate::metrics::{Algorithm, RejectReason};
 use crate::smtp::address::domain_of;
 use crate::smtp::header::{parse_fields, SINGLETONS};
 use crate::smtp::reply::Reply;
@@ -85,6 +86,7 @@ impl<'c> Reception<'c> {
 
     fn refuse(&mut self, reply: Reply) {
         if self.refusal.is_none() {
+            self.shared.metrics.rejected(reason_of(&reply));
             tracing::warn!(queue_id = %self.id, client = %self.envelope.identity.name, reply = %reply, "rejected");
             self.refusal = Some(reply);
         }
@@ -228,6 +230,7 @@ impl<'c> Reception<'c> {
         match self.seal(body).await {
             Ok(reply) => reply,
             Err(reply) => {
+                self.shared.metrics.rejected(reason_of(&reply));
                 tracing::warn!(queue_id = %self.id, client = %self.envelope.identity.name, reply = %reply, "rejected");
                 reply
             }
@@ -257,6 +260,7 @@ impl<'c> Reception<'c> {
             };
             if let Err(e) = verify::check(&made, &fields, &body_hash) {
                 tracing::error!(queue_id = %self.id, domain = %signer.domain, error = %e, "self-verification failed; message refused");
+                self.shared.metrics.self_verify_failures_total.inc();
                 return Err(Reply::new(451, "4.3.0", "Signature self-verification failed, try again later"));
             }
             signatures.push((signer.domain.clone(), signer.algorithm, header));
@@ -298,6 +302,13 @@ impl<'c> Reception<'c> {
             }
             Err(_) => return Err(Reply::new(451, "4.3.0", "Internal error while queueing")),
         }
+        let m = &self.shared.metrics;
+        m.messages_received_total.inc();
+        m.message_size_bytes.observe(self.size as f64);
+        m.signing_seconds.observe(self.signing_time.as_secs_f64());
+        for (domain, algorithm, _) in &signatures {
+            m.signed(domain, metric_algorithm(*algorithm));
+        }
         let algorithms: Vec<&str> = signatures.iter().map(|(_, a, _)| a.tag()).collect();
         tracing::info!(
             queue_id = %self.id,
@@ -337,6 +348,28 @@ fn header_from_address(value: &[u8]) -> Result<String, Reply> {
         return Err(Reply::new(554, "5.6.0", "From address has no domain"));
     }
     Ok(address.to_string())
+}
+
+fn metric_algorithm(a: crate::dkim::keys::KeyAlgorithm) -> Algorithm {
+    match a {
+        crate::dkim::keys::KeyAlgorithm::RsaSha256 => Algorithm::RsaSha256,
+        crate::dkim::keys::KeyAlgorithm::Ed25519Sha256 => Algorithm::Ed25519Sha256,
+    }
+}
+
+/// The metric reason for a refusal, from its status code.
+fn reason_of(reply: &Reply) -> RejectReason {
+    let text = reply.lines.first().map(|l| l.as_ref()).unwrap_or("");
+    match (reply.code, reply.status) {
+        (552, _) => RejectReason::Size,
+        (_, "4.3.1") => RejectReason::Spool,
+        (_, "5.7.1") if text.starts_with("No DKIM key") => RejectReason::NoSigningKey,
+        (_, "5.7.1") => RejectReason::SenderNotAllowed,
+        (_, "5.6.0") if text.contains("bare CR") => RejectReason::BareNewline,
+        (_, "5.6.0") => RejectReason::HeaderPolicy,
+        (_, "4.3.0") if text.contains("self-verification") => RejectReason::SelfVerify,
+        _ => RejectReason::Spool,
+    }
 }
 
 fn spool_reply(e: &SpoolError) -> Reply {

@@ -27,7 +27,7 @@ pub(crate) struct Conn<S> {
 pub(crate) enum ReadError {
     Eof,
     Idle,
-    Io(io::Error),
+    Io(#[allow(dead_code)] io::Error),
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {

@@ -1,0 +1,146 @@
+//! Wiring: load the configuration, open the spool, bind the listeners, start the scheduler and
+//! the metrics endpoint, and handle signals (HUP reload, TERM/INT drain, USR1 retry queue).
+//! The one module that may import everything.
+
+use crate::core::Core;
+use crate::inbound::listener::{self, Limits};
+use crate::inbound::throttle::{AuthThrottle, RateLimiter};
+use crate::inbound::Shared;
+use crate::metrics::{Metrics, Readiness};
+use crate::queue::Scheduler;
+use crate::spool::Spool;
+use anyhow::{anyhow, Context as _};
+use arc_swap::ArcSwap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+
+/// How long SIGTERM waits for sessions to finish.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Set up logging as the configuration says (`RUST_LOG` overrides the level).
+pub fn init_logging(core: &Core) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("dkim_relay={0},warn", core.settings.log.level)));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let _ = match core.settings.log.format {
+        crate::config::LogFormat::Json => builder.json().try_init(),
+        crate::config::LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Label pairs (domain, algorithm) of the configured signers, for the metrics.
+fn signer_labels(core: &Core) -> Vec<(String, crate::metrics::Algorithm)> {
+    core.signers
+        .domains()
+        .flat_map(|(d, list)| {
+            list.iter().map(move |s| {
+                let a = match s.algorithm {
+                    crate::dkim::keys::KeyAlgorithm::RsaSha256 => crate::metrics::Algorithm::RsaSha256,
+                    crate::dkim::keys::KeyAlgorithm::Ed25519Sha256 => crate::metrics::Algorithm::Ed25519Sha256,
+                };
+                (d.clone(), a)
+            })
+        })
+        .collect()
+}
+
+fn init_labels(metrics: &Metrics, core: &Core) {
+    let listeners: Vec<String> = core.settings.listeners.iter().map(|l| l.name()).collect();
+    let labels = signer_labels(core);
+    metrics.init_config_labels(listeners.iter().map(String::as_str), labels.iter().map(|(d, a)| (d.as_str(), *a)));
+}
+
+/// `dkim-relay serve`.
+pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
+    let core = Core::load(config_path).map_err(|e| anyhow!("{e}"))?;
+    init_logging(&core);
+    let metrics = Arc::new(Metrics::new());
+    init_labels(&metrics, &core);
+    let readiness = Arc::new(Readiness::new());
+
+    let spool = Spool::open(&core.settings.spool_dir).with_context(|| format!("spool {}", core.settings.spool_dir.display()))?;
+    let recovered = spool.recover()?;
+    if recovered > 0 {
+        tracing::warn!(files = recovered, "removed half-written spool files left by a crash");
+    }
+    readiness.set_spool_dir(core.settings.spool_dir.join("tmp"));
+    readiness.set_config_loaded(true);
+
+    let bound = listener::bind(&core).map_err(|e| anyhow!(e))?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (queued_tx, queued_rx) = mpsc::unbounded_channel();
+    let (retry_tx, retry_rx) = mpsc::unbounded_channel();
+    let limits = Limits::new(core.settings.limits.max_connections, core.settings.limits.max_connections_per_ip);
+    let metrics_addr = core.settings.metrics;
+    let live = Arc::new(ArcSwap::from_pointee(core));
+
+    let shared = Arc::new(Shared {
+        spool: spool.clone(),
+        auth_throttle: AuthThrottle::default(),
+        rate_limiter: RateLimiter::default(),
+        queued: queued_tx,
+        metrics: metrics.clone(),
+    });
+
+    let scheduler = Scheduler::new(spool, live.clone(), metrics.clone());
+    let scheduler_task = tokio::spawn(scheduler.run(queued_rx, retry_rx, shutdown_rx.clone()));
+
+    if let Some(addr) = metrics_addr {
+        let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("metrics listener {addr}"))?;
+        tokio::spawn(crate::metrics::serve(l, metrics.clone(), readiness.clone(), shutdown_rx.clone()));
+    }
+    for b in bound {
+        tracing::info!(listener = %b.name(), "listening");
+        tokio::spawn(listener::serve(b, live.clone(), shared.clone(), limits.clone(), shutdown_rx.clone()));
+    }
+    readiness.set_listeners_bound(true);
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "dkim-relay started");
+
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(config_path, &live, &metrics),
+            _ = usr1.recv() => {
+                tracing::info!("retrying the whole queue now");
+                let _ = retry_tx.send(());
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+
+    tracing::info!("shutting down: no new connections; waiting for sessions to finish");
+    readiness.set_listeners_bound(false);
+    let _ = shutdown_tx.send(true);
+    let all = u32::try_from(live.load().settings.limits.max_connections).unwrap_or(u32::MAX);
+    match tokio::time::timeout(DRAIN_DEADLINE, limits.overall.acquire_many(all)).await {
+        Ok(_) => tracing::info!("all sessions finished"),
+        Err(_) => tracing::warn!("drain deadline reached; closing remaining sessions (their messages were not acknowledged)"),
+    }
+    scheduler_task.abort();
+    Ok(())
+}
+
+/// SIGHUP: load the configuration again; swap it in only if all of it is good.
+fn reload(path: &Path, live: &ArcSwap<Core>, metrics: &Metrics) {
+    match Core::load(path) {
+        Ok(core) => {
+            init_labels(metrics, &core);
+            live.store(Arc::new(core));
+            metrics.config_reload(true);
+            tracing::info!("configuration reloaded");
+        }
+        Err(e) => {
+            metrics.config_reload(false);
+            for err in &e.0 {
+                tracing::error!(error = %err, "reload refused; keeping the running configuration");
+            }
+        }
+    }
+}
