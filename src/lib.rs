@@ -8,8 +8,10 @@
 //! - `config`: YAML file -> validated `Settings` (every error with file, line, column).
 //! - `dkim`: keys, streaming signer, header fix-ups, self-verification.
 //! - `resolver`: the shared DNS resolver (`dns.nameservers` or the system one).
+//! - `tools`: `keygen`, `dns-check` (also the daemon's DNS doctor) and `verify`.
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod config;
 pub mod dkim;
 pub mod resolver;
+pub mod tools;
