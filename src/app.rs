@@ -23,8 +23,13 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 /// Set up logging as the configuration says (`RUST_LOG` overrides the level).
 pub fn init_logging(core: &Core) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("dkim_relay={0},warn", core.settings.log.level)));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!("dkim_relay={0},warn", core.settings.log.level))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
     let _ = match core.settings.log.format {
         crate::config::LogFormat::Json => builder.json().try_init(),
         crate::config::LogFormat::Text => builder.try_init(),
@@ -38,8 +43,12 @@ fn signer_labels(core: &Core) -> Vec<(String, crate::metrics::Algorithm)> {
         .flat_map(|(d, list)| {
             list.iter().map(move |s| {
                 let a = match s.algorithm {
-                    crate::dkim::keys::KeyAlgorithm::RsaSha256 => crate::metrics::Algorithm::RsaSha256,
-                    crate::dkim::keys::KeyAlgorithm::Ed25519Sha256 => crate::metrics::Algorithm::Ed25519Sha256,
+                    crate::dkim::keys::KeyAlgorithm::RsaSha256 => {
+                        crate::metrics::Algorithm::RsaSha256
+                    }
+                    crate::dkim::keys::KeyAlgorithm::Ed25519Sha256 => {
+                        crate::metrics::Algorithm::Ed25519Sha256
+                    }
                 };
                 (d.clone(), a)
             })
@@ -50,7 +59,10 @@ fn signer_labels(core: &Core) -> Vec<(String, crate::metrics::Algorithm)> {
 fn init_labels(metrics: &Metrics, core: &Core) {
     let listeners: Vec<String> = core.settings.listeners.iter().map(|l| l.name()).collect();
     let labels = signer_labels(core);
-    metrics.init_config_labels(listeners.iter().map(String::as_str), labels.iter().map(|(d, a)| (d.as_str(), *a)));
+    metrics.init_config_labels(
+        listeners.iter().map(String::as_str),
+        labels.iter().map(|(d, a)| (d.as_str(), *a)),
+    );
 }
 
 /// `dkim-relay serve`.
@@ -61,10 +73,14 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     init_labels(&metrics, &core);
     let readiness = Arc::new(Readiness::new());
 
-    let spool = Spool::open(&core.settings.spool_dir).with_context(|| format!("spool {}", core.settings.spool_dir.display()))?;
+    let spool = Spool::open(&core.settings.spool_dir)
+        .with_context(|| format!("spool {}", core.settings.spool_dir.display()))?;
     let recovered = spool.recover()?;
     if recovered > 0 {
-        tracing::warn!(files = recovered, "removed half-written spool files left by a crash");
+        tracing::warn!(
+            files = recovered,
+            "removed half-written spool files left by a crash"
+        );
     }
     readiness.set_spool_dir(core.settings.spool_dir.join("tmp"));
     readiness.set_config_loaded(true);
@@ -73,7 +89,10 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (queued_tx, queued_rx) = mpsc::unbounded_channel();
     let (retry_tx, retry_rx) = mpsc::unbounded_channel();
-    let limits = Limits::new(core.settings.limits.max_connections, core.settings.limits.max_connections_per_ip);
+    let limits = Limits::new(
+        core.settings.limits.max_connections,
+        core.settings.limits.max_connections_per_ip,
+    );
     let metrics_addr = core.settings.metrics;
     let live = Arc::new(ArcSwap::from_pointee(core));
 
@@ -89,12 +108,25 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     let scheduler_task = tokio::spawn(scheduler.run(queued_rx, retry_rx, shutdown_rx.clone()));
 
     if let Some(addr) = metrics_addr {
-        let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("metrics listener {addr}"))?;
-        tokio::spawn(crate::metrics::serve(l, metrics.clone(), readiness.clone(), shutdown_rx.clone()));
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("metrics listener {addr}"))?;
+        tokio::spawn(crate::metrics::serve(
+            l,
+            metrics.clone(),
+            readiness.clone(),
+            shutdown_rx.clone(),
+        ));
     }
     for b in bound {
         tracing::info!(listener = %b.name(), "listening");
-        tokio::spawn(listener::serve(b, live.clone(), shared.clone(), limits.clone(), shutdown_rx.clone()));
+        tokio::spawn(listener::serve(
+            b,
+            live.clone(),
+            shared.clone(),
+            limits.clone(),
+            shutdown_rx.clone(),
+        ));
     }
     readiness.set_listeners_bound(true);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "dkim-relay started");

@@ -31,7 +31,17 @@ impl Core {
             .dkim
             .domains
             .iter()
-            .map(|(d, list)| (d.clone(), list.iter().map(|s| SelectorSpec { selector: s.selector.clone(), private_key: s.private_key.clone() }).collect()))
+            .map(|(d, list)| {
+                (
+                    d.clone(),
+                    list.iter()
+                        .map(|s| SelectorSpec {
+                            selector: s.selector.clone(),
+                            private_key: s.private_key.clone(),
+                        })
+                        .collect(),
+                )
+            })
             .collect();
         let options = SigningOptions {
             relaxed_headers: settings.dkim.header_canon == crate::config::Canon::Relaxed,
@@ -42,20 +52,32 @@ impl Core {
             Ok(s) => s,
             Err(list) => {
                 for (domain, i, e) in list {
-                    let path = settings.dkim.domains.get(&domain).and_then(|l| l.get(i)).map(|s| s.path.key("private_key")).unwrap_or_default();
+                    let path = settings
+                        .dkim
+                        .domains
+                        .get(&domain)
+                        .and_then(|l| l.get(i))
+                        .map(|s| s.path.key("private_key"))
+                        .unwrap_or_default();
                     errors.push(settings.origin.error(&path, e.to_string()));
                 }
                 Signers::default()
             }
         };
         let tls = match &settings.tls {
-            Some(files) => match crate::inbound::tls::load(&files.certificate, &files.private_key) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    errors.push(settings.origin.error(&crate::config::KeyPath::default().key("tls"), e));
-                    None
+            Some(files) => {
+                match crate::inbound::tls::load(&files.certificate, &files.private_key) {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        errors.push(
+                            settings
+                                .origin
+                                .error(&crate::config::KeyPath::default().key("tls"), e),
+                        );
+                        None
+                    }
                 }
-            },
+            }
             None => None,
         };
         let relay_password = match &settings.delivery.mode {
@@ -63,8 +85,15 @@ impl Core {
                 Some(p) => match std::fs::read_to_string(p) {
                     Ok(s) => Some(s.trim_end_matches(['\r', '\n']).to_string()),
                     Err(e) => {
-                        let kp = crate::config::KeyPath::default().key("delivery").key("relay_host").key("password_file");
-                        errors.push(settings.origin.error(&kp, format!("cannot read {}: {e}", p.display())));
+                        let kp = crate::config::KeyPath::default()
+                            .key("delivery")
+                            .key("relay_host")
+                            .key("password_file");
+                        errors.push(
+                            settings
+                                .origin
+                                .error(&kp, format!("cannot read {}: {e}", p.display())),
+                        );
                         None
                     }
                 },
@@ -75,12 +104,22 @@ impl Core {
         let resolver = match crate::resolver::build(settings.dns.nameservers.as_deref()) {
             Ok(r) => Some(r),
             Err(e) => {
-                errors.push(settings.origin.error(&crate::config::KeyPath::default().key("dns"), e));
+                errors.push(
+                    settings
+                        .origin
+                        .error(&crate::config::KeyPath::default().key("dns"), e),
+                );
                 None
             }
         };
         match resolver {
-            Some(resolver) if errors.is_empty() => Ok(Core { settings, signers, tls, resolver, relay_password }),
+            Some(resolver) if errors.is_empty() => Ok(Core {
+                settings,
+                signers,
+                tls,
+                resolver,
+                relay_password,
+            }),
             _ => Err(ConfigErrors(errors)),
         }
     }

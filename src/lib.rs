@@ -17,6 +17,7 @@
 //! - `metrics`: every Prometheus metric with its help text; the `/metrics`, `/healthz`, `/readyz`
 //!   endpoint.
 //! - `resolver`: the shared DNS resolver (`dns.nameservers` or the system one).
+//! - `tools`: `keygen`, `dns-check` (also the daemon's DNS doctor) and `verify`.
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod app;
@@ -30,3 +31,4 @@ pub mod queue;
 pub mod resolver;
 pub mod smtp;
 pub mod spool;
+pub mod tools;

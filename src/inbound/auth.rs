@@ -4,8 +4,8 @@
 
 use super::policy::{user_client, user_identity};
 use super::session::{Conn, Flow, Session};
-use crate::smtp::reply::Reply;
 use crate::metrics::{AuthMechanism, RejectReason};
+use crate::smtp::reply::Reply;
 use base64::Engine;
 use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN};
 use std::time::Instant;
@@ -19,13 +19,27 @@ const MAX_FAILURES_PER_CONNECTION: u32 = 10;
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$1Y7Ad6z2r5K5WnqsFv5f0bqJdQ9oQ1q7w8Hq3XG3b0A";
 
 fn b64(s: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::STANDARD.decode(s.trim()).ok()
+    base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .ok()
 }
 
 impl Session<'_> {
-    pub(crate) async fn auth<S: AsyncRead + AsyncWrite + Unpin>(&mut self, mechanism: u64, initial: String, conn: &mut Conn<S>) -> Flow {
+    pub(crate) async fn auth<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        mechanism: u64,
+        initial: String,
+        conn: &mut Conn<S>,
+    ) -> Flow {
         if !self.auth_allowed() {
-            return self.error(conn, Reply::new(538, "5.7.11", "Encryption required for requested authentication mechanism"));
+            return self.error(
+                conn,
+                Reply::new(
+                    538,
+                    "5.7.11",
+                    "Encryption required for requested authentication mechanism",
+                ),
+            );
         }
         if self.helo.is_none() || !self.esmtp {
             return self.error(conn, Reply::new(503, "5.5.1", "Say EHLO first"));
@@ -34,12 +48,24 @@ impl Session<'_> {
             return self.error(conn, Reply::new(503, "5.5.1", "Already authenticated"));
         }
         if self.tx.is_some() {
-            return self.error(conn, Reply::new(503, "5.5.1", "AUTH not allowed during a mail transaction"));
+            return self.error(
+                conn,
+                Reply::new(503, "5.5.1", "AUTH not allowed during a mail transaction"),
+            );
         }
         let (mech_name, credentials) = match mechanism {
             AUTH_PLAIN => ("plain", self.auth_plain(initial, conn).await),
             AUTH_LOGIN => ("login", self.auth_login(initial, conn).await),
-            _ => return self.error(conn, Reply::new(504, "5.5.4", "Unrecognized authentication type (use PLAIN or LOGIN)")),
+            _ => {
+                return self.error(
+                    conn,
+                    Reply::new(
+                        504,
+                        "5.5.4",
+                        "Unrecognized authentication type (use PLAIN or LOGIN)",
+                    ),
+                )
+            }
         };
         let (user, password) = match credentials {
             Ok(c) => c,
@@ -47,9 +73,13 @@ impl Session<'_> {
             Err(None) => return Flow::Close,
         };
         let client = user_client(&self.core.settings.clients, &user);
-        let hash = client.map(|(_, h)| h.to_string()).unwrap_or_else(|| DUMMY_HASH.to_string());
+        let hash = client
+            .map(|(_, h)| h.to_string())
+            .unwrap_or_else(|| DUMMY_HASH.to_string());
         // The hash costs tens of milliseconds of CPU: keep it off the async threads.
-        let verified = tokio::task::spawn_blocking(move || verify_password(&hash, &password)).await.unwrap_or(false);
+        let verified = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+            .await
+            .unwrap_or(false);
         match client {
             Some((c, _)) if verified => {
                 self.identity = Some(user_identity(c, &user));
@@ -59,28 +89,50 @@ impl Session<'_> {
             }
             _ => {
                 self.auth_failures += 1;
-                self.shared.metrics.auth_failure(if mech_name == "plain" { AuthMechanism::Plain } else { AuthMechanism::Login });
+                self.shared.metrics.auth_failure(if mech_name == "plain" {
+                    AuthMechanism::Plain
+                } else {
+                    AuthMechanism::Login
+                });
                 self.shared.metrics.rejected(RejectReason::Auth);
                 tracing::warn!(mechanism = mech_name, peer = ?self.peer.ip, failures = self.auth_failures, "authentication failed");
-                let delay = self.shared.auth_throttle.failure(self.peer.ip, Instant::now());
+                let delay = self
+                    .shared
+                    .auth_throttle
+                    .failure(self.peer.ip, Instant::now());
                 if !delay.is_zero() {
                     let _ = conn.flush().await;
                     tokio::time::sleep(delay).await;
                 }
                 if self.auth_failures >= MAX_FAILURES_PER_CONNECTION {
-                    conn.reply(&Reply::new(421, "4.7.0", "Too many authentication failures, closing connection"));
+                    conn.reply(&Reply::new(
+                        421,
+                        "4.7.0",
+                        "Too many authentication failures, closing connection",
+                    ));
                     return Flow::Close;
                 }
-                self.error(conn, Reply::new(535, "5.7.8", "Authentication credentials invalid"))
+                self.error(
+                    conn,
+                    Reply::new(535, "5.7.8", "Authentication credentials invalid"),
+                )
             }
         }
     }
 
     /// Read the client's answer to a 334 challenge. `Err(None)`: connection gone.
-    async fn challenge<S: AsyncRead + AsyncWrite + Unpin>(&mut self, prompt: &str, conn: &mut Conn<S>) -> Result<String, Option<Reply>> {
+    async fn challenge<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        prompt: &str,
+        conn: &mut Conn<S>,
+    ) -> Result<String, Option<Reply>> {
         conn.reply(&Reply::new(334, "", prompt.to_string()));
         conn.flush().await.map_err(|_| None)?;
-        let line = conn.read_line(self.idle()).await.map_err(|_| None)?.ok_or_else(|| Some(Reply::new(500, "5.5.2", "Line too long")))?;
+        let line = conn
+            .read_line(self.idle())
+            .await
+            .map_err(|_| None)?
+            .ok_or_else(|| Some(Reply::new(500, "5.5.2", "Line too long")))?;
         let text = String::from_utf8_lossy(&line).trim_end().to_string();
         if text == "*" {
             return Err(Some(Reply::new(501, "5.0.0", "Authentication cancelled")));
@@ -88,25 +140,63 @@ impl Session<'_> {
         Ok(text)
     }
 
-    async fn auth_plain<S: AsyncRead + AsyncWrite + Unpin>(&mut self, initial: String, conn: &mut Conn<S>) -> Result<(String, String), Option<Reply>> {
-        let response = if initial.is_empty() { self.challenge("", conn).await? } else { initial };
-        let bad = || Some(Reply::new(501, "5.5.2", "Cannot decode AUTH PLAIN response"));
-        let raw = if response == "=" { Vec::new() } else { b64(&response).ok_or_else(bad)? };
+    async fn auth_plain<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        initial: String,
+        conn: &mut Conn<S>,
+    ) -> Result<(String, String), Option<Reply>> {
+        let response = if initial.is_empty() {
+            self.challenge("", conn).await?
+        } else {
+            initial
+        };
+        let bad = || {
+            Some(Reply::new(
+                501,
+                "5.5.2",
+                "Cannot decode AUTH PLAIN response",
+            ))
+        };
+        let raw = if response == "=" {
+            Vec::new()
+        } else {
+            b64(&response).ok_or_else(bad)?
+        };
         let mut parts = raw.split(|b| *b == 0);
-        let (Some(authz), Some(user), Some(pass), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(authz), Some(user), Some(pass), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(bad());
         };
         let user = String::from_utf8(user.to_vec()).map_err(|_| bad())?;
         let pass = String::from_utf8(pass.to_vec()).map_err(|_| bad())?;
         if !authz.is_empty() && authz != user.as_bytes() {
-            return Err(Some(Reply::new(535, "5.7.8", "Authentication credentials invalid")));
+            return Err(Some(Reply::new(
+                535,
+                "5.7.8",
+                "Authentication credentials invalid",
+            )));
         }
         Ok((user, pass))
     }
 
-    async fn auth_login<S: AsyncRead + AsyncWrite + Unpin>(&mut self, initial: String, conn: &mut Conn<S>) -> Result<(String, String), Option<Reply>> {
-        let bad = || Some(Reply::new(501, "5.5.2", "Cannot decode AUTH LOGIN response"));
-        let user_b64 = if initial.is_empty() { self.challenge("VXNlcm5hbWU6", conn).await? } else { initial };
+    async fn auth_login<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        initial: String,
+        conn: &mut Conn<S>,
+    ) -> Result<(String, String), Option<Reply>> {
+        let bad = || {
+            Some(Reply::new(
+                501,
+                "5.5.2",
+                "Cannot decode AUTH LOGIN response",
+            ))
+        };
+        let user_b64 = if initial.is_empty() {
+            self.challenge("VXNlcm5hbWU6", conn).await?
+        } else {
+            initial
+        };
         let user = String::from_utf8(b64(&user_b64).ok_or_else(bad)?).map_err(|_| bad())?;
         let pass_b64 = self.challenge("UGFzc3dvcmQ6", conn).await?;
         let pass = String::from_utf8(b64(&pass_b64).ok_or_else(bad)?).map_err(|_| bad())?;
@@ -121,7 +211,9 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
         return bcrypt::verify(password, hash).unwrap_or(false);
     }
     match PasswordHash::new(hash) {
-        Ok(parsed) => argon2::Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
         Err(_) => false,
     }
 }
@@ -130,7 +222,10 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
 pub fn hash_password(password: &str) -> Result<String, String> {
     use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
     let salt = SaltString::generate(&mut OsRng);
-    argon2::Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| e.to_string())
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

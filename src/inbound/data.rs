@@ -16,7 +16,10 @@ impl<'c> Session<'c> {
         if tx.recipients.is_empty() {
             return Err(Reply::new(554, "5.5.1", "No valid recipients"));
         }
-        let identity = self.identity.clone().ok_or_else(|| Reply::new(530, "5.7.0", "Authentication required"))?;
+        let identity = self
+            .identity
+            .clone()
+            .ok_or_else(|| Reply::new(530, "5.7.0", "Authentication required"))?;
         Ok(AcceptedEnvelope {
             sender: tx.sender.clone(),
             recipients: tx.recipients.clone(),
@@ -35,18 +38,32 @@ impl<'c> Session<'c> {
             (true, false, true) => "ESMTPA",
             (true, true, true) => "ESMTPSA",
         };
-        Arrival { helo: self.helo.clone().unwrap_or_default(), client_ip: self.peer.ip, protocol }
+        Arrival {
+            helo: self.helo.clone().unwrap_or_default(),
+            client_ip: self.peer.ip,
+            protocol,
+        }
     }
 
-    pub(crate) async fn data<S: AsyncRead + AsyncWrite + Unpin>(&mut self, conn: &mut Conn<S>) -> Flow {
+    pub(crate) async fn data<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut Conn<S>,
+    ) -> Flow {
         if self.tx.as_ref().is_some_and(|t| t.bdat.is_some()) {
-            return self.error(conn, Reply::new(503, "5.5.1", "DATA not allowed after BDAT"));
+            return self.error(
+                conn,
+                Reply::new(503, "5.5.1", "DATA not allowed after BDAT"),
+            );
         }
         let envelope = match self.envelope_for_data() {
             Ok(e) => e,
             Err(r) => return self.error(conn, r),
         };
-        conn.reply(&Reply::new(354, "", "Start mail input; end with <CRLF>.<CRLF>"));
+        conn.reply(&Reply::new(
+            354,
+            "",
+            "Start mail input; end with <CRLF>.<CRLF>",
+        ));
         if conn.flush().await.is_err() {
             return Flow::Close;
         }
@@ -69,7 +86,11 @@ impl<'c> Session<'c> {
             match conn.fill(self.idle()).await {
                 Ok(_) => {}
                 Err(ReadError::Idle) => {
-                    conn.reply(&Reply::new(421, "4.4.2", "Idle timeout during DATA, closing connection"));
+                    conn.reply(&Reply::new(
+                        421,
+                        "4.4.2",
+                        "Idle timeout during DATA, closing connection",
+                    ));
                     return Flow::Close;
                 }
                 // Connection lost mid-message: the draft is dropped with the reception.
@@ -82,12 +103,20 @@ impl<'c> Session<'c> {
         Flow::Continue
     }
 
-    pub(crate) async fn bdat<S: AsyncRead + AsyncWrite + Unpin>(&mut self, chunk_size: usize, is_last: bool, conn: &mut Conn<S>) -> Flow {
+    pub(crate) async fn bdat<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        chunk_size: usize,
+        is_last: bool,
+        conn: &mut Conn<S>,
+    ) -> Flow {
         // The chunk follows the command whatever we think of it: read it in any case.
         let mut reception = match self.tx.as_mut().and_then(|t| t.bdat.take()) {
             Some(r) => Some(r),
             None => match self.envelope_for_data() {
-                Ok(envelope) => Some((Reception::new(self.core, self.shared, envelope, self.arrival()), Normalizer::default())),
+                Ok(envelope) => Some((
+                    Reception::new(self.core, self.shared, envelope, self.arrival()),
+                    Normalizer::default(),
+                )),
                 Err(reply) => {
                     if self.drain(chunk_size, conn).await.is_err() {
                         return Flow::Close;
@@ -103,7 +132,11 @@ impl<'c> Session<'c> {
                 match conn.fill(self.idle()).await {
                     Ok(_) => {}
                     Err(ReadError::Idle) => {
-                        conn.reply(&Reply::new(421, "4.4.2", "Idle timeout during BDAT, closing connection"));
+                        conn.reply(&Reply::new(
+                            421,
+                            "4.4.2",
+                            "Idle timeout during BDAT, closing connection",
+                        ));
                         return Flow::Close;
                     }
                     Err(_) => return Flow::Close,
@@ -118,7 +151,9 @@ impl<'c> Session<'c> {
             conn.buf.drain(..take);
             left -= take;
         }
-        let Some((mut r, mut norm)) = reception else { return Flow::Continue };
+        let Some((mut r, mut norm)) = reception else {
+            return Flow::Continue;
+        };
         if is_last {
             norm.finish(&mut out);
             r.feed(&out);
@@ -132,7 +167,11 @@ impl<'c> Session<'c> {
                 tx.bdat = Some((r, norm));
             }
         } else {
-            conn.reply(&Reply::new(250, "2.0.0", format!("{chunk_size} octets received")));
+            conn.reply(&Reply::new(
+                250,
+                "2.0.0",
+                format!("{chunk_size} octets received"),
+            ));
             if let Some(tx) = self.tx.as_mut() {
                 tx.bdat = Some((r, norm));
             }
@@ -140,7 +179,11 @@ impl<'c> Session<'c> {
         Flow::Continue
     }
 
-    async fn drain<S: AsyncRead + AsyncWrite + Unpin>(&mut self, mut left: usize, conn: &mut Conn<S>) -> Result<(), ReadError> {
+    async fn drain<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        mut left: usize,
+        conn: &mut Conn<S>,
+    ) -> Result<(), ReadError> {
         while left > 0 {
             if conn.buf.is_empty() {
                 conn.fill(self.idle()).await?;

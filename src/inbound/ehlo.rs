@@ -7,9 +7,17 @@ use std::borrow::Cow;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 impl Session<'_> {
-    pub(crate) fn ehlo<S: AsyncRead + AsyncWrite + Unpin>(&mut self, host: &str, esmtp: bool, conn: &mut Conn<S>) -> Flow {
+    pub(crate) fn ehlo<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        host: &str,
+        esmtp: bool,
+        conn: &mut Conn<S>,
+    ) -> Flow {
         if host.trim().is_empty() {
-            return self.error(conn, Reply::new(501, "5.5.4", "Say EHLO with your host name"));
+            return self.error(
+                conn,
+                Reply::new(501, "5.5.4", "Say EHLO with your host name"),
+            );
         }
         // A new greeting ends any transaction (RFC 5321 4.1.4).
         self.tx = None;
@@ -17,7 +25,11 @@ impl Session<'_> {
         self.esmtp = esmtp;
         let hostname = &self.core.settings.hostname;
         if !esmtp {
-            conn.reply(&Reply::new(250, "", format!("{hostname} hello {}", shown(host))));
+            conn.reply(&Reply::new(
+                250,
+                "",
+                format!("{hostname} hello {}", shown(host)),
+            ));
             return Flow::Continue;
         }
         let mut lines: Vec<Cow<'static, str>> = vec![
@@ -35,7 +47,11 @@ impl Session<'_> {
         if self.auth_allowed() && !self.identity.as_ref().is_some_and(|i| i.authenticated) {
             lines.push("AUTH PLAIN LOGIN".into());
         }
-        conn.reply(&Reply { code: 250, status: "", lines });
+        conn.reply(&Reply {
+            code: 250,
+            status: "",
+            lines,
+        });
         Flow::Continue
     }
 }

@@ -21,8 +21,15 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A bound socket, ready to accept.
 pub enum Bound {
-    Tcp { listener: TcpListener, tls: ListenerTls, name: String },
-    Unix { listener: UnixListener, name: String },
+    Tcp {
+        listener: TcpListener,
+        tls: ListenerTls,
+        name: String,
+    },
+    Unix {
+        listener: UnixListener,
+        name: String,
+    },
 }
 
 impl Bound {
@@ -48,10 +55,18 @@ pub fn bind(core: &Core) -> Result<Vec<Bound>, String> {
         let name = l.name();
         match &l.address {
             ListenAddress::Tcp(addr) => {
-                let std_listener = std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-                std_listener.set_nonblocking(true).map_err(|e| format!("{addr}: {e}"))?;
-                let listener = TcpListener::from_std(std_listener).map_err(|e| format!("{addr}: {e}"))?;
-                out.push(Bound::Tcp { listener, tls: l.tls, name });
+                let std_listener = std::net::TcpListener::bind(addr)
+                    .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+                std_listener
+                    .set_nonblocking(true)
+                    .map_err(|e| format!("{addr}: {e}"))?;
+                let listener =
+                    TcpListener::from_std(std_listener).map_err(|e| format!("{addr}: {e}"))?;
+                out.push(Bound::Tcp {
+                    listener,
+                    tls: l.tls,
+                    name,
+                });
             }
             ListenAddress::Unix(path) => {
                 // A socket file left by a crash would make bind fail; a regular file is not ours.
@@ -66,7 +81,8 @@ pub fn bind(core: &Core) -> Result<Vec<Bound>, String> {
                 if let Some(parent) = path.parent() {
                     let _ = std::fs::create_dir_all(parent);
                 }
-                let listener = UnixListener::bind(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+                let listener = UnixListener::bind(path)
+                    .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
                 use std::os::unix::fs::PermissionsExt;
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(l.unix_mode))
                     .map_err(|e| format!("cannot set mode of {}: {e}", path.display()))?;
@@ -86,7 +102,11 @@ pub struct Limits {
 
 impl Limits {
     pub fn new(max: usize, per_ip_max: usize) -> Arc<Limits> {
-        Arc::new(Limits { overall: Arc::new(Semaphore::new(max)), per_ip: Mutex::new(HashMap::new()), per_ip_max })
+        Arc::new(Limits {
+            overall: Arc::new(Semaphore::new(max)),
+            per_ip: Mutex::new(HashMap::new()),
+            per_ip_max,
+        })
     }
 
     fn take_ip(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
@@ -96,7 +116,10 @@ impl Limits {
             return None;
         }
         *n += 1;
-        Some(IpSlot { limits: self.clone(), ip })
+        Some(IpSlot {
+            limits: self.clone(),
+            ip,
+        })
     }
 }
 
@@ -120,7 +143,13 @@ impl Drop for IpSlot {
 }
 
 /// Accept on `bound` until shutdown.
-pub async fn serve(bound: Bound, live: Arc<ArcSwap<Core>>, shared: Arc<Shared>, limits: Arc<Limits>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    bound: Bound,
+    live: Arc<ArcSwap<Core>>,
+    shared: Arc<Shared>,
+    limits: Arc<Limits>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = shutdown.changed() => {
@@ -191,7 +220,15 @@ async fn refuse(conn: Accepted) {
     };
 }
 
-async fn handle(conn: Accepted, peer: Peer, tls: ListenerTls, core: Arc<Core>, shared: Arc<Shared>, shutdown: watch::Receiver<bool>, _permit: OwnedSemaphorePermit) {
+async fn handle(
+    conn: Accepted,
+    peer: Peer,
+    tls: ListenerTls,
+    core: Arc<Core>,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+) {
     let identity = match (peer.ip, peer.uid) {
         (Some(ip), _) => network_identity(&core.settings.clients, ip),
         (None, Some(uid)) => unix_identity(&core.settings.clients, uid),
@@ -218,7 +255,9 @@ async fn handle(conn: Accepted, peer: Peer, tls: ListenerTls, core: Arc<Core>, s
             run_plain(&mut session, stream).await;
         }
         Accepted::Tcp(stream) if tls == ListenerTls::Implicit => {
-            let Some(config) = core.tls.clone() else { return };
+            let Some(config) = core.tls.clone() else {
+                return;
+            };
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls_stream)) => {
@@ -226,14 +265,20 @@ async fn handle(conn: Accepted, peer: Peer, tls: ListenerTls, core: Arc<Core>, s
                     run_plain(&mut session, tls_stream).await;
                 }
                 _ => {
-                    shared.metrics.tls_failure(crate::metrics::Direction::Inbound);
+                    shared
+                        .metrics
+                        .tls_failure(crate::metrics::Direction::Inbound);
                     tracing::debug!(peer = ?session.peer.ip, "TLS handshake failed");
                 }
             }
         }
         Accepted::Tcp(stream) => {
-            let Some(conn) = run_plain(&mut session, stream).await else { return };
-            let Some(config) = core.tls.clone() else { return };
+            let Some(conn) = run_plain(&mut session, stream).await else {
+                return;
+            };
+            let Some(config) = core.tls.clone() else {
+                return;
+            };
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(conn.stream)).await {
                 Ok(Ok(tls_stream)) => {
@@ -241,7 +286,9 @@ async fn handle(conn: Accepted, peer: Peer, tls: ListenerTls, core: Arc<Core>, s
                     let _ = session.run(Conn::new(tls_stream)).await;
                 }
                 _ => {
-                    shared.metrics.tls_failure(crate::metrics::Direction::Inbound);
+                    shared
+                        .metrics
+                        .tls_failure(crate::metrics::Direction::Inbound);
                     tracing::debug!(peer = ?session.peer.ip, "STARTTLS handshake failed");
                 }
             }
@@ -250,8 +297,15 @@ async fn handle(conn: Accepted, peer: Peer, tls: ListenerTls, core: Arc<Core>, s
 }
 
 /// Greet and run a session; returns the connection if the client asked for STARTTLS.
-async fn run_plain<S: AsyncRead + AsyncWrite + Unpin>(session: &mut Session<'_>, stream: S) -> Option<Conn<S>> {
+async fn run_plain<S: AsyncRead + AsyncWrite + Unpin>(
+    session: &mut Session<'_>,
+    stream: S,
+) -> Option<Conn<S>> {
     let mut conn = Conn::new(stream);
-    conn.reply(&Reply::new(220, "", format!("{} ESMTP dkim-relay", session.core.settings.hostname)));
+    conn.reply(&Reply::new(
+        220,
+        "",
+        format!("{} ESMTP dkim-relay", session.core.settings.hostname),
+    ));
     session.run(conn).await
 }

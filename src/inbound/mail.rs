@@ -10,7 +10,11 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 impl Session<'_> {
-    pub(crate) fn mail<S: AsyncRead + AsyncWrite + Unpin>(&mut self, from: MailFrom<Cow<'_, str>>, conn: &mut Conn<S>) -> Flow {
+    pub(crate) fn mail<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        from: MailFrom<Cow<'_, str>>,
+        conn: &mut Conn<S>,
+    ) -> Flow {
         if self.helo.is_none() {
             return self.error(conn, Reply::new(503, "5.5.1", "Say EHLO first"));
         }
@@ -24,7 +28,14 @@ impl Session<'_> {
         let limit = self.core.settings.limits.max_message_size;
         if from.size as u64 > limit {
             self.shared.metrics.rejected(RejectReason::Size);
-            return self.error(conn, Reply::new(552, "5.3.4", format!("Message size exceeds fixed maximum message size ({limit} bytes)")));
+            return self.error(
+                conn,
+                Reply::new(
+                    552,
+                    "5.3.4",
+                    format!("Message size exceeds fixed maximum message size ({limit} bytes)"),
+                ),
+            );
         }
         let sender = from.address.trim().to_string();
         if !sender.is_empty() {
@@ -34,14 +45,38 @@ impl Session<'_> {
             if !identity.may_send_as(&sender) {
                 tracing::warn!(client = %identity.name, sender = %shown(&sender), "rejected: sender not allowed");
                 self.shared.metrics.rejected(RejectReason::SenderNotAllowed);
-                return self.error(conn, Reply::new(550, "5.7.1", format!("Sender <{}> not allowed for {}", shown(&sender), identity.name)));
+                return self.error(
+                    conn,
+                    Reply::new(
+                        550,
+                        "5.7.1",
+                        format!(
+                            "Sender <{}> not allowed for {}",
+                            shown(&sender),
+                            identity.name
+                        ),
+                    ),
+                );
             }
         }
         let per_minute = self.core.settings.limits.messages_per_minute_per_client;
-        if !self.shared.rate_limiter.allow(&identity.name, per_minute, Instant::now()) {
+        if !self
+            .shared
+            .rate_limiter
+            .allow(&identity.name, per_minute, Instant::now())
+        {
             tracing::warn!(client = %identity.name, "rejected: rate limit");
             self.shared.metrics.rejected(RejectReason::RateLimit);
-            return self.error(conn, Reply::new(451, "4.7.1", format!("Rate limit of {per_minute} messages per minute exceeded, try again later")));
+            return self.error(
+                conn,
+                Reply::new(
+                    451,
+                    "4.7.1",
+                    format!(
+                        "Rate limit of {per_minute} messages per minute exceeded, try again later"
+                    ),
+                ),
+            );
         }
         self.tx = Some(Transaction {
             sender,

@@ -44,7 +44,9 @@ impl Peer {
     pub fn is_loopback(&self) -> bool {
         self.ip.is_some_and(|ip| match ip {
             IpAddr::V4(v4) => v4.is_loopback(),
-            IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+            IpAddr::V6(v6) => {
+                v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            }
         })
     }
 }

@@ -17,7 +17,11 @@ pub struct Identity {
 
 impl Identity {
     fn of(client: &Client, name: String, authenticated: bool) -> Identity {
-        Identity { name, allow_from: client.allow_from.clone(), authenticated }
+        Identity {
+            name,
+            allow_from: client.allow_from.clone(),
+            authenticated,
+        }
     }
 
     /// May this identity send as `address`?
@@ -59,8 +63,14 @@ pub fn network_identity(clients: &[Client], ip: IpAddr) -> Option<Identity> {
 pub fn unix_identity(clients: &[Client], uid: u32) -> Option<Identity> {
     let name = user_name(uid);
     clients.iter().find_map(|c| match &c.kind {
-        ClientKind::UnixUser(u) if Some(u.as_str()) == name.as_deref() || u.parse::<u32>().ok() == Some(uid) => {
-            Some(Identity::of(c, format!("unix:{}", name.clone().unwrap_or_else(|| uid.to_string())), false))
+        ClientKind::UnixUser(u)
+            if Some(u.as_str()) == name.as_deref() || u.parse::<u32>().ok() == Some(uid) =>
+        {
+            Some(Identity::of(
+                c,
+                format!("unix:{}", name.clone().unwrap_or_else(|| uid.to_string())),
+                false,
+            ))
         }
         _ => None,
     })
@@ -69,7 +79,10 @@ pub fn unix_identity(clients: &[Client], uid: u32) -> Option<Identity> {
 /// The AUTH user client named `user`.
 pub fn user_client<'a>(clients: &'a [Client], user: &str) -> Option<(&'a Client, &'a str)> {
     clients.iter().find_map(|c| match &c.kind {
-        ClientKind::User { name, password_hash } if name == user => Some((c, password_hash.as_str())),
+        ClientKind::User {
+            name,
+            password_hash,
+        } if name == user => Some((c, password_hash.as_str())),
         _ => None,
     })
 }
@@ -86,7 +99,15 @@ pub fn user_name(uid: u32) -> Option<String> {
     let mut result: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: getpwuid_r writes into pwd and buf, both owned here and sized as passed; the
     // returned name points into buf, which outlives its use below.
-    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut result) };
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
     if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
         return None;
     }

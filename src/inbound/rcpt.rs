@@ -8,21 +8,37 @@ use std::borrow::Cow;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 impl Session<'_> {
-    pub(crate) fn rcpt<S: AsyncRead + AsyncWrite + Unpin>(&mut self, to: RcptTo<Cow<'_, str>>, conn: &mut Conn<S>) -> Flow {
+    pub(crate) fn rcpt<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        to: RcptTo<Cow<'_, str>>,
+        conn: &mut Conn<S>,
+    ) -> Flow {
         let max = self.core.settings.limits.max_recipients;
         let Some(tx) = self.tx.as_mut() else {
             return self.error(conn, Reply::new(503, "5.5.1", "Need MAIL before RCPT"));
         };
         if tx.bdat.is_some() {
-            return self.error(conn, Reply::new(503, "5.5.1", "RCPT not allowed during BDAT"));
+            return self.error(
+                conn,
+                Reply::new(503, "5.5.1", "RCPT not allowed during BDAT"),
+            );
         }
         let address = to.address.trim();
         if !is_valid_mailbox(address) {
-            return self.error(conn, Reply::new(501, "5.1.3", "Bad recipient address syntax"));
+            return self.error(
+                conn,
+                Reply::new(501, "5.1.3", "Bad recipient address syntax"),
+            );
         }
         if tx.recipients.len() >= max {
-            self.shared.metrics.rejected(crate::metrics::RejectReason::TooManyRecipients);
-            conn.reply(&Reply::new(452, "4.5.3", format!("Too many recipients (at most {max} per message)")));
+            self.shared
+                .metrics
+                .rejected(crate::metrics::RejectReason::TooManyRecipients);
+            conn.reply(&Reply::new(
+                452,
+                "4.5.3",
+                format!("Too many recipients (at most {max} per message)"),
+            ));
             return Flow::Continue;
         }
         tx.recipients.push(normalize(address));

@@ -62,8 +62,16 @@ pub(crate) struct Reception<'c> {
 }
 
 impl<'c> Reception<'c> {
-    pub fn new(core: &'c Core, shared: &'c Shared, envelope: AcceptedEnvelope, arrival: Arrival) -> Reception<'c> {
-        let now_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    pub fn new(
+        core: &'c Core,
+        shared: &'c Shared,
+        envelope: AcceptedEnvelope,
+        arrival: Arrival,
+    ) -> Reception<'c> {
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
         Reception {
             core,
             shared,
@@ -100,7 +108,11 @@ impl<'c> Reception<'c> {
         self.size += bytes.len() as u64;
         let limit = self.core.settings.limits.max_message_size;
         if self.size > limit && self.refusal.is_none() {
-            self.refuse(Reply::new(552, "5.3.4", format!("Message size exceeds fixed maximum message size ({limit} bytes)")));
+            self.refuse(Reply::new(
+                552,
+                "5.3.4",
+                format!("Message size exceeds fixed maximum message size ({limit} bytes)"),
+            ));
         }
         if self.refusal.is_some() {
             return;
@@ -114,7 +126,8 @@ impl<'c> Reception<'c> {
         let boundary = if self.header_buf.starts_with(b"\r\n") {
             Some(0)
         } else {
-            memchr::memmem::find(&self.header_buf[scan_from..], b"\r\n\r\n").map(|p| scan_from + p + 2)
+            memchr::memmem::find(&self.header_buf[scan_from..], b"\r\n\r\n")
+                .map(|p| scan_from + p + 2)
         };
         match boundary {
             Some(end) => {
@@ -130,7 +143,9 @@ impl<'c> Reception<'c> {
     }
 
     fn write_body(&mut self, bytes: &[u8]) {
-        let Some(body) = self.body.as_mut() else { return };
+        let Some(body) = self.body.as_mut() else {
+            return;
+        };
         if let Err(e) = body.draft.write(bytes) {
             self.refuse(spool_reply(&e));
             return;
@@ -157,35 +172,76 @@ impl<'c> Reception<'c> {
     }
 
     fn prepare(&mut self, section: &[u8]) -> Result<Body<'c>, Reply> {
-        let fields = parse_fields(section).map_err(|e| Reply::new(554, "5.6.0", format!("Malformed header section: {e}")))?;
+        let fields = parse_fields(section)
+            .map_err(|e| Reply::new(554, "5.6.0", format!("Malformed header section: {e}")))?;
         let from_fields: Vec<_> = fields.iter().filter(|f| f.is("From")).collect();
         if from_fields.len() != 1 {
-            return Err(Reply::new(554, "5.6.0", format!("Message must have exactly one From header field (it has {})", from_fields.len())));
+            return Err(Reply::new(
+                554,
+                "5.6.0",
+                format!(
+                    "Message must have exactly one From header field (it has {})",
+                    from_fields.len()
+                ),
+            ));
         }
         for name in SINGLETONS {
             if fields.iter().filter(|f| f.is(name)).count() > 1 {
-                return Err(Reply::new(554, "5.6.0", format!("Duplicate {name} header field")));
+                return Err(Reply::new(
+                    554,
+                    "5.6.0",
+                    format!("Duplicate {name} header field"),
+                ));
             }
         }
         let from = header_from_address(from_fields[0].value())?;
         let identity = &self.envelope.identity;
         if !identity.may_send_as(&from) {
-            return Err(Reply::new(550, "5.7.1", format!("From <{}> not allowed for {}", super::session::shown(&from), identity.name)));
+            return Err(Reply::new(
+                550,
+                "5.7.1",
+                format!(
+                    "From <{}> not allowed for {}",
+                    super::session::shown(&from),
+                    identity.name
+                ),
+            ));
         }
-        let from_domain = domain_of(&from).ok_or_else(|| Reply::new(554, "5.6.0", "From address has no domain"))?;
+        let from_domain = domain_of(&from)
+            .ok_or_else(|| Reply::new(554, "5.6.0", "From address has no domain"))?;
         let signers = self
             .core
             .signers
             .for_from_domain(&from_domain)
-            .ok_or_else(|| Reply::new(550, "5.7.1", format!("No DKIM key for {from_domain}: refusing to send it unsigned")))?;
+            .ok_or_else(|| {
+                Reply::new(
+                    550,
+                    "5.7.1",
+                    format!("No DKIM key for {from_domain}: refusing to send it unsigned"),
+                )
+            })?;
 
-        let ctx = Context { hostname: &self.core.settings.hostname, queue_id: self.id.as_str(), now_unix: self.now_unix };
+        let ctx = Context {
+            hostname: &self.core.settings.hostname,
+            queue_id: self.id.as_str(),
+            now_unix: self.now_unix,
+        };
         let header_section = fixups::fix_header_section(&fields, &ctx);
-        let single = (self.envelope.recipients.len() == 1).then(|| self.envelope.recipients[0].as_str());
-        let trace = Trace { helo: &self.arrival.helo, client_ip: self.arrival.client_ip, protocol: self.arrival.protocol, single_recipient: single };
+        let single =
+            (self.envelope.recipients.len() == 1).then(|| self.envelope.recipients[0].as_str());
+        let trace = Trace {
+            helo: &self.arrival.helo,
+            client_ip: self.arrival.client_ip,
+            protocol: self.arrival.protocol,
+            single_recipient: single,
+        };
         let received = fixups::received(&trace, &ctx);
 
-        let mut draft = self.shared.spool.draft(self.id.clone()).map_err(|e| spool_reply(&e))?;
+        let mut draft = self
+            .shared
+            .spool
+            .draft(self.id.clone())
+            .map_err(|e| spool_reply(&e))?;
         for part in [&received[..], &header_section, b"\r\n"] {
             draft.write(part).map_err(|e| spool_reply(&e))?;
         }
@@ -204,7 +260,10 @@ impl<'c> Reception<'c> {
             header_section,
             streams,
             canon: BodyCanon::new(relaxed_body),
-            signing_domain: signers.first().map(|s| s.domain.clone()).unwrap_or_default(),
+            signing_domain: signers
+                .first()
+                .map(|s| s.domain.clone())
+                .unwrap_or_default(),
         })
     }
 
@@ -219,7 +278,11 @@ impl<'c> Reception<'c> {
             self.begin_body(&section, b"");
         }
         if saw_bare_newline && self.core.settings.limits.bare_newlines == BareNewlines::Reject {
-            self.refuse(Reply::new(554, "5.6.0", "Message contains a bare CR or LF (RFC 5321 2.3.8)"));
+            self.refuse(Reply::new(
+                554,
+                "5.6.0",
+                "Message contains a bare CR or LF (RFC 5321 2.3.8)",
+            ));
         }
         if let Some(reply) = self.refusal.take() {
             return reply;
@@ -240,7 +303,9 @@ impl<'c> Reception<'c> {
     async fn seal(&mut self, body: Body<'c>) -> Result<Reply, Reply> {
         let t = Instant::now();
         let body_hash = body.canon.finish();
-        let fields = parse_fields(&body.header_section).map_err(|_| Reply::new(451, "4.3.0", "Internal error re-reading the header section"))?;
+        let fields = parse_fields(&body.header_section).map_err(|_| {
+            Reply::new(451, "4.3.0", "Internal error re-reading the header section")
+        })?;
         let mut signatures = Vec::with_capacity(body.streams.len());
         for (signer, stream) in body.streams {
             let sig = stream.finish().map_err(|e| {
@@ -252,7 +317,8 @@ impl<'c> Reception<'c> {
                 selector: &signer.selector,
                 algorithm: signer.algorithm,
                 public_key: &signer.public_key,
-                relaxed_headers: self.core.settings.dkim.header_canon == crate::config::Canon::Relaxed,
+                relaxed_headers: self.core.settings.dkim.header_canon
+                    == crate::config::Canon::Relaxed,
                 header: header.as_bytes(),
                 bh: &sig.bh,
                 b: &sig.b,
@@ -261,7 +327,11 @@ impl<'c> Reception<'c> {
             if let Err(e) = verify::check(&made, &fields, &body_hash) {
                 tracing::error!(queue_id = %self.id, domain = %signer.domain, error = %e, "self-verification failed; message refused");
                 self.shared.metrics.self_verify_failures_total.inc();
-                return Err(Reply::new(451, "4.3.0", "Signature self-verification failed, try again later"));
+                return Err(Reply::new(
+                    451,
+                    "4.3.0",
+                    "Signature self-verification failed, try again later",
+                ));
             }
             signatures.push((signer.domain.clone(), signer.algorithm, header));
         }
@@ -322,7 +392,11 @@ impl<'c> Reception<'c> {
             "accepted and signed"
         );
         let _ = self.shared.queued.send(self.id.clone());
-        Ok(Reply::new(250, "2.0.0", format!("OK queued as {}", self.id)))
+        Ok(Reply::new(
+            250,
+            "2.0.0",
+            format!("OK queued as {}", self.id),
+        ))
     }
 }
 
@@ -374,7 +448,9 @@ fn reason_of(reply: &Reply) -> RejectReason {
 
 fn spool_reply(e: &SpoolError) -> Reply {
     match e {
-        SpoolError::Full => Reply::new(452, "4.3.1", "Insufficient system storage, try again later"),
+        SpoolError::Full => {
+            Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
+        }
         _ => Reply::new(451, "4.3.0", "Local error in processing, try again later"),
     }
 }
@@ -385,9 +461,18 @@ mod tests {
 
     #[test]
     fn from_parsing() {
-        assert_eq!(header_from_address(b" Alice <a@example.com>\r\n").unwrap(), "a@example.com");
-        assert_eq!(header_from_address(b" a@example.com (comment)\r\n").unwrap(), "a@example.com");
-        assert_eq!(header_from_address(b" \"ceo@example.com\" <x@evil.test>\r\n").unwrap(), "x@evil.test");
+        assert_eq!(
+            header_from_address(b" Alice <a@example.com>\r\n").unwrap(),
+            "a@example.com"
+        );
+        assert_eq!(
+            header_from_address(b" a@example.com (comment)\r\n").unwrap(),
+            "a@example.com"
+        );
+        assert_eq!(
+            header_from_address(b" \"ceo@example.com\" <x@evil.test>\r\n").unwrap(),
+            "x@evil.test"
+        );
         assert!(header_from_address(b" a@example.com, b@example.com\r\n").is_err());
         assert!(header_from_address(b" undisclosed:;\r\n").is_err());
         assert!(header_from_address(b" \r\n").is_err());

@@ -32,7 +32,11 @@ pub(crate) enum ReadError {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     pub fn new(stream: S) -> Conn<S> {
-        Conn { stream, buf: Vec::with_capacity(8192), out: Vec::with_capacity(1024) }
+        Conn {
+            stream,
+            buf: Vec::with_capacity(8192),
+            out: Vec::with_capacity(1024),
+        }
     }
 
     pub fn reply(&mut self, r: &Reply) {
@@ -143,7 +147,10 @@ impl<'c> Session<'c> {
 
     /// Run the session on `conn` until it ends; `Some(conn)` asks the caller to start TLS on
     /// the stream and call again.
-    pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, mut conn: Conn<S>) -> Option<Conn<S>> {
+    pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        mut conn: Conn<S>,
+    ) -> Option<Conn<S>> {
         loop {
             while let Some(line) = conn.take_line() {
                 let flow = match line {
@@ -156,7 +163,11 @@ impl<'c> Session<'c> {
                 };
                 let flow = match flow {
                     Flow::Continue if self.errors >= self.core.settings.limits.max_errors => {
-                        conn.reply(&Reply::new(421, "4.7.0", "Too many errors, closing connection"));
+                        conn.reply(&Reply::new(
+                            421,
+                            "4.7.0",
+                            "Too many errors, closing connection",
+                        ));
                         Flow::Close
                     }
                     f => f,
@@ -184,7 +195,11 @@ impl<'c> Session<'c> {
             match conn.fill(self.idle()).await {
                 Ok(_) => {}
                 Err(ReadError::Idle) => {
-                    conn.reply(&Reply::new(421, "4.4.2", "Idle timeout, closing connection"));
+                    conn.reply(&Reply::new(
+                        421,
+                        "4.4.2",
+                        "Idle timeout, closing connection",
+                    ));
                     let _ = conn.flush().await;
                     return None;
                 }
@@ -193,14 +208,26 @@ impl<'c> Session<'c> {
         }
     }
 
-    async fn command<S: AsyncRead + AsyncWrite + Unpin>(&mut self, line: &[u8], conn: &mut Conn<S>) -> Flow {
+    async fn command<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        line: &[u8],
+        conn: &mut Conn<S>,
+    ) -> Flow {
         self.commands += 1;
         if *self.shutdown.borrow() {
-            conn.reply(&Reply::new(421, "4.3.2", "Service shutting down, try again later"));
+            conn.reply(&Reply::new(
+                421,
+                "4.3.2",
+                "Service shutting down, try again later",
+            ));
             return Flow::Close;
         }
         if self.commands > self.core.settings.limits.max_commands || self.out_of_time() {
-            conn.reply(&Reply::new(421, "4.7.0", "Session limit reached, closing connection"));
+            conn.reply(&Reply::new(
+                421,
+                "4.7.0",
+                "Session limit reached, closing connection",
+            ));
             return Flow::Close;
         }
         let request = match Request::parse(&mut line.iter()) {
@@ -216,11 +243,20 @@ impl<'c> Session<'c> {
             Request::Helo { host } => self.ehlo(&host, false, conn),
             Request::Lhlo { .. } => self.error(conn, Reply::new(500, "5.5.1", "LHLO is for LMTP")),
             Request::StartTls => self.starttls(conn),
-            Request::Auth { mechanism, initial_response } => self.auth(mechanism, initial_response.into_owned(), conn).await,
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => {
+                self.auth(mechanism, initial_response.into_owned(), conn)
+                    .await
+            }
             Request::Mail { from } => self.mail(from, conn),
             Request::Rcpt { to } => self.rcpt(to, conn),
             Request::Data => self.data(conn).await,
-            Request::Bdat { chunk_size, is_last } => self.bdat(chunk_size, is_last, conn).await,
+            Request::Bdat {
+                chunk_size,
+                is_last,
+            } => self.bdat(chunk_size, is_last, conn).await,
             Request::Rset => {
                 self.tx = None;
                 conn.reply(&Reply::new(250, "2.0.0", "OK"));
@@ -231,25 +267,44 @@ impl<'c> Session<'c> {
                 Flow::Continue
             }
             Request::Quit => {
-                conn.reply(&Reply::new(221, "2.0.0", format!("{} closing connection", self.core.settings.hostname)));
+                conn.reply(&Reply::new(
+                    221,
+                    "2.0.0",
+                    format!("{} closing connection", self.core.settings.hostname),
+                ));
                 Flow::Close
             }
             Request::Vrfy { .. } => {
-                conn.reply(&Reply::new(252, "2.5.2", "Cannot VRFY user, but will accept message"));
+                conn.reply(&Reply::new(
+                    252,
+                    "2.5.2",
+                    "Cannot VRFY user, but will accept message",
+                ));
                 Flow::Continue
             }
             Request::Help { .. } => {
-                conn.reply(&Reply::new(214, "2.0.0", "See RFC 5321; dkim-relay signs and relays submitted mail"));
+                conn.reply(&Reply::new(
+                    214,
+                    "2.0.0",
+                    "See RFC 5321; dkim-relay signs and relays submitted mail",
+                ));
                 Flow::Continue
             }
-            Request::Expn { .. } | Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => {
+            Request::Expn { .. }
+            | Request::Etrn { .. }
+            | Request::Atrn { .. }
+            | Request::Burl { .. } => {
                 self.error(conn, Reply::new(502, "5.5.1", "Command not implemented"))
             }
         }
     }
 
     /// Reply with an error and count it against the session.
-    pub fn error<S: AsyncRead + AsyncWrite + Unpin>(&mut self, conn: &mut Conn<S>, reply: Reply) -> Flow {
+    pub fn error<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut Conn<S>,
+        reply: Reply,
+    ) -> Flow {
         self.errors += 1;
         conn.reply(&reply);
         Flow::Continue
@@ -285,15 +340,25 @@ fn syntax_reply(e: ProtoError) -> Reply {
     match e {
         ProtoError::UnknownCommand => Reply::new(500, "5.5.1", "Command unrecognized"),
         ProtoError::InvalidSenderAddress => Reply::new(501, "5.1.7", "Bad sender address syntax"),
-        ProtoError::InvalidRecipientAddress => Reply::new(501, "5.1.3", "Bad recipient address syntax"),
+        ProtoError::InvalidRecipientAddress => {
+            Reply::new(501, "5.1.3", "Bad recipient address syntax")
+        }
         ProtoError::SyntaxError { syntax } => Reply::new(501, "5.5.4", format!("Syntax: {syntax}")),
-        ProtoError::InvalidParameter { param } => Reply::new(501, "5.5.4", format!("Invalid parameter {param}")),
+        ProtoError::InvalidParameter { param } => {
+            Reply::new(501, "5.5.4", format!("Invalid parameter {param}"))
+        }
         ProtoError::UnsupportedParameter { param } => {
-            let shown: String = param.chars().filter(|c| c.is_ascii_graphic()).take(40).collect();
+            let shown: String = param
+                .chars()
+                .filter(|c| c.is_ascii_graphic())
+                .take(40)
+                .collect();
             Reply::new(555, "5.5.4", format!("Unsupported parameter {shown}"))
         }
         ProtoError::ResponseTooLong => Reply::new(500, "5.5.2", "Line too long"),
-        ProtoError::NeedsMoreData { .. } | ProtoError::InvalidResponse { .. } => Reply::new(500, "5.5.2", "Syntax error"),
+        ProtoError::NeedsMoreData { .. } | ProtoError::InvalidResponse { .. } => {
+            Reply::new(500, "5.5.2", "Syntax error")
+        }
     }
 }
 
@@ -302,6 +367,11 @@ pub(crate) fn shown(s: &str) -> Cow<'_, str> {
     if s.len() <= 100 && s.chars().all(|c| c.is_ascii_graphic()) {
         Cow::Borrowed(s)
     } else {
-        Cow::Owned(s.chars().filter(|c| c.is_ascii_graphic()).take(100).collect())
+        Cow::Owned(
+            s.chars()
+                .filter(|c| c.is_ascii_graphic())
+                .take(100)
+                .collect(),
+        )
     }
 }

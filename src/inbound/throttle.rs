@@ -20,7 +20,9 @@ impl AuthThrottle {
     /// first three, then 1 s, 2 s, … at most 5 s.
     pub fn failure(&self, ip: Option<IpAddr>, now: Instant) -> Duration {
         let Some(ip) = ip else { return Duration::ZERO };
-        let Ok(mut map) = self.failures.lock() else { return Duration::from_secs(5) };
+        let Ok(mut map) = self.failures.lock() else {
+            return Duration::from_secs(5);
+        };
         if map.len() > 100_000 {
             map.retain(|_, (_, last)| now.duration_since(*last) < FAILURE_MEMORY);
         }
@@ -55,7 +57,9 @@ impl RateLimiter {
         if per_minute == 0 {
             return true;
         }
-        let Ok(mut map) = self.buckets.lock() else { return true };
+        let Ok(mut map) = self.buckets.lock() else {
+            return true;
+        };
         let cap = f64::from(per_minute);
         let (tokens, last) = map.entry(client.to_string()).or_insert((cap, now));
         let refill = now.duration_since(*last).as_secs_f64() * cap / 60.0;
@@ -79,7 +83,9 @@ mod tests {
         let t = AuthThrottle::default();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let now = Instant::now();
-        let delays: Vec<u64> = (0..10).map(|_| t.failure(Some(ip), now).as_secs()).collect();
+        let delays: Vec<u64> = (0..10)
+            .map(|_| t.failure(Some(ip), now).as_secs())
+            .collect();
         assert_eq!(delays, vec![0, 0, 0, 1, 2, 3, 4, 5, 5, 5]);
         assert_eq!(t.failure(Some(ip), now + FAILURE_MEMORY), Duration::ZERO);
     }

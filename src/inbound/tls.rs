@@ -15,10 +15,17 @@ pub fn load(certificate: &Path, private_key: &Path) -> Result<Arc<ServerConfig>,
     if certs.is_empty() {
         return Err(format!("{}: no certificate found", certificate.display()));
     }
-    let key = PrivateKeyDer::from_pem_file(private_key).map_err(|e| format!("{}: {e}", private_key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(private_key)
+        .map_err(|e| format!("{}: {e}", private_key.display()))?;
     let config = ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| format!("{} does not fit {}: {e}", private_key.display(), certificate.display()))?;
+        .map_err(|e| {
+            format!(
+                "{} does not fit {}: {e}",
+                private_key.display(),
+                certificate.display()
+            )
+        })?;
     Ok(Arc::new(config))
 }

@@ -29,7 +29,12 @@ trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// Deliver to the first of `hops` that takes the connection.
-pub async fn deliver(resolver: &MessageAuthenticator, hops: &[Hop], policy: &Policy, parcel: &Parcel<'_>) -> Vec<Outcome> {
+pub async fn deliver(
+    resolver: &MessageAuthenticator,
+    hops: &[Hop],
+    policy: &Policy,
+    parcel: &Parcel<'_>,
+) -> Vec<Outcome> {
     let mut last = String::from("no next hop");
     let mut permanent = true;
     for hop in hops {
@@ -67,14 +72,28 @@ pub async fn deliver(resolver: &MessageAuthenticator, hops: &[Hop], policy: &Pol
 /// address, or later.
 type HopResult<T> = Result<T, String>;
 
-async fn session(addr: std::net::SocketAddr, hop: &Hop, policy: &Policy, parcel: &Parcel<'_>) -> HopResult<Vec<Outcome>> {
-    let mut client = SmtpClient::connect(addr, policy.connect_timeout).await.map_err(|e| format!("connect: {e}"))?;
+async fn session(
+    addr: std::net::SocketAddr,
+    hop: &Hop,
+    policy: &Policy,
+    parcel: &Parcel<'_>,
+) -> HopResult<Vec<Outcome>> {
+    let mut client = SmtpClient::connect(addr, policy.connect_timeout)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
     let _ = client.stream.set_nodelay(true);
     client.timeout = policy.command_timeout;
     if policy.tls == OutboundTls::Implicit {
-        let connector = mail_send::smtp::tls::build_tls_connector(!policy.verify_certificate).map_err(|e| e.to_string())?;
-        let tls = client.into_tls(&connector, &hop.host).await.map_err(|e| format!("TLS: {e}"))?;
-        let mut boxed = SmtpClient { stream: Box::new(tls.stream) as Box<dyn Stream>, timeout: tls.timeout };
+        let connector = mail_send::smtp::tls::build_tls_connector(!policy.verify_certificate)
+            .map_err(|e| e.to_string())?;
+        let tls = client
+            .into_tls(&connector, &hop.host)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        let mut boxed = SmtpClient {
+            stream: Box::new(tls.stream) as Box<dyn Stream>,
+            timeout: tls.timeout,
+        };
         greeting(&mut boxed, policy).await?;
         let ehlo = ehlo(&mut boxed, policy).await?;
         return transaction(boxed, ehlo, policy, parcel).await;
@@ -84,31 +103,57 @@ async fn session(addr: std::net::SocketAddr, hop: &Hop, policy: &Policy, parcel:
     let offered = caps.has_capability(EXT_START_TLS);
     let mut boxed: SmtpClient<Box<dyn Stream>>;
     let caps = if policy.tls != OutboundTls::None && offered {
-        let reply = client.cmd(b"STARTTLS\r\n").await.map_err(|e| format!("STARTTLS: {e}"))?;
+        let reply = client
+            .cmd(b"STARTTLS\r\n")
+            .await
+            .map_err(|e| format!("STARTTLS: {e}"))?;
         if reply.code != 220 {
             if policy.tls == OutboundTls::Required {
-                return Ok(parcel.all(Outcome::Temporary(format!("{} refused STARTTLS: {}", hop.host, show(&reply)))));
+                return Ok(parcel.all(Outcome::Temporary(format!(
+                    "{} refused STARTTLS: {}",
+                    hop.host,
+                    show(&reply)
+                ))));
             }
-            boxed = SmtpClient { stream: Box::new(client.stream), timeout: client.timeout };
+            boxed = SmtpClient {
+                stream: Box::new(client.stream),
+                timeout: client.timeout,
+            };
             caps
         } else {
-            let connector = mail_send::smtp::tls::build_tls_connector(!policy.verify_certificate).map_err(|e| e.to_string())?;
-            let tls = client.into_tls(&connector, &hop.host).await.map_err(|e| format!("TLS handshake: {e}"))?;
-            boxed = SmtpClient { stream: Box::new(tls.stream), timeout: tls.timeout };
+            let connector = mail_send::smtp::tls::build_tls_connector(!policy.verify_certificate)
+                .map_err(|e| e.to_string())?;
+            let tls = client
+                .into_tls(&connector, &hop.host)
+                .await
+                .map_err(|e| format!("TLS handshake: {e}"))?;
+            boxed = SmtpClient {
+                stream: Box::new(tls.stream),
+                timeout: tls.timeout,
+            };
             ehlo(&mut boxed, policy).await?
         }
     } else {
         if policy.tls == OutboundTls::Required {
             let _ = client.cmd(b"QUIT\r\n").await;
-            return Ok(parcel.all(Outcome::Temporary(format!("{} does not offer STARTTLS and TLS is required", hop.host))));
+            return Ok(parcel.all(Outcome::Temporary(format!(
+                "{} does not offer STARTTLS and TLS is required",
+                hop.host
+            ))));
         }
-        boxed = SmtpClient { stream: Box::new(client.stream), timeout: client.timeout };
+        boxed = SmtpClient {
+            stream: Box::new(client.stream),
+            timeout: client.timeout,
+        };
         caps
     };
     transaction(boxed, caps, policy, parcel).await
 }
 
-async fn greeting<S: AsyncRead + AsyncWrite + Unpin>(client: &mut SmtpClient<S>, policy: &Policy) -> HopResult<()> {
+async fn greeting<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<S>,
+    policy: &Policy,
+) -> HopResult<()> {
     // mail-send's read() has no timeout of its own.
     let reply = tokio::time::timeout(policy.connect_timeout, client.read())
         .await
@@ -120,19 +165,29 @@ async fn greeting<S: AsyncRead + AsyncWrite + Unpin>(client: &mut SmtpClient<S>,
     Ok(())
 }
 
-async fn ehlo<S: AsyncRead + AsyncWrite + Unpin>(client: &mut SmtpClient<S>, policy: &Policy) -> HopResult<EhloResponse<String>> {
+async fn ehlo<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<S>,
+    policy: &Policy,
+) -> HopResult<EhloResponse<String>> {
     tokio::time::timeout(policy.command_timeout, client.ehlo(&policy.hostname))
         .await
         .map_err(|_| "EHLO timed out".to_string())?
         .map_err(|e| format!("EHLO: {e}"))
 }
 
-async fn transaction(mut client: SmtpClient<Box<dyn Stream>>, caps: EhloResponse<String>, policy: &Policy, parcel: &Parcel<'_>) -> HopResult<Vec<Outcome>> {
+async fn transaction(
+    mut client: SmtpClient<Box<dyn Stream>>,
+    caps: EhloResponse<String>,
+    policy: &Policy,
+    parcel: &Parcel<'_>,
+) -> HopResult<Vec<Outcome>> {
     if let Some((user, pass)) = &policy.credentials {
         let creds = mail_send::Credentials::new(user.clone(), pass.clone());
         if let Err(e) = client.authenticate(&creds, &caps).await {
             let _ = client.cmd(b"QUIT\r\n").await;
-            return Ok(parcel.all(Outcome::Temporary(format!("authentication at relay host failed: {e}"))));
+            return Ok(parcel.all(Outcome::Temporary(format!(
+                "authentication at relay host failed: {e}"
+            ))));
         }
     }
     let mut mail = format!("MAIL FROM:<{}>", parcel.sender);
@@ -143,41 +198,66 @@ async fn transaction(mut client: SmtpClient<Box<dyn Stream>>, caps: EhloResponse
         mail.push_str(" SMTPUTF8");
     }
     mail.push_str("\r\n");
-    let reply = client.cmd(mail.as_bytes()).await.map_err(|e| format!("MAIL: {e}"))?;
+    let reply = client
+        .cmd(mail.as_bytes())
+        .await
+        .map_err(|e| format!("MAIL: {e}"))?;
     if reply.code >= 400 {
         let _ = client.cmd(b"QUIT\r\n").await;
         return Ok(parcel.all(outcome_of(&reply)));
     }
     let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(parcel.recipients.len());
     for rcpt in &parcel.recipients {
-        let reply = client.cmd(format!("RCPT TO:<{rcpt}>\r\n").as_bytes()).await.map_err(|e| format!("RCPT: {e}"))?;
+        let reply = client
+            .cmd(format!("RCPT TO:<{rcpt}>\r\n").as_bytes())
+            .await
+            .map_err(|e| format!("RCPT: {e}"))?;
         outcomes.push((reply.code >= 400).then(|| outcome_of(&reply)));
     }
     if outcomes.iter().all(Option::is_some) {
         let _ = client.cmd(b"QUIT\r\n").await;
         return Ok(outcomes.into_iter().flatten().collect());
     }
-    let reply = client.cmd(b"DATA\r\n").await.map_err(|e| format!("DATA: {e}"))?;
+    let reply = client
+        .cmd(b"DATA\r\n")
+        .await
+        .map_err(|e| format!("DATA: {e}"))?;
     if reply.code != 354 {
         let _ = client.cmd(b"QUIT\r\n").await;
         let o = outcome_of(&reply);
-        return Ok(outcomes.into_iter().map(|x| x.unwrap_or_else(|| o.clone())).collect());
+        return Ok(outcomes
+            .into_iter()
+            .map(|x| x.unwrap_or_else(|| o.clone()))
+            .collect());
     }
-    tokio::time::timeout(policy.command_timeout.max(Duration::from_secs(60)) * 4, send_message(&mut client.stream, parcel))
-        .await
-        .map_err(|_| "timed out sending the message".to_string())?
-        .map_err(|e| format!("sending the message: {e}"))?;
+    tokio::time::timeout(
+        policy.command_timeout.max(Duration::from_secs(60)) * 4,
+        send_message(&mut client.stream, parcel),
+    )
+    .await
+    .map_err(|_| "timed out sending the message".to_string())?
+    .map_err(|e| format!("sending the message: {e}"))?;
     let reply = tokio::time::timeout(policy.command_timeout, client.read())
         .await
         .map_err(|_| "no reply after the message".to_string())?
         .map_err(|e| format!("after the message: {e}"))?;
     let _ = client.cmd(b"QUIT\r\n").await;
-    let o = if reply.code < 300 { Outcome::Delivered(show(&reply)) } else { outcome_of(&reply) };
-    Ok(outcomes.into_iter().map(|x| x.unwrap_or_else(|| o.clone())).collect())
+    let o = if reply.code < 300 {
+        Outcome::Delivered(show(&reply))
+    } else {
+        outcome_of(&reply)
+    };
+    Ok(outcomes
+        .into_iter()
+        .map(|x| x.unwrap_or_else(|| o.clone()))
+        .collect())
 }
 
 /// Signatures, then the stored bytes dot-stuffed, then the terminator.
-async fn send_message<S: AsyncWrite + Unpin>(stream: &mut S, parcel: &Parcel<'_>) -> std::io::Result<()> {
+async fn send_message<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    parcel: &Parcel<'_>,
+) -> std::io::Result<()> {
     let mut out = Vec::with_capacity(70 * 1024);
     for sig in parcel.signatures {
         out.extend_from_slice(sig.as_bytes());
@@ -209,8 +289,17 @@ async fn send_message<S: AsyncWrite + Unpin>(stream: &mut S, parcel: &Parcel<'_>
 }
 
 fn show(reply: &Response<String>) -> String {
-    let esc = if reply.esc[0] > 0 { format!(" {}.{}.{}", reply.esc[0], reply.esc[1], reply.esc[2]) } else { String::new() };
-    let text: String = reply.message.chars().map(|c| if c.is_control() { ' ' } else { c }).take(400).collect();
+    let esc = if reply.esc[0] > 0 {
+        format!(" {}.{}.{}", reply.esc[0], reply.esc[1], reply.esc[2])
+    } else {
+        String::new()
+    };
+    let text: String = reply
+        .message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(400)
+        .collect();
     format!("{}{} {}", reply.code, esc, text)
 }
 

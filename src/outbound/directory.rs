@@ -9,7 +9,10 @@ use std::path::Path;
 pub fn deliver(dir: &Path, parcel: &Parcel<'_>) -> Vec<Outcome> {
     match write(dir, parcel) {
         Ok(path) => parcel.all(Outcome::Delivered(format!("written to {}", path.display()))),
-        Err(e) => parcel.all(Outcome::Temporary(format!("cannot write to {}: {e}", dir.display()))),
+        Err(e) => parcel.all(Outcome::Temporary(format!(
+            "cannot write to {}: {e}",
+            dir.display()
+        ))),
     }
 }
 

@@ -24,9 +24,17 @@ pub enum HopError {
 }
 
 /// The hosts to try for `domain`, in order.
-pub async fn resolve(resolver: &MessageAuthenticator, routes: &BTreeMap<String, (String, u16)>, domain: &str, port: u16) -> Result<Vec<Hop>, HopError> {
+pub async fn resolve(
+    resolver: &MessageAuthenticator,
+    routes: &BTreeMap<String, (String, u16)>,
+    domain: &str,
+    port: u16,
+) -> Result<Vec<Hop>, HopError> {
     if let Some((host, p)) = routes.get(domain) {
-        return Ok(vec![Hop { host: host.clone(), port: *p }]);
+        return Ok(vec![Hop {
+            host: host.clone(),
+            port: *p,
+        }]);
     }
     let name = format!("{}.", domain.trim_end_matches('.'));
     match resolver.resolver().mx_lookup(name.as_str()).await {
@@ -35,44 +43,80 @@ pub async fn resolve(resolver: &MessageAuthenticator, routes: &BTreeMap<String, 
                 .answers()
                 .iter()
                 .filter_map(|r| match &r.data {
-                    RData::MX(mx) => Some((mx.preference, mx.exchange.to_ascii().trim_end_matches('.').to_ascii_lowercase())),
+                    RData::MX(mx) => Some((
+                        mx.preference,
+                        mx.exchange
+                            .to_ascii()
+                            .trim_end_matches('.')
+                            .to_ascii_lowercase(),
+                    )),
                     _ => None,
                 })
                 .collect();
             if mx.is_empty() {
-                return Ok(vec![Hop { host: domain.to_string(), port }]);
+                return Ok(vec![Hop {
+                    host: domain.to_string(),
+                    port,
+                }]);
             }
             if mx.len() == 1 && (mx[0].1.is_empty() || mx[0].1 == ".") {
-                return Err(HopError::Permanent(format!("{domain} does not accept mail (null MX, RFC 7505)")));
+                return Err(HopError::Permanent(format!(
+                    "{domain} does not accept mail (null MX, RFC 7505)"
+                )));
             }
             // Equal preferences share the load: shuffle, then a stable sort keeps that order.
             use rand::seq::SliceRandom;
             mx.shuffle(&mut rand::rng());
             mx.sort_by_key(|(pref, _)| *pref);
-            Ok(mx.into_iter().filter(|(_, h)| !h.is_empty()).map(|(_, host)| Hop { host, port }).collect())
+            Ok(mx
+                .into_iter()
+                .filter(|(_, h)| !h.is_empty())
+                .map(|(_, host)| Hop { host, port })
+                .collect())
         }
         Err(e) if e.is_nx_domain() => Err(HopError::Permanent(format!("{domain}: no such domain"))),
-        Err(e) if e.is_no_records_found() => Ok(vec![Hop { host: domain.to_string(), port }]),
-        Err(e) => Err(HopError::Temporary(format!("MX lookup for {domain} failed: {e}"))),
+        Err(e) if e.is_no_records_found() => Ok(vec![Hop {
+            host: domain.to_string(),
+            port,
+        }]),
+        Err(e) => Err(HopError::Temporary(format!(
+            "MX lookup for {domain} failed: {e}"
+        ))),
     }
 }
 
 /// The addresses of a hop, IPv6 and IPv4.
-pub async fn addresses(resolver: &MessageAuthenticator, hop: &Hop) -> Result<Vec<SocketAddr>, HopError> {
-    if let Ok(ip) = hop.host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+pub async fn addresses(
+    resolver: &MessageAuthenticator,
+    hop: &Hop,
+) -> Result<Vec<SocketAddr>, HopError> {
+    if let Ok(ip) = hop
+        .host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
         return Ok(vec![SocketAddr::new(ip, hop.port)]);
     }
     let name = format!("{}.", hop.host.trim_end_matches('.'));
     match resolver.resolver().lookup_ip(name.as_str()).await {
         Ok(lookup) => {
-            let list: Vec<SocketAddr> = lookup.iter().map(|ip| SocketAddr::new(ip, hop.port)).collect();
+            let list: Vec<SocketAddr> = lookup
+                .iter()
+                .map(|ip| SocketAddr::new(ip, hop.port))
+                .collect();
             if list.is_empty() {
                 Err(HopError::Permanent(format!("{} has no address", hop.host)))
             } else {
                 Ok(list)
             }
         }
-        Err(e) if e.is_no_records_found() => Err(HopError::Permanent(format!("{} has no address", hop.host))),
-        Err(e) => Err(HopError::Temporary(format!("address lookup for {} failed: {e}", hop.host))),
+        Err(e) if e.is_no_records_found() => {
+            Err(HopError::Permanent(format!("{} has no address", hop.host)))
+        }
+        Err(e) => Err(HopError::Temporary(format!(
+            "address lookup for {} failed: {e}",
+            hop.host
+        ))),
     }
 }

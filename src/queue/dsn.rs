@@ -11,11 +11,20 @@ pub struct Failure<'a> {
 }
 
 /// Build the DSN message (header section and body), CRLF throughout.
-pub fn build(hostname: &str, queue_id: &str, sender: &str, failures: &[Failure<'_>], original: &Path, now_unix: i64) -> Vec<u8> {
+pub fn build(
+    hostname: &str,
+    queue_id: &str,
+    sender: &str,
+    failures: &[Failure<'_>],
+    original: &Path,
+    now_unix: i64,
+) -> Vec<u8> {
     let boundary = format!("{queue_id}/{hostname}");
     let date = crate::dkim::fixups::rfc5322_date(now_unix);
     let mut m = String::new();
-    m.push_str(&format!("From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n"));
+    m.push_str(&format!(
+        "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n"
+    ));
     m.push_str(&format!("To: <{sender}>\r\n"));
     m.push_str("Subject: Undelivered Mail Returned to Sender\r\n");
     m.push_str(&format!("Date: {date}\r\n"));
@@ -24,23 +33,34 @@ pub fn build(hostname: &str, queue_id: &str, sender: &str, failures: &[Failure<'
     m.push_str("MIME-Version: 1.0\r\n");
     m.push_str(&format!("Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n"));
     m.push_str("\r\n");
-    m.push_str(&format!("--{boundary}\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"));
+    m.push_str(&format!(
+        "--{boundary}\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
+    ));
     m.push_str(&format!("This is the mail system at {hostname}.\r\n\r\nYour message could not be delivered to the following recipients:\r\n\r\n"));
     for f in failures {
         m.push_str(&format!("<{}>: {}\r\n", f.recipient, clean(f.reply)));
     }
-    m.push_str(&format!("\r\n--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n"));
-    m.push_str(&format!("Reporting-MTA: dns; {hostname}\r\nX-Queue-ID: {queue_id}\r\nArrival-Date: {date}\r\n"));
+    m.push_str(&format!(
+        "\r\n--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n"
+    ));
+    m.push_str(&format!(
+        "Reporting-MTA: dns; {hostname}\r\nX-Queue-ID: {queue_id}\r\nArrival-Date: {date}\r\n"
+    ));
     for f in failures {
         let status = status_of(f.reply);
-        m.push_str(&format!("\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {status}\r\n", f.recipient));
+        m.push_str(&format!(
+            "\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {status}\r\n",
+            f.recipient
+        ));
         if f.reply.chars().next().is_some_and(|c| c.is_ascii_digit()) {
             m.push_str(&format!("Diagnostic-Code: smtp; {}\r\n", clean(f.reply)));
         } else {
             m.push_str(&format!("Diagnostic-Code: x-local; {}\r\n", clean(f.reply)));
         }
     }
-    m.push_str(&format!("\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"));
+    m.push_str(&format!(
+        "\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+    ));
     let mut out = m.into_bytes();
     out.extend_from_slice(&original_headers(original));
     out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
@@ -52,13 +72,20 @@ fn status_of(reply: &str) -> String {
     reply
         .split_whitespace()
         .nth(1)
-        .filter(|s| s.split('.').count() == 3 && s.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
+        .filter(|s| {
+            s.split('.').count() == 3
+                && s.split('.')
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        })
         .map(str::to_string)
         .unwrap_or_else(|| "5.0.0".into())
 }
 
 fn clean(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { ' ' } else { c }).take(900).collect()
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(900)
+        .collect()
 }
 
 /// The header section of the stored message (bounded).

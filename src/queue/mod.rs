@@ -6,12 +6,12 @@
 pub mod dsn;
 pub mod retry;
 
+use crate::config::{DeliveryMode, OutboundTls};
 use crate::core::Core;
 use crate::outbound::courier::{self, Policy};
 use crate::outbound::next_hop::{self, Hop, HopError};
 use crate::outbound::{directory, Outcome, Parcel};
 use crate::spool::{Envelope, QueueId, RecipientState, RecipientStatus, Spool, SpoolError};
-use crate::config::{DeliveryMode, OutboundTls};
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -19,7 +19,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch, Semaphore};
 
 pub fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// The delivery side of the relay.
@@ -32,14 +35,29 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(spool: Spool, live: Arc<ArcSwap<Core>>, metrics: Arc<crate::metrics::Metrics>) -> Arc<Scheduler> {
+    pub fn new(
+        spool: Spool,
+        live: Arc<ArcSwap<Core>>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Arc<Scheduler> {
         let max = live.load().settings.delivery.max_connections;
-        Arc::new(Scheduler { spool, live, metrics, domain_slots: Mutex::new(HashMap::new()), connections: Arc::new(Semaphore::new(max)) })
+        Arc::new(Scheduler {
+            spool,
+            live,
+            metrics,
+            domain_slots: Mutex::new(HashMap::new()),
+            connections: Arc::new(Semaphore::new(max)),
+        })
     }
 
     /// Run until shutdown: `new` announces accepted messages, `retry_all` asks to try every
     /// queued message now (`queue retry`).
-    pub async fn run(self: Arc<Self>, mut new: mpsc::UnboundedReceiver<QueueId>, mut retry_all: mpsc::UnboundedReceiver<()>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(
+        self: Arc<Self>,
+        mut new: mpsc::UnboundedReceiver<QueueId>,
+        mut retry_all: mpsc::UnboundedReceiver<()>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut due: BTreeSet<(i64, QueueId)> = BTreeSet::new();
         let mut in_flight: HashSet<QueueId> = HashSet::new();
         self.rescan(&mut due);
@@ -48,7 +66,9 @@ impl Scheduler {
         loop {
             let now = unix_now();
             while in_flight.len() < max_in_flight {
-                let Some(first) = due.first().cloned() else { break };
+                let Some(first) = due.first().cloned() else {
+                    break;
+                };
                 if first.0 > now {
                     break;
                 }
@@ -63,7 +83,9 @@ impl Scheduler {
                     let _ = done.send((first.1, next));
                 });
             }
-            let wait = due.first().map_or(Duration::from_secs(3600), |(t, _)| Duration::from_millis(((t - now).max(0) as u64) * 1000 + 5));
+            let wait = due.first().map_or(Duration::from_secs(3600), |(t, _)| {
+                Duration::from_millis(((t - now).max(0) as u64) * 1000 + 5)
+            });
             let can_start = in_flight.len() < max_in_flight;
             tokio::select! {
                 Some(id) = new.recv() => {
@@ -114,13 +136,20 @@ impl Scheduler {
     pub fn update_gauges(&self) {
         let ids = self.spool.list().unwrap_or_default();
         self.metrics.queue_messages.set(ids.len() as i64);
-        let oldest = ids.first().and_then(|id| self.spool.load(id).ok()).map_or(0, |e| (unix_now() - e.received_at).max(0));
+        let oldest = ids
+            .first()
+            .and_then(|id| self.spool.load(id).ok())
+            .map_or(0, |e| (unix_now() - e.received_at).max(0));
         self.metrics.queue_oldest_age_seconds.set(oldest as f64);
     }
 
     fn domain_slot(&self, domain: &str, per_domain: usize) -> Arc<Semaphore> {
-        let Ok(mut map) = self.domain_slots.lock() else { return Arc::new(Semaphore::new(per_domain)) };
-        map.entry(domain.to_string()).or_insert_with(|| Arc::new(Semaphore::new(per_domain))).clone()
+        let Ok(mut map) = self.domain_slots.lock() else {
+            return Arc::new(Semaphore::new(per_domain));
+        };
+        map.entry(domain.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(per_domain)))
+            .clone()
     }
 
     /// One delivery attempt for the due recipients of a message; returns when to come back.
@@ -140,7 +169,9 @@ impl Scheduler {
         for (i, r) in env.recipients.iter().enumerate() {
             if r.state == RecipientState::Pending && r.next_attempt <= now {
                 let domain = match &core.settings.delivery.mode {
-                    DeliveryMode::Mx => crate::smtp::address::domain_of(&r.address).unwrap_or_default(),
+                    DeliveryMode::Mx => {
+                        crate::smtp::address::domain_of(&r.address).unwrap_or_default()
+                    }
                     // One next hop for everything.
                     _ => String::new(),
                 };
@@ -148,7 +179,10 @@ impl Scheduler {
             }
         }
         for (domain, indexes) in groups {
-            let recipients: Vec<&str> = indexes.iter().map(|&i| env.recipients[i].address.as_str()).collect();
+            let recipients: Vec<&str> = indexes
+                .iter()
+                .map(|&i| env.recipients[i].address.as_str())
+                .collect();
             let parcel = Parcel {
                 queue_id: id.as_str(),
                 sender: &env.sender,
@@ -160,9 +194,19 @@ impl Scheduler {
             };
             let started = std::time::Instant::now();
             let outcomes = self.deliver(&core, &domain, &parcel).await;
-            self.metrics.delivery_seconds.observe(started.elapsed().as_secs_f64());
+            self.metrics
+                .delivery_seconds
+                .observe(started.elapsed().as_secs_f64());
             for (&i, outcome) in indexes.iter().zip(outcomes) {
-                apply(&mut env.recipients[i], outcome, &core, env.received_at, now, id, &self.metrics);
+                apply(
+                    &mut env.recipients[i],
+                    outcome,
+                    &core,
+                    env.received_at,
+                    now,
+                    id,
+                    &self.metrics,
+                );
             }
         }
         self.bounce(&core, id, &mut env, &message).await;
@@ -170,10 +214,19 @@ impl Scheduler {
         let id2 = id.clone();
         let done = env.is_done();
         let next = env.next_due();
-        let result = tokio::task::spawn_blocking(move || if done { spool.remove(&id2) } else { spool.update(&id2, &env) }).await;
+        let result = tokio::task::spawn_blocking(move || {
+            if done {
+                spool.remove(&id2)
+            } else {
+                spool.update(&id2, &env)
+            }
+        })
+        .await;
         match result {
             Ok(Ok(())) | Ok(Err(SpoolError::NotFound)) => {}
-            Ok(Err(e)) => tracing::error!(queue_id = %id, error = %e, "cannot record delivery outcome"),
+            Ok(Err(e)) => {
+                tracing::error!(queue_id = %id, error = %e, "cannot record delivery outcome")
+            }
             Err(_) => {}
         }
         if done {
@@ -197,10 +250,20 @@ impl Scheduler {
                     command_timeout: d.command_timeout,
                 };
                 let _permit = self.connections.acquire().await;
-                courier::deliver(&core.resolver, &[Hop { host: r.host.clone(), port: r.port }], &policy, parcel).await
+                courier::deliver(
+                    &core.resolver,
+                    &[Hop {
+                        host: r.host.clone(),
+                        port: r.port,
+                    }],
+                    &policy,
+                    parcel,
+                )
+                .await
             }
             DeliveryMode::Mx => {
-                let hops = match next_hop::resolve(&core.resolver, &d.routes, domain, d.port).await {
+                let hops = match next_hop::resolve(&core.resolver, &d.routes, domain, d.port).await
+                {
                     Ok(h) => h,
                     Err(HopError::Permanent(e)) => return parcel.all(Outcome::Permanent(e)),
                     Err(HopError::Temporary(e)) => {
@@ -224,7 +287,10 @@ impl Scheduler {
                     for o in &outcomes {
                         if let Outcome::Temporary(r) = o {
                             if r.contains("STARTTLS") {
-                                self.metrics.tls_failures_total.with_label_values(&["outbound"]).inc();
+                                self.metrics
+                                    .tls_failures_total
+                                    .with_label_values(&["outbound"])
+                                    .inc();
                                 break;
                             }
                         }
@@ -236,8 +302,18 @@ impl Scheduler {
     }
 
     /// Send one DSN for the recipients that failed for good since the last one.
-    async fn bounce(&self, core: &Core, id: &QueueId, env: &mut Envelope, message: &std::path::Path) {
-        let failed: Vec<usize> = (0..env.recipients.len()).filter(|&i| env.recipients[i].state == RecipientState::Failed && !env.recipients[i].dsn_sent).collect();
+    async fn bounce(
+        &self,
+        core: &Core,
+        id: &QueueId,
+        env: &mut Envelope,
+        message: &std::path::Path,
+    ) {
+        let failed: Vec<usize> = (0..env.recipients.len())
+            .filter(|&i| {
+                env.recipients[i].state == RecipientState::Failed && !env.recipients[i].dsn_sent
+            })
+            .collect();
         if failed.is_empty() {
             return;
         }
@@ -245,11 +321,23 @@ impl Scheduler {
         if !env.sender.is_empty() && !env.is_dsn {
             let failures: Vec<dsn::Failure<'_>> = failed
                 .iter()
-                .map(|&i| dsn::Failure { recipient: &env.recipients[i].address, reply: env.recipients[i].last_reply.as_deref().unwrap_or("failed") })
+                .map(|&i| dsn::Failure {
+                    recipient: &env.recipients[i].address,
+                    reply: env.recipients[i].last_reply.as_deref().unwrap_or("failed"),
+                })
                 .collect();
-            let bytes = dsn::build(&core.settings.hostname, id.as_str(), &env.sender, &failures, message, unix_now());
+            let bytes = dsn::build(
+                &core.settings.hostname,
+                id.as_str(),
+                &env.sender,
+                &failures,
+                message,
+                unix_now(),
+            );
             match self.enqueue_dsn(core, &env.sender, bytes).await {
-                Ok(dsn_id) => tracing::info!(queue_id = %id, dsn_id = %dsn_id, recipients = failed.len(), "bounce sent to sender"),
+                Ok(dsn_id) => {
+                    tracing::info!(queue_id = %id, dsn_id = %dsn_id, recipients = failed.len(), "bounce sent to sender")
+                }
                 Err(e) => {
                     tracing::error!(queue_id = %id, error = %e, "cannot queue DSN; will retry");
                     return;
@@ -261,7 +349,12 @@ impl Scheduler {
         }
     }
 
-    async fn enqueue_dsn(&self, core: &Core, to: &str, bytes: Vec<u8>) -> Result<QueueId, SpoolError> {
+    async fn enqueue_dsn(
+        &self,
+        core: &Core,
+        to: &str,
+        bytes: Vec<u8>,
+    ) -> Result<QueueId, SpoolError> {
         let id = QueueId::new();
         let mut signatures = Vec::new();
         if let Some(signers) = core.signers.for_from_domain(&core.settings.hostname) {
@@ -276,7 +369,14 @@ impl Scheduler {
         let env = Envelope {
             version: 1,
             sender: String::new(),
-            recipients: vec![RecipientStatus { address: to.to_string(), state: RecipientState::Pending, attempts: 0, next_attempt: now, last_reply: None, dsn_sent: false }],
+            recipients: vec![RecipientStatus {
+                address: to.to_string(),
+                state: RecipientState::Pending,
+                attempts: 0,
+                next_attempt: now,
+                last_reply: None,
+                dsn_sent: false,
+            }],
             received_at: now,
             client: "dsn".into(),
             signatures,
@@ -293,19 +393,33 @@ impl Scheduler {
             spool.commit(draft, &env)
         })
         .await
-        .map_err(|e| SpoolError::Io { path: "dsn".into(), source: std::io::Error::other(e.to_string()) })??;
+        .map_err(|e| SpoolError::Io {
+            path: "dsn".into(),
+            source: std::io::Error::other(e.to_string()),
+        })??;
         Ok(id)
     }
 }
 
 /// Record one recipient's outcome.
-fn apply(r: &mut RecipientStatus, outcome: Outcome, core: &Core, received_at: i64, now: i64, id: &QueueId, metrics: &crate::metrics::Metrics) {
+fn apply(
+    r: &mut RecipientStatus,
+    outcome: Outcome,
+    core: &Core,
+    received_at: i64,
+    now: i64,
+    id: &QueueId,
+    metrics: &crate::metrics::Metrics,
+) {
     r.attempts += 1;
     r.last_reply = Some(outcome.reply().to_string());
     match outcome {
         Outcome::Delivered(reply) => {
             r.state = RecipientState::Delivered;
-            metrics.deliveries_total.with_label_values(&["delivered"]).inc();
+            metrics
+                .deliveries_total
+                .with_label_values(&["delivered"])
+                .inc();
             tracing::info!(queue_id = %id, recipient = %r.address, reply = %reply, "delivered");
         }
         Outcome::Temporary(reply) => {
@@ -313,18 +427,27 @@ fn apply(r: &mut RecipientStatus, outcome: Outcome, core: &Core, received_at: i6
             if now - received_at >= max_age {
                 r.state = RecipientState::Failed;
                 r.last_reply = Some(format!("gave up after {} attempts: {reply}", r.attempts));
-                metrics.deliveries_total.with_label_values(&["bounced"]).inc();
+                metrics
+                    .deliveries_total
+                    .with_label_values(&["bounced"])
+                    .inc();
                 tracing::warn!(queue_id = %id, recipient = %r.address, reply = %reply, "bounced: too old");
             } else {
                 let delay = retry::delay(&core.settings.delivery.retry, r.attempts);
                 r.next_attempt = now + delay.as_secs().max(1) as i64;
-                metrics.deliveries_total.with_label_values(&["deferred"]).inc();
+                metrics
+                    .deliveries_total
+                    .with_label_values(&["deferred"])
+                    .inc();
                 tracing::info!(queue_id = %id, recipient = %r.address, reply = %reply, retry_in = delay.as_secs(), "deferred");
             }
         }
         Outcome::Permanent(reply) => {
             r.state = RecipientState::Failed;
-            metrics.deliveries_total.with_label_values(&["bounced"]).inc();
+            metrics
+                .deliveries_total
+                .with_label_values(&["bounced"])
+                .inc();
             tracing::warn!(queue_id = %id, recipient = %r.address, reply = %reply, "bounced");
         }
     }

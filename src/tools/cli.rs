@@ -1,0 +1,216 @@
+//! The command-line ends of `keygen`, `dns-check` and `verify`: read arguments already parsed
+//! by `main`, run the tool, print, and return the exit status. Kept out of `main.rs` so the
+//! binary's file stays a table of commands.
+
+use super::dns_check::{any_fail, render_json, render_text, run_checks};
+use super::keygen::{keygen, KeygenAlgorithm};
+use super::verify::{all_passed, verify_message, LocalKey};
+use crate::config::{resolve_path, Settings};
+use crate::dkim::keys::PrivateKey;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Exit status: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: a check failed, or the tool could not run.
+pub const EXIT_FAIL: u8 = 1;
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+/// `keygen --domain D --selector S [--algorithm A] [--out DIR]`.
+pub fn keygen_command(domain: &str, selector: &str, algorithm: &str, out: &Path) -> u8 {
+    let Some(alg) = KeygenAlgorithm::parse(algorithm) else {
+        eprintln!(
+            "unknown algorithm '{algorithm}': use one of {}",
+            KeygenAlgorithm::NAMES.join(", ")
+        );
+        return EXIT_FAIL;
+    };
+    match keygen(domain, selector, alg, out) {
+        Ok(g) => {
+            print!("{g}");
+            eprintln!(
+                "wrote {} (mode 0600). Publish the record above, then add to the config:\n  dkim:\n    domains:\n      {}:\n        - selector: {}\n          private_key: {}\nand run `dkim-relay dns-check` once DNS serves it.",
+                g.path.display(),
+                g.domain,
+                g.selector,
+                g.path.display()
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("keygen: {e}");
+            EXIT_FAIL
+        }
+    }
+}
+
+/// `dns-check [-c FILE] [--domain D] [--format text|json]`.
+pub fn dns_check_command(config: Option<&Path>, domain: Option<&str>, json: bool) -> u8 {
+    let path = resolve_path(config);
+    let settings = match Settings::load(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_FAIL;
+        }
+    };
+    if let Some(d) = domain {
+        let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
+        if !settings.dkim.domains.contains_key(&d) {
+            eprintln!(
+                "{d} is not a signing domain in {} (configured: {})",
+                path.display(),
+                settings
+                    .dkim
+                    .domains
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            return EXIT_FAIL;
+        }
+    }
+    if settings.dkim.domains.is_empty() {
+        eprintln!(
+            "{}: no dkim.domains configured: nothing to check",
+            path.display()
+        );
+        return EXIT_FAIL;
+    }
+    let resolver = match crate::resolver::build(settings.dns.nameservers.as_deref()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_FAIL;
+        }
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_FAIL;
+        }
+    };
+    let results = rt.block_on(run_checks(&settings, &resolver, domain));
+    if json {
+        print!("{}", render_json(&results));
+    } else {
+        print!("{}", render_text(&results));
+    }
+    if any_fail(&results) {
+        EXIT_FAIL
+    } else {
+        EXIT_OK
+    }
+}
+
+/// `verify [FILE|-] [--key PEM [--domain D] [--selector S]] [-c FILE]`.
+pub fn verify_command(
+    file: Option<&Path>,
+    key: Option<&Path>,
+    domain: Option<&str>,
+    selector: Option<&str>,
+    config: Option<&Path>,
+) -> u8 {
+    let raw = match read_input(file) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_FAIL;
+        }
+    };
+    let local = match key {
+        Some(p) => match PrivateKey::load(p) {
+            Ok(k) => Some(LocalKey {
+                key: k,
+                domain: domain.map(str::to_string),
+                selector: selector.map(str::to_string),
+            }),
+            Err(e) => {
+                eprintln!("{e}");
+                return EXIT_FAIL;
+            }
+        },
+        None => {
+            if domain.is_some() || selector.is_some() {
+                eprintln!(
+                    "--domain and --selector choose which signatures --key is for; give --key too"
+                );
+                return EXIT_FAIL;
+            }
+            None
+        }
+    };
+    let resolver = match verify_resolver(local.is_some(), config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_FAIL;
+        }
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_FAIL;
+        }
+    };
+    match rt.block_on(verify_message(&raw, &resolver, local.as_ref())) {
+        Ok(reports) => {
+            for r in &reports {
+                println!("{r}");
+            }
+            if all_passed(&reports) {
+                EXIT_OK
+            } else {
+                EXIT_FAIL
+            }
+        }
+        Err(e) => {
+            eprintln!("verify: {e}");
+            EXIT_FAIL
+        }
+    }
+}
+
+/// With `--key`, a resolver with no name servers: nothing reaches DNS. Else the config's
+/// `dns.nameservers` when a config can be read (an explicit `-c` must be readable), else the
+/// system resolver.
+fn verify_resolver(
+    local: bool,
+    config: Option<&Path>,
+) -> Result<mail_auth::MessageAuthenticator, String> {
+    if local {
+        return crate::resolver::build(Some(&[]));
+    }
+    let path: PathBuf = resolve_path(config);
+    match Settings::load(&path) {
+        Ok(s) => crate::resolver::build(s.dns.nameservers.as_deref()),
+        Err(e) if config.is_some() => Err(e.to_string()),
+        Err(_) => crate::resolver::build(None),
+    }
+}
+
+fn read_input(file: Option<&Path>) -> Result<Vec<u8>, String> {
+    let mut buf = Vec::new();
+    match file {
+        None => std::io::stdin()
+            .read_to_end(&mut buf)
+            .map_err(|e| format!("cannot read the message from stdin: {e}"))?,
+        Some(p) if p.as_os_str() == "-" => std::io::stdin()
+            .read_to_end(&mut buf)
+            .map_err(|e| format!("cannot read the message from stdin: {e}"))?,
+        Some(p) => {
+            buf = std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            buf.len()
+        }
+    };
+    Ok(buf)
+}

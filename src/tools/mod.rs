@@ -1,0 +1,8 @@
+//! Operator tools behind the `keygen`, `dns-check` and `verify` commands; `dns_check` is also
+//! the DNS doctor that `serve` runs periodically. They use `config`, `dkim` and `resolver`
+//! values passed in and must not import the SMTP, spool or delivery modules.
+
+pub mod cli;
+pub mod dns_check;
+pub mod keygen;
+pub mod verify;
