@@ -1,0 +1,289 @@
+//! The real `dkim-relay` binary as a test runs it: a temporary directory with its config,
+//! spool and outbox, free loopback ports, start / kill -9 / restart, and the development keys
+//! with the DNS records that publish them.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The development DKIM keys (config/dev-keys) and their selectors.
+pub const RSA_SELECTOR: &str = "dev2026r";
+pub const ED_SELECTOR: &str = "dev2026e";
+
+pub fn rsa_key() -> PathBuf {
+    Path::new(ROOT).join("config/dev-keys/example.com.dev2026r.pem")
+}
+
+pub fn ed_key() -> PathBuf {
+    Path::new(ROOT).join("config/dev-keys/example.com.dev2026e.pem")
+}
+
+pub fn cert() -> String {
+    format!("{ROOT}/certs/dev-cert.pem")
+}
+
+pub fn cert_key() -> String {
+    format!("{ROOT}/certs/dev-key.pem")
+}
+
+/// The TXT record value publishing a key.
+pub fn dkim_record(key: &Path) -> String {
+    let k = dkim_relay::dkim::keys::PrivateKey::load(key).expect("dev key");
+    format!(
+        "v=DKIM1; k={}; p={}",
+        k.algorithm.key_type(),
+        k.public_key_base64()
+    )
+}
+
+/// (name, value) of the records for both dev selectors of example.com.
+pub fn dkim_records() -> Vec<(String, String)> {
+    vec![
+        (
+            format!("{RSA_SELECTOR}._domainkey.example.com"),
+            dkim_record(&rsa_key()),
+        ),
+        (
+            format!("{ED_SELECTOR}._domainkey.example.com"),
+            dkim_record(&ed_key()),
+        ),
+    ]
+}
+
+/// A TCP port free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub struct Relay {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub plain: SocketAddr,
+    pub starttls: SocketAddr,
+    pub implicit: SocketAddr,
+    pub metrics: SocketAddr,
+    child: Option<Child>,
+}
+
+/// The password of the test user `app` (hash below).
+pub const PASSWORD: &str = "demo-password";
+pub const PASSWORD_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$hSJuQlGz8CKlJ+dWRClxAA$B8kFxHpxIFwmCj3EWDscq2zFaAi3Ks4L/XbKDvvAmTc";
+
+impl Relay {
+    /// Write a config (`extra` is appended: delivery, dns, limits…) and start the relay.
+    pub fn start(extra: &str) -> Relay {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plain: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let starttls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let implicit: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config = dir.path().join("config.yaml");
+        let yaml = format!(
+            r#"hostname: relay.test
+spool_dir: {spool}
+listeners:
+  - address: "{plain}"
+    tls: none
+  - address: "{starttls}"
+    tls: starttls
+  - address: "{implicit}"
+    tls: implicit
+tls:
+  certificate: {cert}
+  private_key: {cert_key}
+clients:
+  - user: app
+    password_hash: "{PASSWORD_HASH}"
+    allow_from: ["example.com", "*.example.com"]
+  - user: other
+    password_hash: "{PASSWORD_HASH}"
+    allow_from: ["other.test"]
+dkim:
+  domains:
+    example.com:
+      - selector: {RSA_SELECTOR}
+        private_key: {rsa}
+      - selector: {ED_SELECTOR}
+        private_key: {ed}
+    other.test:
+      - selector: o1
+        private_key: {ed}
+metrics:
+  address: "{metrics}"
+log:
+  level: debug
+{extra}
+"#,
+            spool = dir.path().join("spool").display(),
+            cert = cert(),
+            cert_key = cert_key(),
+            rsa = rsa_key().display(),
+            ed = ed_key().display(),
+        );
+        std::fs::write(&config, yaml).expect("write config");
+        let mut relay = Relay {
+            dir,
+            config,
+            plain,
+            starttls,
+            implicit,
+            metrics,
+            child: None,
+        };
+        relay.spawn();
+        relay
+    }
+
+    pub fn outbox(&self) -> PathBuf {
+        self.dir.path().join("outbox")
+    }
+
+    pub fn spool(&self) -> PathBuf {
+        self.dir.path().join("spool")
+    }
+
+    /// Start the process and wait until it accepts connections.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("relay.log"))
+            .expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_dkim-relay"))
+            .arg("serve")
+            .arg("-c")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn dkim-relay");
+        self.child = Some(child);
+        let start = Instant::now();
+        while TcpStream::connect(self.plain).is_err() {
+            if start.elapsed() > Duration::from_secs(20) {
+                panic!("relay did not start:\n{}", self.log());
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("relay exited with {status}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("relay.log")).unwrap_or_default()
+    }
+
+    /// kill -9: no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(c.id().to_string())
+                .status();
+        }
+    }
+
+    /// Wait for the process to exit (after SIGTERM).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(s) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Messages still in the spool.
+    pub fn queued(&self) -> usize {
+        std::fs::read_dir(self.spool().join("queue"))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "env"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Verify every DKIM-Signature with dkimpy (Debian's python3-dkim) against `records`.
+/// Returns None when dkimpy is not installed (the caller skips), else whether all passed and
+/// dkimpy's output.
+pub fn dkimpy_verify(message: &[u8], records: &[(String, String)]) -> Option<(bool, String)> {
+    let python = python_with_dkimpy();
+    let Some(python) = python else {
+        // In CI the verifier is installed by .ci/run: its absence is a failure, not a skip.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "dkimpy (python3-dkim) is required in CI"
+        );
+        return None;
+    };
+    let dir = tempfile::tempdir().ok()?;
+    let msg = dir.path().join("m.eml");
+    std::fs::write(&msg, message).ok()?;
+    let rec = dir.path().join("records.json");
+    let map: serde_json::Map<String, serde_json::Value> = records
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    std::fs::write(&rec, serde_json::to_vec(&map).ok()?).ok()?;
+    let out = Command::new(python)
+        .arg(format!("{ROOT}/tests/support/dkimpy_verify.py"))
+        .arg("--records")
+        .arg(&rec)
+        .arg(&msg)
+        .output()
+        .ok()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some((out.status.success(), text))
+}
+
+/// Debian's python3-dkim installs for /usr/bin/python3, which may not be the first python3 on
+/// PATH (pyenv): try both.
+fn python_with_dkimpy() -> Option<&'static str> {
+    ["/usr/bin/python3", "python3"].into_iter().find(|p| {
+        Command::new(p)
+            .args(["-c", "import dkim"])
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    })
+}

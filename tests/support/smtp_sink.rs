@@ -1,0 +1,274 @@
+//! A real receiving SMTP server for tests, on 127.0.0.1: it records every message with its
+//! envelope, offers STARTTLS when given a certificate, can require AUTH, and answers scripted
+//! replies for chosen recipients (e.g. 451 twice, then 250).
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+/// One message as the sink received it.
+#[derive(Clone, Debug)]
+pub struct Delivered {
+    pub sender: String,
+    pub recipients: Vec<String>,
+    /// Unstuffed message bytes, as sent before the final dot.
+    pub data: Vec<u8>,
+    pub tls: bool,
+}
+
+#[derive(Default)]
+struct State {
+    messages: Vec<Delivered>,
+    rcpt_script: HashMap<String, VecDeque<String>>,
+    connections: usize,
+    starttls: bool,
+    auth: Option<(String, String)>,
+}
+
+pub struct Sink {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+impl Sink {
+    /// Start on a free port. `tls`: (certificate, key) PEM paths to offer STARTTLS with.
+    pub async fn start(tls: Option<(&str, &str)>) -> Sink {
+        Self::start_on("127.0.0.1:0", tls).await
+    }
+
+    pub async fn start_on(addr: &str, tls: Option<(&str, &str)>) -> Sink {
+        let listener = TcpListener::bind(addr).await.expect("sink bind");
+        let addr = listener.local_addr().expect("sink addr");
+        let state = Arc::new(Mutex::new(State {
+            starttls: tls.is_some(),
+            ..State::default()
+        }));
+        let acceptor = tls.map(|(c, k)| {
+            let config =
+                dkim_relay::inbound::tls::load(std::path::Path::new(c), std::path::Path::new(k))
+                    .expect("sink tls");
+            tokio_rustls::TlsAcceptor::from(config)
+        });
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                st.lock().unwrap().connections += 1;
+                let st = st.clone();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let _ = serve(Box::new(stream), st, acceptor, false).await;
+                });
+            }
+        });
+        Sink { addr, state, task }
+    }
+
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+
+    /// Answer RCPT TO:<rcpt> with these replies first (then 250).
+    pub fn script_rcpt(&self, rcpt: &str, replies: &[&str]) {
+        self.state.lock().unwrap().rcpt_script.insert(
+            rcpt.to_string(),
+            replies.iter().map(|s| s.to_string()).collect(),
+        );
+    }
+
+    pub fn require_auth(&self, user: &str, pass: &str) {
+        self.state.lock().unwrap().auth = Some((user.into(), pass.into()));
+    }
+
+    pub fn messages(&self) -> Vec<Delivered> {
+        self.state.lock().unwrap().messages.clone()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.state.lock().unwrap().connections
+    }
+
+    /// Wait until `n` messages arrived (or `timeout`).
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Delivered> {
+        let start = Instant::now();
+        loop {
+            let m = self.messages();
+            if m.len() >= n || start.elapsed() > timeout {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn serve(
+    stream: Box<dyn Stream>,
+    st: Arc<Mutex<State>>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    tls: bool,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> {
+    Box::pin(async move {
+        let mut r = BufReader::new(stream);
+        if !tls {
+            r.get_mut().write_all(b"220 sink.test ESMTP\r\n").await?;
+        }
+        let mut sender = String::new();
+        let mut rcpts: Vec<String> = Vec::new();
+        let mut authed = false;
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).await? == 0 {
+                return Ok(());
+            }
+            let upper = line.to_ascii_uppercase();
+            let reply: String = if upper.starts_with("EHLO") {
+                let (starttls, auth) = {
+                    let s = st.lock().unwrap();
+                    (s.starttls && !tls, s.auth.is_some())
+                };
+                let mut caps = vec![
+                    "sink.test",
+                    "PIPELINING",
+                    "8BITMIME",
+                    "SMTPUTF8",
+                    "SIZE 100000000",
+                ];
+                if starttls {
+                    caps.push("STARTTLS");
+                }
+                if auth {
+                    caps.push("AUTH PLAIN LOGIN");
+                }
+                let n = caps.len();
+                caps.iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("250{}{c}\r\n", if i + 1 < n { '-' } else { ' ' }))
+                    .collect()
+            } else if upper.starts_with("HELO") {
+                "250 sink.test\r\n".into()
+            } else if upper.starts_with("STARTTLS") {
+                let Some(acc) = acceptor.clone() else {
+                    r.get_mut().write_all(b"502 no\r\n").await?;
+                    continue;
+                };
+                r.get_mut().write_all(b"220 go\r\n").await?;
+                let inner = r.into_inner();
+                let tls_stream = acc.accept(inner).await?;
+                return serve(Box::new(tls_stream), st, None, true).await;
+            } else if upper.starts_with("AUTH PLAIN") {
+                use base64::Engine;
+                let arg = line
+                    .trim_end()
+                    .splitn(3, ' ')
+                    .nth(2)
+                    .unwrap_or("")
+                    .to_string();
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(arg)
+                    .unwrap_or_default();
+                let parts: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
+                let want = st.lock().unwrap().auth.clone();
+                match want {
+                    Some((u, p))
+                        if parts.len() == 3
+                            && parts[1] == u.as_bytes()
+                            && parts[2] == p.as_bytes() =>
+                    {
+                        authed = true;
+                        "235 ok\r\n".into()
+                    }
+                    _ => "535 5.7.8 bad credentials\r\n".into(),
+                }
+            } else if upper.starts_with("MAIL FROM:") {
+                if st.lock().unwrap().auth.is_some() && !authed {
+                    "530 5.7.0 auth first\r\n".into()
+                } else {
+                    sender = extract(&line);
+                    rcpts.clear();
+                    "250 2.1.0 ok\r\n".into()
+                }
+            } else if upper.starts_with("RCPT TO:") {
+                let rcpt = extract(&line);
+                let scripted = st
+                    .lock()
+                    .unwrap()
+                    .rcpt_script
+                    .get_mut(&rcpt)
+                    .and_then(|q| q.pop_front());
+                match scripted {
+                    Some(reply) => format!("{reply}\r\n"),
+                    None => {
+                        rcpts.push(rcpt);
+                        "250 2.1.5 ok\r\n".into()
+                    }
+                }
+            } else if upper.starts_with("DATA") {
+                r.get_mut().write_all(b"354 go\r\n").await?;
+                let mut data = Vec::new();
+                loop {
+                    let mut l = Vec::new();
+                    if r.read_until(b'\n', &mut l).await? == 0 {
+                        return Ok(());
+                    }
+                    if l == b".\r\n" {
+                        break;
+                    }
+                    if l.starts_with(b".") {
+                        l.remove(0);
+                    }
+                    data.extend_from_slice(&l);
+                }
+                st.lock().unwrap().messages.push(Delivered {
+                    sender: sender.clone(),
+                    recipients: rcpts.clone(),
+                    data,
+                    tls,
+                });
+                "250 2.0.0 accepted\r\n".into()
+            } else if upper.starts_with("RSET") {
+                rcpts.clear();
+                "250 ok\r\n".into()
+            } else if upper.starts_with("QUIT") {
+                r.get_mut().write_all(b"221 bye\r\n").await?;
+                return Ok(());
+            } else if upper.starts_with("NOOP") {
+                "250 ok\r\n".into()
+            } else {
+                "500 unknown\r\n".into()
+            };
+            r.get_mut().write_all(reply.as_bytes()).await?;
+        }
+    })
+}
+
+fn extract(line: &str) -> String {
+    let start = line.find('<').map(|p| p + 1).unwrap_or(0);
+    let end = line[start..]
+        .find('>')
+        .map(|p| start + p)
+        .unwrap_or(line.len());
+    line[start..end].to_string()
+}
+
+/// Read everything a stream has until EOF (helper for raw tests).
+pub async fn read_all<S: AsyncRead + Unpin>(s: &mut S) -> Vec<u8> {
+    let mut v = Vec::new();
+    let _ = s.read_to_end(&mut v).await;
+    v
+}
