@@ -76,3 +76,15 @@ fn production_config_mentions_every_key() {
         "config/production.yaml does not mention these keys: {missing:?}"
     );
 }
+
+#[test]
+fn kubernetes_configmap_config_is_valid() {
+    let (path, text) = repo_file("contrib/kubernetes/configmap.yaml");
+    let cm: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("YAML");
+    let config = cm["data"]["config.yaml"]
+        .as_str()
+        .expect("data.config.yaml in the ConfigMap");
+    if let Err(errors) = Settings::parse(&path, config) {
+        panic!("the config in contrib/kubernetes/configmap.yaml does not validate:\n{errors}");
+    }
+}
