@@ -281,7 +281,7 @@ fi
 
 # ---- 4. shell scripts -----------------------------------------------------------------------
 step "shellcheck"
-if shellcheck contrib/docker/entrypoint.sh contrib/docker/healthcheck.sh .ci/lint-packaging.sh; then
+if shellcheck contrib/docker/entrypoint.sh contrib/docker/healthcheck.sh contrib/acme/dkim-relay-deploy-hook.sh .ci/lint-packaging.sh; then
     echo "ok"
 else
     fail "shellcheck"
