@@ -88,3 +88,41 @@ fn kubernetes_configmap_config_is_valid() {
         panic!("the config in contrib/kubernetes/configmap.yaml does not validate:\n{errors}");
     }
 }
+
+#[test]
+fn documentation_links_to_files_that_exist() {
+    // Every `docs/...` and `contrib/...` path named in the operator documentation exists.
+    let mut files = vec!["certs/README.md".to_string()];
+    let docs_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    for entry in std::fs::read_dir(&docs_dir).expect("docs/") {
+        let name = entry.expect("entry").file_name().into_string().expect("utf-8");
+        if name.ends_with(".md") {
+            files.push(format!("docs/{name}"));
+        }
+    }
+    let mut broken = Vec::new();
+    for file in &files {
+        let (_, text) = repo_file(file);
+        for prefix in ["docs/", "contrib/"] {
+            let mut rest = text.as_str();
+            while let Some(pos) = rest.find(prefix) {
+                let before = rest[..pos].chars().next_back();
+                let tail = &rest[pos..];
+                let end = tail
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || "_./-".contains(c)))
+                    .unwrap_or(tail.len());
+                let path = tail[..end].trim_end_matches('.');
+                rest = &tail[end..];
+                // Only paths that start a word (not ".../usr/share/doc/...", not URLs).
+                if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '/' || c == '.') {
+                    continue;
+                }
+                let full = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+                if !full.exists() {
+                    broken.push(format!("{file}: {path}"));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "documentation names missing files: {broken:#?}");
+}
