@@ -95,7 +95,11 @@ fn documentation_links_to_files_that_exist() {
     let mut files = vec!["certs/README.md".to_string()];
     let docs_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
     for entry in std::fs::read_dir(&docs_dir).expect("docs/") {
-        let name = entry.expect("entry").file_name().into_string().expect("utf-8");
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .into_string()
+            .expect("utf-8");
         if name.ends_with(".md") {
             files.push(format!("docs/{name}"));
         }
@@ -124,5 +128,8 @@ fn documentation_links_to_files_that_exist() {
             }
         }
     }
-    assert!(broken.is_empty(), "documentation names missing files: {broken:#?}");
+    assert!(
+        broken.is_empty(),
+        "documentation names missing files: {broken:#?}"
+    );
 }
