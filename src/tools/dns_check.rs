@@ -34,7 +34,8 @@ pub enum Status {
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        // `pad` so that `{:<4}` aligns the report's columns.
+        f.pad(match self {
             Status::Ok => "ok",
             Status::Warn => "warn",
             Status::Fail => "FAIL",
@@ -282,7 +283,9 @@ async fn check_dkim(
     let strings = dkim[0];
     let joined = strings.concat();
     let text = String::from_utf8_lossy(&joined).to_string();
-    let hint_split = strings.iter().any(|s| s.len() == TXT_STRING_MAX);
+    // A value cut at the string limit ends in a string of exactly 255 bytes (a correct split's
+    // last string is almost always shorter; full-size strings before it are normal).
+    let hint_split = strings.last().is_some_and(|s| s.len() == TXT_STRING_MAX);
 
     if text.contains('"') {
         return result(
@@ -336,7 +339,7 @@ async fn check_dkim(
     }
     let truncated = if hint_split {
         format!(
-            " (one string is exactly {TXT_STRING_MAX} bytes: the value was probably cut at the \
+            " (its last string is exactly {TXT_STRING_MAX} bytes: the value was probably cut at the \
              TXT string limit; publish it as several quoted strings of at most {TXT_STRING_MAX} bytes)"
         )
     } else {
