@@ -120,6 +120,51 @@ pub async fn run_checks(
     out
 }
 
+/// One pass of the DNS doctor as `serve` runs it: every check, each problem logged as a
+/// warning (a FAIL never stops mail). Returns the results for [`gauge_values`].
+pub async fn doctor_pass(settings: &Settings, resolver: &MessageAuthenticator) -> Vec<CheckResult> {
+    let results = run_checks(settings, resolver, None).await;
+    for r in results.iter().filter(|r| r.status != Status::Ok) {
+        tracing::warn!(
+            domain = %r.domain,
+            check = %r.check.label(),
+            status = %r.status,
+            "dns check: {}",
+            r.message
+        );
+    }
+    results
+}
+
+/// The DNS doctor's loop for `serve`: a pass at once, then every `dns.check_interval` of the
+/// current config (`settings()` is asked each time, so a reload takes effect), until `shutdown`
+/// completes. `publish` gets each pass's results (set the gauges from [`gauge_values`]; reset
+/// the gauge vector first if domains or selectors can disappear on reload).
+pub async fn doctor_loop<S, P>(
+    settings: impl Fn() -> S,
+    resolver: &MessageAuthenticator,
+    shutdown: impl std::future::Future<Output = ()>,
+    mut publish: P,
+) where
+    S: std::ops::Deref<Target = Settings>,
+    P: FnMut(&[CheckResult]),
+{
+    tokio::pin!(shutdown);
+    loop {
+        let snapshot = settings();
+        let interval = snapshot.dns.check_interval;
+        tokio::select! {
+            results = doctor_pass(&snapshot, resolver) => publish(&results),
+            _ = &mut shutdown => return,
+        }
+        drop(snapshot);
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = &mut shutdown => return,
+        }
+    }
+}
+
 /// The gauge values: one per (domain, check label), 1 when no line of that check is a FAIL
 /// (a warning is still 1: mail flows), 0 otherwise.
 pub fn gauge_values(results: &[CheckResult]) -> Vec<(String, String, i64)> {
