@@ -117,7 +117,7 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<Settings, ConfigErrors> {
         Ok(r) => r,
         Err(e) => {
             let is_unknown_field = e.to_string().contains("unknown field");
-            if !(is_unknown_field && !unknown.is_empty()) {
+            if !is_unknown_field || unknown.is_empty() {
                 c.errors.push(serde_error(file, &e));
             }
             return Err(ConfigErrors(c.errors));
