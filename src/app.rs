@@ -129,6 +129,9 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         ));
     }
     readiness.set_listeners_bound(true);
+    if !live.load().settings.dns.check_interval.is_zero() {
+        spawn_dns_doctor(live.clone(), metrics.clone(), shutdown_rx.clone());
+    }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "dkim-relay started");
 
     let mut hup = signal(SignalKind::hangup())?;
@@ -157,6 +160,52 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     }
     scheduler_task.abort();
     Ok(())
+}
+
+/// The settings of a core snapshot, for the DNS doctor (which re-reads them every pass, so a
+/// reload's domains and interval apply from the next pass).
+struct SettingsOf(Arc<Core>);
+
+impl std::ops::Deref for SettingsOf {
+    type Target = crate::config::Settings;
+    fn deref(&self) -> &Self::Target {
+        &self.0.settings
+    }
+}
+
+/// The DNS doctor: the dns-check logic at start and every `dns.check_interval`, warnings in the
+/// log and `dkim_relay_dns_check_ok{domain,check}` gauges. It never stops mail.
+fn spawn_dns_doctor(
+    live: Arc<ArcSwap<Core>>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        let resolver = live.load().resolver.clone();
+        let stop = async move {
+            while !*shutdown.borrow() {
+                if shutdown.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        crate::tools::dns_check::doctor_loop(
+            || SettingsOf(live.load_full()),
+            &resolver,
+            stop,
+            |results| {
+                // A reload may have removed a domain or selector: start each pass from scratch.
+                metrics.dns_check_ok.reset();
+                for (domain, check, ok) in crate::tools::dns_check::gauge_values(results) {
+                    metrics
+                        .dns_check_ok
+                        .with_label_values(&[domain.as_str(), check.as_str()])
+                        .set(ok);
+                }
+            },
+        )
+        .await;
+    });
 }
 
 /// SIGHUP: load the configuration again; swap it in only if all of it is good.

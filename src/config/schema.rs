@@ -194,7 +194,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "dns.check_interval",
         "1h",
-        "how often serve re-runs the DNS checks",
+        "how often serve re-runs the DNS checks (0s: never)",
     ),
     ("limits", "", "per-session and per-message limits"),
     (

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install, once, what the test suite uses besides Rust: Debian's python3-dkim (dkimpy, the
+# independent DKIM verifier the tests check every signature with). Idempotent: installs only
+# what is missing. Needs root or sudo for apt-get; without either it says what to install.
+set -euo pipefail
+need=()
+/usr/bin/python3 -c 'import dkim' 2>/dev/null || need+=(python3-dkim)
+if (( ${#need[@]} == 0 )); then exit 0; fi
+sudo=()
+if (( EUID != 0 )); then
+  if command -v sudo >/dev/null 2>&1; then sudo=(sudo); else
+    echo "install-test-deps: please install: ${need[*]} (apt-get install ${need[*]})" >&2
+    exit 0
+  fi
+fi
+echo "install-test-deps: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 || {
+  "${sudo[@]}" apt-get update -qq >/dev/null
+  "${sudo[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
+}
