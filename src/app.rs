@@ -129,6 +129,12 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         ));
     }
     readiness.set_listeners_bound(true);
+    spawn_rotation_watch(
+        config_path.to_path_buf(),
+        live.clone(),
+        metrics.clone(),
+        shutdown_rx.clone(),
+    );
     if !live.load().settings.dns.check_interval.is_zero() {
         spawn_dns_doctor(live.clone(), metrics.clone(), shutdown_rx.clone());
     }
@@ -205,6 +211,38 @@ fn spawn_dns_doctor(
             },
         )
         .await;
+    });
+}
+
+/// Pending key rotations start signing once DNS serves their key: check every
+/// `dns.check_interval` (every 5 minutes when the DNS doctor is off) and rebuild the signers
+/// when one became active.
+fn spawn_rotation_watch(
+    path: std::path::PathBuf,
+    live: Arc<ArcSwap<Core>>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        loop {
+            let core = live.load_full();
+            if crate::rotation::activate_ready(&core.settings, &core.resolver).await {
+                reload(&path, &live, &metrics);
+            }
+            let interval = match core.settings.dns.check_interval {
+                d if d.is_zero() => Duration::from_secs(300),
+                d => d,
+            };
+            drop(core);
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        return;
+                    }
+                }
+            }
+        }
     });
 }
 

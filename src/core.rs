@@ -27,22 +27,9 @@ impl Core {
 
     pub fn from_settings(settings: Settings) -> Result<Core, ConfigErrors> {
         let mut errors: Vec<ConfigError> = Vec::new();
-        let specs: BTreeMap<String, Vec<SelectorSpec>> = settings
-            .dkim
-            .domains
-            .iter()
-            .map(|(d, list)| {
-                (
-                    d.clone(),
-                    list.iter()
-                        .map(|s| SelectorSpec {
-                            selector: s.selector.clone(),
-                            private_key: s.private_key.clone(),
-                        })
-                        .collect(),
-                )
-            })
-            .collect();
+        // The configured selectors, with active key rotations applied (rotation.rs).
+        let specs: BTreeMap<String, Vec<SelectorSpec>> =
+            crate::rotation::effective_selectors(&settings);
         let options = SigningOptions {
             relaxed_headers: settings.dkim.header_canon == crate::config::Canon::Relaxed,
             relaxed_body: settings.dkim.body_canon == crate::config::Canon::Relaxed,
@@ -52,13 +39,23 @@ impl Core {
             Ok(s) => s,
             Err(list) => {
                 for (domain, i, e) in list {
-                    let path = settings
+                    let selector = specs
+                        .get(&domain)
+                        .and_then(|l| l.get(i))
+                        .map(|s| s.selector.clone())
+                        .unwrap_or_default();
+                    let configured = settings
                         .dkim
                         .domains
                         .get(&domain)
-                        .and_then(|l| l.get(i))
-                        .map(|s| s.path.key("private_key"))
-                        .unwrap_or_default();
+                        .and_then(|l| l.iter().find(|s| s.selector == selector));
+                    let path = match configured {
+                        Some(s) => s.path.key("private_key"),
+                        None => crate::config::KeyPath::default()
+                            .key("dkim")
+                            .key("domains")
+                            .key(&domain),
+                    };
                     errors.push(settings.origin.error(&path, e.to_string()));
                 }
                 Signers::default()

@@ -16,6 +16,7 @@
 //! - `outbound`: next hop (routes, MX, A/AAAA), SMTP courier, directory delivery.
 //! - `metrics`: every Prometheus metric with its help text; the `/metrics`, `/healthz`, `/readyz`
 //!   endpoint.
+//! - `rotation`: staged DKIM key rotation gated on DNS (`rotate`), state in the spool.
 //! - `resolver`: the shared DNS resolver (`dns.nameservers` or the system one).
 //! - `tools`: `keygen`, `dns-check` (also the daemon's DNS doctor) and `verify`.
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -29,6 +30,7 @@ pub mod metrics;
 pub mod outbound;
 pub mod queue;
 pub mod resolver;
+pub mod rotation;
 pub mod smtp;
 pub mod spool;
 pub mod tools;

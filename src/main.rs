@@ -33,6 +33,28 @@ enum Command {
     },
     /// Read a password (stdin, or the terminal without echo) and print its argon2id hash.
     HashPassword,
+    /// Rotate a domain's key: new key and selector, signing once DNS serves it (--status: states).
+    #[command(long_about = ROTATE_HELP)]
+    Rotate {
+        /// The signing domain to rotate.
+        #[arg(long, required_unless_present = "status")]
+        domain: Option<String>,
+        /// Key type of the new key (it replaces the configured selectors of the same type).
+        #[arg(long, default_value = "rsa2048", value_parser = ["rsa2048", "rsa3072", "rsa4096", "ed25519"])]
+        algorithm: String,
+        /// Directory for the new key (default: that of the domain's configured keys).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// How long the replaced selectors stay published after the switch.
+        #[arg(long, default_value = "7d")]
+        grace: String,
+        /// Show each selector's state instead of rotating.
+        #[arg(long)]
+        status: bool,
+        /// Configuration file (default: $DKIM_RELAY_CONFIG, else /etc/dkim-relay/config.yaml).
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+    },
     /// Make a new DKIM key (DIR/D.S.pem, mode 0600) and print the DNS record to publish.
     #[command(long_about = KEYGEN_HELP)]
     Keygen {
@@ -119,6 +141,14 @@ fn main() -> ExitCode {
         }
         Command::CheckConfig { config } => check_config(config),
         Command::HashPassword => hash_password(),
+        Command::Rotate {
+            domain,
+            algorithm,
+            out,
+            grace,
+            status,
+            config,
+        } => rotate(domain, &algorithm, out, &grace, status, config),
         Command::Keygen {
             domain,
             selector,
@@ -193,6 +223,61 @@ fn check_config(config: Option<PathBuf>) -> ExitCode {
         }
         Err(e) => {
             eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+const ROTATE_HELP: &str = "Rotate a domain's DKIM key in stages, with DNS changed by hand.
+
+`rotate --domain D` writes a new key with a fresh selector (sYYYYMMDDr or ...e) and prints the TXT \
+record to publish. The rotation is pending: `serve` keeps signing with the configured selectors \
+until DNS serves the new key (checked every dns.check_interval), then signs with the new selector \
+in place of the configured selectors of the same key type, which must stay published for the \
+grace period. `rotate --status` shows every selector's state. Finish by putting the new selector \
+in the configuration and removing the old one (and its DNS record once the grace period ended).";
+
+fn rotate(
+    domain: Option<String>,
+    algorithm: &str,
+    out: Option<PathBuf>,
+    grace: &str,
+    status: bool,
+    config: Option<PathBuf>,
+) -> ExitCode {
+    let path = dkim_relay::config::resolve_path(config.as_deref());
+    let settings = match dkim_relay::config::Settings::load(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    if status {
+        print!("{}", dkim_relay::rotation::status(&settings));
+        return ExitCode::SUCCESS;
+    }
+    let (Some(domain), Some(alg)) = (
+        domain,
+        dkim_relay::tools::keygen::KeygenAlgorithm::parse(algorithm),
+    ) else {
+        eprintln!("rotate: --domain and a known --algorithm are needed");
+        return ExitCode::from(2);
+    };
+    let grace = match dkim_relay::config::units::parse_duration(grace) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("rotate: --grace: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match dkim_relay::rotation::start(&settings, &domain, alg, out.as_deref(), grace) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rotate: {e}");
             ExitCode::from(1)
         }
     }

@@ -25,6 +25,14 @@ impl KeygenAlgorithm {
     /// The command-line names, in the order `--help` lists them.
     pub const NAMES: &'static [&'static str] = &["rsa2048", "rsa3072", "rsa4096", "ed25519"];
 
+    /// The signature algorithm keys of this kind sign with.
+    pub fn key_algorithm(self) -> KeyAlgorithm {
+        match self {
+            KeygenAlgorithm::Ed25519 => KeyAlgorithm::Ed25519Sha256,
+            _ => KeyAlgorithm::RsaSha256,
+        }
+    }
+
     pub fn parse(name: &str) -> Option<KeygenAlgorithm> {
         match name.to_ascii_lowercase().as_str() {
             "ed25519" => Some(KeygenAlgorithm::Ed25519),

@@ -14,7 +14,7 @@ fn is_dkim_record(text: &str) -> bool {
     t.starts_with("v=DKIM1") || tags(t).iter().any(|(k, _)| k == "p" || k == "k")
 }
 
-pub(super) async fn check_dkim(
+pub(crate) async fn check_dkim(
     resolver: &MessageAuthenticator,
     domain: &str,
     selector: &str,

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
+pub(crate) use dkim::check_dkim;
 pub use spf::SPF_LOOKUP_LIMIT;
 
 /// How a check came out.
