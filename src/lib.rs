@@ -18,6 +18,8 @@
 //!   endpoint.
 //! - `resolver`: the shared DNS resolver (`dns.nameservers` or the system one).
 //! - `tools`: `keygen`, `dns-check` (also the daemon's DNS doctor) and `verify`.
+//! - `sendmail`: the sendmail-compatible front end (flags, stdin, submission, sysexits).
+//! - `queue_admin`: `queue list|show|retry|delete` and `mailq`, on the spool while `serve` runs.
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod app;
@@ -28,7 +30,9 @@ pub mod inbound;
 pub mod metrics;
 pub mod outbound;
 pub mod queue;
+pub mod queue_admin;
 pub mod resolver;
+pub mod sendmail;
 pub mod smtp;
 pub mod spool;
 pub mod tools;
