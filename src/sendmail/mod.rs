@@ -13,6 +13,7 @@ pub mod args;
 mod client;
 pub mod message;
 pub mod target;
+mod trust;
 
 use std::ffi::OsString;
 
@@ -91,7 +92,7 @@ fn send(options: &args::Options) -> Result<(), Failure> {
     drop(input);
     let tls = match &target {
         target::Target::Unix(_) => None,
-        target::Target::Smtp { .. } => Some(target::tls_config(&config)?),
+        target::Target::Smtp { .. } => Some(trust::tls_config(&config)?),
     };
     if options.verbose {
         eprintln!(

@@ -1,15 +1,11 @@
 //! Where sendmail submits and as whom: `$DKIM_RELAY_SUBMIT`, else `submit:` in the sendmail
 //! config (`$DKIM_RELAY_SENDMAIL_CONFIG`, else /etc/dkim-relay/sendmail.yaml), else the local
 //! relay's socket; the address forms `unix:PATH`, `smtp://[user:pass@]host[:port]` and
-//! `smtps://…`; credentials from the URL or `username` + `password_file`; the TLS trust
-//! (system roots plus `ca_file` and `$SSL_CERT_FILE`).
+//! `smtps://…`; credentials from the URL or `username` + `password_file`.
 
 use super::{Failure, EX_CONFIG};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::CertificateDer;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 pub const DEFAULT_SUBMIT: &str = "unix:/run/dkim-relay/submit.sock";
 pub const DEFAULT_CONFIG: &str = "/etc/dkim-relay/sendmail.yaml";
@@ -241,51 +237,6 @@ fn percent_decode(s: &str) -> Result<String, String> {
         }
     }
     String::from_utf8(out).map_err(|_| "the credentials are not UTF-8 once decoded".to_string())
-}
-
-/// The system's well-known CA bundles, read in addition when `$SSL_CERT_FILE`/`$SSL_CERT_DIR`
-/// make rustls-native-certs read only those.
-const SYSTEM_BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/cert.pem",
-];
-
-/// The TLS client configuration: the system roots plus `ca_file` and `$SSL_CERT_FILE`.
-pub fn tls_config(config: &SendmailConfig) -> Result<Arc<rustls::ClientConfig>, Failure> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    roots.add_parsable_certificates(native.certs);
-    let env_overrides =
-        std::env::var_os("SSL_CERT_FILE").is_some() || std::env::var_os("SSL_CERT_DIR").is_some();
-    if env_overrides {
-        if let Some(bundle) = SYSTEM_BUNDLES.iter().find(|p| Path::new(p).exists()) {
-            add_pem(&mut roots, Path::new(bundle)).ok();
-        }
-    }
-    if let Some(file) = std::env::var_os("SSL_CERT_FILE").filter(|f| !f.is_empty()) {
-        add_pem(&mut roots, Path::new(&file))?;
-    }
-    if let Some(file) = &config.ca_file {
-        add_pem(&mut roots, file)?;
-    }
-    let tls = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(tls))
-}
-
-fn add_pem(roots: &mut rustls::RootCertStore, path: &Path) -> Result<(), Failure> {
-    let bad = |e: String| Failure::new(EX_CONFIG, format!("CA file {}: {e}", path.display()));
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| bad(e.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| bad(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(bad("no certificate in it".into()));
-    }
-    roots.add_parsable_certificates(certs);
-    Ok(())
 }
 
 #[cfg(test)]
