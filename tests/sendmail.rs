@@ -192,10 +192,12 @@ async fn git_send_email_style_recipients_as_arguments() {
 
     // The real git send-email, when this machine has it.
     let git = Command::new("git")
-        .args(["send-email", "--help"])
+        .arg("--exec-path")
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("send-email") || o.status.success())
-        .unwrap_or(false);
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| Path::new(String::from_utf8_lossy(&o.stdout).trim()).join("git-send-email"))
+        .is_some_and(|p| p.exists());
     let mut expected = 1;
     if git {
         expected = 2;

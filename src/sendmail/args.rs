@@ -104,11 +104,7 @@ fn apply(o: &mut Options, flag: char, value: &str) -> Result<(), String> {
         },
         // -oi is -i; every other -oX… (-oem, -odb, -oee, -om, -oXvalue) is a legacy setting of
         // the old sendmail daemon with no meaning for a submission client.
-        'o' => {
-            if value == "i" {
-                o.ignore_dots = true;
-            }
-        }
+        'o' if value == "i" => o.ignore_dots = true,
         // An alternative sendmail.cf: silently using ours instead could send mail somewhere
         // the caller did not mean.
         'C' => return Err(
