@@ -153,6 +153,11 @@ fn main() -> ExitCode {
         "mailq" => return ExitCode::from(list_queue()),
         _ => {}
     }
+    // `dkim-relay sendmail …`: the arguments exactly as given, `--` included (clap would eat it).
+    let args: Vec<OsString> = argv.collect();
+    if args.first().is_some_and(|a| a == "sendmail") {
+        return ExitCode::from(dkim_relay::sendmail::run(&args[1..], list_queue));
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Sendmail { args } => ExitCode::from(dkim_relay::sendmail::run(&args, list_queue)),

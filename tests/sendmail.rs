@@ -292,6 +292,12 @@ fn relay_down_is_a_temporary_failure_75() {
         "{err}"
     );
 
+    // The same through `dkim-relay sendmail`, `--` and all.
+    let mut c = front.command(std::path::Path::new(env!("CARGO_BIN_EXE_dkim-relay")));
+    c.args(["sendmail", "-i", "--", "ops@example.net"]);
+    let out = sendmail::run(c, msg);
+    assert_eq!(out.status.code(), Some(75), "{}", sendmail::stderr(&out));
+
     let port = relay::free_port();
     let mut front = front;
     front.submit = format!("smtp://127.0.0.1:{port}");
@@ -431,4 +437,32 @@ async fn smtp_with_starttls_and_smtps_with_auth_verify_the_relay_certificate() {
         assert_eq!(m.sender, "app@example.com");
         sendmail::assert_verifies(&dns, &m.data).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unix_socket_has_its_mode_and_a_stale_one_is_replaced_after_a_crash() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let sink = Sink::start(None).await;
+    let mut relay = relay_for(&sink);
+    let socket = relay.unix.clone().unwrap();
+    let meta = std::fs::metadata(&socket).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o666, "the default mode");
+    relay.kill9();
+    assert!(socket.exists(), "kill -9 leaves the socket file behind");
+    relay.spawn();
+    let front = front_for(&relay);
+    let out = front
+        .sendmail_async(
+            &["-i", "a@example.net"],
+            b"From: a@example.com\n\nafter the crash\n",
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", sendmail::stderr(&out));
+    assert_eq!(
+        sink.wait_for(1, Duration::from_secs(10)).await.len(),
+        1,
+        "{}",
+        relay.log()
+    );
 }
