@@ -162,10 +162,10 @@ fn wake_daemon(spool_dir: &Path) -> String {
         return not_running.to_string();
     };
     // After a kill -9 the file stays and the pid may be reused: make sure it is a relay
-    // (`serve` on its command line) before signalling, as USR1 would kill most programs.
+    // (`dkim-relay… serve`) before signalling, as USR1 would kill most programs.
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"));
     let is_relay = match &cmdline {
-        Ok(c) => c.split(|b| *b == 0).any(|arg| arg == b"serve"),
+        Ok(c) => is_relay_command_line(c),
         // No /proc (not Linux): only the pid file to go by.
         Err(_) => !Path::new("/proc/self").exists(),
     };
@@ -179,6 +179,14 @@ fn wake_daemon(spool_dir: &Path) -> String {
         return format!("cannot signal the relay (pid {pid}): {e}; it retries on its own schedule");
     }
     format!("the relay (pid {pid}) is retrying now")
+}
+
+/// `/proc/PID/cmdline` of `dkim-relay serve …` (by any path, or a name like `dkim-relayd`).
+fn is_relay_command_line(cmdline: &[u8]) -> bool {
+    let mut args = cmdline.split(|b| *b == 0);
+    let program = args.next().unwrap_or_default();
+    let name = program.rsplit(|b| *b == b'/').next().unwrap_or_default();
+    name.starts_with(b"dkim-relay") && args.next() == Some(b"serve".as_slice())
 }
 
 fn list(spool: &Spool, now: i64, out: &mut dyn Write) -> std::io::Result<()> {
@@ -368,6 +376,19 @@ mod tests {
         std::fs::write(dir.path().join(PID_FILE), "1\n").unwrap();
         drop(p);
         assert_eq!(read_pid(&dir.path().join(PID_FILE)), Some(1));
+    }
+
+    #[test]
+    fn only_a_relay_daemon_is_signalled() {
+        assert!(is_relay_command_line(
+            b"/usr/local/bin/dkim-relay\0serve\0-c\0/etc/x.yaml\0"
+        ));
+        assert!(is_relay_command_line(b"dkim-relay\0serve\0"));
+        assert!(!is_relay_command_line(b"dkim-relay\0queue\0list\0serve\0"));
+        assert!(!is_relay_command_line(
+            b"/target/debug/deps/dkim_relay-0f3a\0serve\0"
+        ));
+        assert!(!is_relay_command_line(b"/usr/bin/python3\0serve\0"));
     }
 
     #[test]
