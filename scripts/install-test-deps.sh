@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Install, once, what the test suite uses besides Rust: Debian's python3-dkim (dkimpy, the
-# independent DKIM verifier the tests check every signature with). Idempotent: installs only
-# what is missing. Needs root or sudo for apt-get; without either it says what to install.
+# independent DKIM verifier the tests check every signature with) and bsd-mailx (the `mail -s`
+# the sendmail tests drive through a sendmail symlink). Idempotent: installs only what is
+# missing. Needs root or sudo for apt-get; without either it says what to install.
 set -euo pipefail
 need=()
 /usr/bin/python3 -c 'import dkim' 2>/dev/null || need+=(python3-dkim)
+[[ -x /usr/bin/bsd-mailx ]] || need+=(bsd-mailx)
 if (( ${#need[@]} == 0 )); then exit 0; fi
 sudo=()
 if (( EUID != 0 )); then

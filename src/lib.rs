@@ -19,6 +19,8 @@
 //! - `rotation`: staged DKIM key rotation gated on DNS (`rotate`), state in the spool.
 //! - `resolver`: the shared DNS resolver (`dns.nameservers` or the system one).
 //! - `tools`: `keygen`, `dns-check` (also the daemon's DNS doctor) and `verify`.
+//! - `sendmail`: the sendmail-compatible front end (flags, stdin, submission, sysexits).
+//! - `queue_admin`: `queue list|show|retry|delete` and `mailq`, on the spool while `serve` runs.
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod app;
@@ -29,8 +31,10 @@ pub mod inbound;
 pub mod metrics;
 pub mod outbound;
 pub mod queue;
+pub mod queue_admin;
 pub mod resolver;
 pub mod rotation;
+pub mod sendmail;
 pub mod smtp;
 pub mod spool;
 pub mod tools;

@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use dkim_relay::tools::cli as tools;
+use std::ffi::OsString;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -102,6 +103,41 @@ enum Command {
         #[arg(short = 'c', long = "config")]
         config: Option<PathBuf>,
     },
+    /// sendmail-compatible submission: the message on stdin, handed to the relay (see
+    /// docs/sendmail.md). The same as invoking the binary as `sendmail`.
+    #[command(disable_help_flag = true)]
+    Sendmail {
+        /// sendmail flags (-t -i -oi -f ADDR -F NAME -v -bm -bp -B8BITMIME …) and recipients.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Look at and act on the queue (safe while serve runs). Invoked as `mailq`: list.
+    Queue {
+        /// Configuration file (default: $DKIM_RELAY_CONFIG, else /etc/dkim-relay/config.yaml).
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: QueueCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueCommand {
+    /// Every queued message: id, age, size, sender, recipients with their state.
+    List,
+    /// One message: envelope, each recipient's last outcome and next attempt, header.
+    Show { id: String },
+    /// Attempt delivery now (tells a running relay with SIGUSR1).
+    Retry {
+        /// The message to retry.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Retry every queued message.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Remove a message without delivering it.
+    Delete { id: String },
 }
 
 const KEYGEN_HELP: &str = "Make a new DKIM private key and print the DNS record to publish.
@@ -116,9 +152,48 @@ and fast, but some receivers still do not verify them. To get both, dual-sign: g
 and one Ed25519 key with two selectors and list both under the domain in the config; every \
 selector listed signs, and receivers use the signature they understand.";
 
+/// `mailq`, `sendmail -bp`: the queue of the configuration found as for serve.
+fn list_queue() -> u8 {
+    let path = dkim_relay::config::resolve_path(None);
+    dkim_relay::queue_admin::run(&path, dkim_relay::queue_admin::Action::List)
+}
+
 fn main() -> ExitCode {
+    // Invoked through a `sendmail` or `mailq` symlink: behave as that program.
+    let mut argv = std::env::args_os();
+    let program = argv
+        .next()
+        .map(PathBuf::from)
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    match program.as_str() {
+        "sendmail" => {
+            let args: Vec<OsString> = argv.collect();
+            return ExitCode::from(dkim_relay::sendmail::run(&args, list_queue));
+        }
+        // mailq's own flags (-v, -Ac…) change nothing here.
+        "mailq" => return ExitCode::from(list_queue()),
+        _ => {}
+    }
+    // `dkim-relay sendmail …`: the arguments exactly as given, `--` included (clap would eat it).
+    let args: Vec<OsString> = argv.collect();
+    if args.first().is_some_and(|a| a == "sendmail") {
+        return ExitCode::from(dkim_relay::sendmail::run(&args[1..], list_queue));
+    }
     let cli = Cli::parse();
     match cli.command {
+        Command::Sendmail { args } => ExitCode::from(dkim_relay::sendmail::run(&args, list_queue)),
+        Command::Queue { config, action } => {
+            use dkim_relay::queue_admin::Action;
+            let path = dkim_relay::config::resolve_path(config.as_deref());
+            let action = match action {
+                QueueCommand::List => Action::List,
+                QueueCommand::Show { id } => Action::Show(id),
+                QueueCommand::Retry { id, all: _ } => Action::Retry(id),
+                QueueCommand::Delete { id } => Action::Delete(id),
+            };
+            ExitCode::from(dkim_relay::queue_admin::run(&path, action))
+        }
         Command::Serve { config } => {
             let path = dkim_relay::config::resolve_path(config.as_deref());
             let runtime = match tokio::runtime::Builder::new_multi_thread()

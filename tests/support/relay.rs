@@ -69,6 +69,8 @@ pub struct Relay {
     pub starttls: SocketAddr,
     pub implicit: SocketAddr,
     pub metrics: SocketAddr,
+    /// The unix listener's socket, when started with one (`start_with_unix`).
+    pub unix: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -79,7 +81,22 @@ pub const PASSWORD_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$hSJuQlGz8CKlJ+dW
 impl Relay {
     /// Write a config (`extra` is appended: delivery, dns, limits…) and start the relay.
     pub fn start(extra: &str) -> Relay {
+        Self::start_full(false, "", extra)
+    }
+
+    /// Like `start`, plus a unix listener at `<dir>/submit.sock` and `clients` (YAML list
+    /// items, indented two spaces, e.g. `  - unix_user: "0"`) after the built-in clients.
+    pub fn start_with_unix(clients: &str, extra: &str) -> Relay {
+        Self::start_full(true, clients, extra)
+    }
+
+    fn start_full(with_unix: bool, clients: &str, extra: &str) -> Relay {
         let dir = tempfile::tempdir().expect("tempdir");
+        let unix = with_unix.then(|| dir.path().join("submit.sock"));
+        let unix_listener = unix
+            .as_ref()
+            .map(|p| format!("  - unix: {}\n", p.display()))
+            .unwrap_or_default();
         let plain: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let starttls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let implicit: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -95,7 +112,7 @@ listeners:
     tls: starttls
   - address: "{implicit}"
     tls: implicit
-tls:
+{unix_listener}tls:
   certificate: {cert}
   private_key: {cert_key}
 clients:
@@ -105,6 +122,7 @@ clients:
   - user: other
     password_hash: "{PASSWORD_HASH}"
     allow_from: ["other.test"]
+{clients}
 dkim:
   domains:
     example.com:
@@ -135,6 +153,7 @@ log:
             starttls,
             implicit,
             metrics,
+            unix,
             child: None,
         };
         relay.spawn();
