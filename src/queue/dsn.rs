@@ -47,15 +47,28 @@ pub fn build(
         "Reporting-MTA: dns; {hostname}\r\nX-Queue-ID: {queue_id}\r\nArrival-Date: {date}\r\n"
     ));
     for f in failures {
-        let status = status_of(f.reply);
+        let (remote, expired) = match f.reply.strip_prefix(EXPIRED) {
+            Some(rest) => (rest.split_once(": ").map_or(rest, |(_, r)| r), true),
+            None => (f.reply, false),
+        };
+        let status = if expired {
+            // RFC 3463 X.4.7: delivery time expired.
+            "4.4.7".to_string()
+        } else {
+            status_of(remote)
+        };
         m.push_str(&format!(
             "\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {status}\r\n",
             f.recipient
         ));
-        if f.reply.chars().next().is_some_and(|c| c.is_ascii_digit()) {
-            m.push_str(&format!("Diagnostic-Code: smtp; {}\r\n", clean(f.reply)));
+        let kind = if remote.starts_with(|c: char| c.is_ascii_digit()) {
+            "smtp"
         } else {
-            m.push_str(&format!("Diagnostic-Code: x-local; {}\r\n", clean(f.reply)));
+            "x-local"
+        };
+        m.push_str(&format!("Diagnostic-Code: {kind}; {}\r\n", clean(remote)));
+        if expired {
+            m.push_str(&format!("X-Dkim-Relay-Note: {}\r\n", clean(f.reply)));
         }
     }
     m.push_str(&format!(
@@ -67,18 +80,30 @@ pub fn build(
     out
 }
 
-/// The enhanced status code in a reply, or a generic permanent failure.
+/// How the queue words a failure that came from `max_age` (the last reply follows ": ").
+pub const EXPIRED: &str = "gave up after ";
+
+/// The enhanced status code (RFC 3463) for a failure: the remote reply's own, else one for our
+/// local findings (null MX, no such domain, no address), else a generic permanent failure.
 fn status_of(reply: &str) -> String {
-    reply
-        .split_whitespace()
-        .nth(1)
-        .filter(|s| {
-            s.split('.').count() == 3
-                && s.split('.')
-                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .map(str::to_string)
-        .unwrap_or_else(|| "5.0.0".into())
+    let is_code = |s: &&str| {
+        s.split('.').count() == 3
+            && s.split('.')
+                .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+    };
+    if let Some(code) = reply.split_whitespace().nth(1).filter(is_code) {
+        return code.to_string();
+    }
+    if reply.contains("null MX") {
+        // RFC 7505 section 4.2.
+        "5.1.10".into()
+    } else if reply.contains("no such domain") {
+        "5.1.2".into()
+    } else if reply.contains("has no address") {
+        "5.4.4".into()
+    } else {
+        "5.0.0".into()
+    }
 }
 
 fn clean(s: &str) -> String {
@@ -97,4 +122,55 @@ fn original_headers(path: &Path) -> Vec<u8> {
     let end = memchr::memmem::find(&buf, b"\r\n\r\n").map_or(buf.len(), |p| p + 2);
     buf.truncate(end);
     buf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes_for_remote_and_local_failures() {
+        assert_eq!(status_of("550 5.1.1 no such user"), "5.1.1");
+        assert_eq!(status_of("550 mailbox unavailable"), "5.0.0");
+        assert_eq!(
+            status_of("x.test does not accept mail (null MX, RFC 7505)"),
+            "5.1.10"
+        );
+        assert_eq!(status_of("x.test: no such domain"), "5.1.2");
+        assert_eq!(status_of("mx.x.test has no address"), "5.4.4");
+    }
+
+    #[test]
+    fn an_expired_recipient_shows_the_last_remote_reply() {
+        let dir = tempfile::tempdir().unwrap();
+        let original = dir.path().join("m");
+        std::fs::write(
+            &original,
+            b"Subject: hi\r\nFrom: a@example.com\r\n\r\nbody\r\n",
+        )
+        .unwrap();
+        let reply = format!("{EXPIRED}3 attempts: 451 4.2.0 busy");
+        let out = build(
+            "relay.test",
+            "Q1",
+            "a@example.com",
+            &[Failure {
+                recipient: "b@example.net",
+                reply: &reply,
+            }],
+            &original,
+            0,
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("Status: 4.4.7\r\n"), "{text}");
+        assert!(
+            text.contains("Diagnostic-Code: smtp; 451 4.2.0 busy\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Subject: hi\r\nFrom: a@example.com\r\n"),
+            "{text}"
+        );
+        assert!(!text.contains("body"), "{text}");
+    }
 }

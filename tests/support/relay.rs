@@ -79,6 +79,11 @@ pub const PASSWORD_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$hSJuQlGz8CKlJ+dW
 impl Relay {
     /// Write a config (`extra` is appended: delivery, dns, limits…) and start the relay.
     pub fn start(extra: &str) -> Relay {
+        Self::start_named("relay.test", extra)
+    }
+
+    /// As `start`, with this `hostname` (the DSN sender's domain, for DSN signing).
+    pub fn start_named(hostname: &str, extra: &str) -> Relay {
         let dir = tempfile::tempdir().expect("tempdir");
         let plain: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let starttls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -86,7 +91,7 @@ impl Relay {
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config = dir.path().join("config.yaml");
         let yaml = format!(
-            r#"hostname: relay.test
+            r#"hostname: {hostname}
 spool_dir: {spool}
 listeners:
   - address: "{plain}"
@@ -192,6 +197,11 @@ log:
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// The running process's id (to read /proc/PID/status).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn signal(&self, sig: &str) {
