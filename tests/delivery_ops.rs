@@ -295,8 +295,16 @@ async fn sigterm_during_transfers_leaves_a_spool_the_restart_delivers() {
     inbound
         .write(b"From: app@example.com\r\nTo: b@example.net\r\nSubject: inbound in flight\r\n\r\nfirst half\r\n")
         .await;
+    // And a client idle between commands.
+    let mut idle = client(&relay, "app").await;
     let terminated = Instant::now();
     relay.signal("TERM");
+    // The idle one is told at once, without having to say anything.
+    let r = tokio::time::timeout(Duration::from_secs(5), idle.read_reply())
+        .await
+        .expect("421 to an idle session");
+    assert_eq!(r.code, 421, "{r:?}");
+    assert!(r.text.starts_with("4.3.2"), "{r:?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // No new connections...
