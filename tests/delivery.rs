@@ -418,3 +418,37 @@ async fn too_old_a_message_bounces_with_the_last_reply() {
     assert!(status.contains("gave up after"), "{status}");
     assert_eq!(relay.queued(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_still_being_retried_gets_one_delay_warning() {
+    let dns = dns("127.0.0.1");
+    let sink = Sink::start(None).await;
+    let busy: Vec<&str> = vec!["451 4.2.0 mailbox busy"; 4];
+    sink.script_rcpt("slow@example.net", &busy);
+    let relay = Relay::start(&mx_config(&dns, sink.addr.port(), "  delay_warning: 1s\n"));
+    submit(&relay, &["slow@example.net"], "slow").await;
+    // The warning, then the message itself once the mailbox frees up.
+    let got = sink.wait_for(2, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 2, "{}", relay.log());
+    let warnings = dsns(&got);
+    assert_eq!(warnings.len(), 1, "exactly one warning");
+    assert_eq!(warnings[0].recipients, vec!["app@example.com".to_string()]);
+    let text = String::from_utf8_lossy(&warnings[0].data).into_owned();
+    assert!(text.contains("Subject: Delayed Mail"), "{text}");
+    let parts = dsn_parts(&warnings[0].data);
+    let status = &parts
+        .iter()
+        .find(|(t, _)| t == "message/delivery-status")
+        .expect("status part")
+        .1;
+    assert!(
+        status.contains("Final-Recipient: rfc822; slow@example.net"),
+        "{status}"
+    );
+    assert!(status.contains("Action: delayed"), "{status}");
+    assert!(status.contains("Status: 4.2.0"), "{status}");
+    assert!(status.contains("Will-Retry-Until: "), "{status}");
+    assert!(got.iter().any(|m| m.recipients == ["slow@example.net"]));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(sink.messages().len(), 2, "no second warning, no bounce");
+}

@@ -1,6 +1,8 @@
 //! Telling the sender: one DSN (RFC 3464) per message and attempt for the recipients that
-//! failed for good, from `<>` to the envelope sender (never to `<>`, never about a DSN),
-//! DKIM-signed when the relay has a key for its hostname's domain, queued like any message.
+//! failed for good, and one delayed-delivery warning per message after
+//! `delivery.delay_warning` — from `<>` to the envelope sender (never to `<>`, never about a
+//! DSN), DKIM-signed when the relay has a key for its hostname's domain, queued like any
+//! message.
 
 use super::{dsn, unix_now, Scheduler};
 use crate::core::Core;
@@ -34,14 +36,14 @@ impl Scheduler {
                     reply: env.recipients[i].last_reply.as_deref().unwrap_or("failed"),
                 })
                 .collect();
-            let bytes = dsn::build(
-                &core.settings.hostname,
-                id.as_str(),
-                &env.sender,
-                &failures,
-                message,
-                unix_now(),
-            );
+            let about = dsn::About {
+                hostname: &core.settings.hostname,
+                queue_id: id.as_str(),
+                sender: &env.sender,
+                arrived: env.received_at,
+                original: message,
+            };
+            let bytes = dsn::build(&about, dsn::Kind::Failed, &failures, unix_now());
             match self.enqueue_dsn(core, &env.sender, bytes).await {
                 Ok(dsn_id) => {
                     tracing::info!(queue_id = %id, dsn_id = %dsn_id, recipients = failed.len(), "bounce queued for the sender");
@@ -57,6 +59,65 @@ impl Scheduler {
             env.recipients[i].dsn_sent = true;
         }
         queued
+    }
+
+    /// Once a message has waited `delivery.delay_warning` with recipients still being
+    /// retried, tell the sender once (`Action: delayed`); returns the warning's queue id.
+    pub(super) async fn warn_delayed(
+        &self,
+        core: &Core,
+        id: &QueueId,
+        env: &mut Envelope,
+        message: &std::path::Path,
+    ) -> Option<QueueId> {
+        let d = &core.settings.delivery;
+        let waited = unix_now() - env.received_at;
+        if d.delay_warning.is_zero()
+            || env.delay_warned
+            || env.sender.is_empty()
+            || env.is_dsn
+            || waited < d.delay_warning.as_secs() as i64
+        {
+            return None;
+        }
+        let delayed: Vec<dsn::Failure<'_>> = env
+            .pending()
+            .filter(|r| r.attempts > 0)
+            .map(|r| dsn::Failure {
+                recipient: &r.address,
+                reply: r.last_reply.as_deref().unwrap_or("not delivered yet"),
+            })
+            .collect();
+        if delayed.is_empty() {
+            return None;
+        }
+        let count = delayed.len();
+        let about = dsn::About {
+            hostname: &core.settings.hostname,
+            queue_id: id.as_str(),
+            sender: &env.sender,
+            arrived: env.received_at,
+            original: message,
+        };
+        let retry_until = env.received_at + d.max_age.as_secs() as i64;
+        let bytes = dsn::build(
+            &about,
+            dsn::Kind::Delayed { retry_until },
+            &delayed,
+            unix_now(),
+        );
+        drop(delayed);
+        match self.enqueue_dsn(core, &env.sender.clone(), bytes).await {
+            Ok(dsn_id) => {
+                tracing::info!(queue_id = %id, dsn_id = %dsn_id, recipients = count, "delay warning queued for the sender");
+                env.delay_warned = true;
+                Some(dsn_id)
+            }
+            Err(e) => {
+                tracing::error!(queue_id = %id, error = %e, "cannot queue delay warning; will try again");
+                None
+            }
+        }
     }
 
     async fn enqueue_dsn(
@@ -94,6 +155,7 @@ impl Scheduler {
             eight_bit: false,
             smtputf8: false,
             is_dsn: true,
+            delay_warned: false,
         };
         let spool = self.spool.clone();
         let id2 = id.clone();

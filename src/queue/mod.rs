@@ -41,8 +41,8 @@ pub fn unix_now() -> i64 {
 struct Attempted {
     /// When the message is due again (`None`: it is done, or gone).
     next: Option<i64>,
-    /// A DSN it queued.
-    dsn: Option<QueueId>,
+    /// DSNs it queued (a bounce, a delay warning).
+    dsns: Vec<QueueId>,
 }
 
 /// The delivery side of the relay.
@@ -127,7 +127,7 @@ impl Scheduler {
                             if let Some(t) = attempted.next {
                                 due.insert((t, id));
                             }
-                            if let Some(dsn) = attempted.dsn {
+                            for dsn in attempted.dsns {
                                 due.insert((unix_now(), dsn));
                             }
                         }
@@ -231,7 +231,7 @@ impl Scheduler {
                 tracing::error!(queue_id = %id, error = %e, "cannot read envelope");
                 return Attempted {
                     next: Some(unix_now() + 300),
-                    dsn: None,
+                    dsns: Vec::new(),
                 };
             }
         };
@@ -281,7 +281,9 @@ impl Scheduler {
                 );
             }
         }
-        let dsn = self.bounce(&core, id, &mut env, &message).await;
+        let mut dsns: Vec<QueueId> = Vec::new();
+        dsns.extend(self.bounce(&core, id, &mut env, &message).await);
+        dsns.extend(self.warn_delayed(&core, id, &mut env, &message).await);
         let spool = self.spool.clone();
         let id2 = id.clone();
         let done = env.is_done();
@@ -307,7 +309,7 @@ impl Scheduler {
             // Nothing pending but a DSN still owed (it could not be queued): try again soon.
             (false, None) => Some(unix_now() + 60),
         };
-        Attempted { next, dsn }
+        Attempted { next, dsns }
     }
 
     async fn deliver(&self, core: &Core, domain: &str, parcel: &Parcel<'_>) -> Vec<Outcome> {
