@@ -51,6 +51,8 @@ impl Courier<'_> {
                         tracing::debug!(queue_id = parcel.queue_id, host = %conn.host, addr = %conn.addr, transactions = conn.transactions, "transaction over a reused connection");
                         if done.reusable {
                             self.pool.give_back(lease, conn);
+                        } else {
+                            conn.quit().await;
                         }
                         return done.outcomes;
                     }

@@ -329,7 +329,30 @@ impl Scheduler {
         match &d.mode {
             // Local file writes and an fsync: keep them off the async workers' backs.
             DeliveryMode::Directory(dir) => {
-                tokio::task::block_in_place(|| directory::deliver(dir, parcel))
+                let dir = dir.clone();
+                let queue_id = parcel.queue_id.to_string();
+                let recipients: Vec<String> =
+                    parcel.recipients.iter().map(|r| r.to_string()).collect();
+                let signatures = parcel.signatures.to_vec();
+                let message = parcel.message.to_path_buf();
+                let written = tokio::task::spawn_blocking(move || {
+                    let owned = Parcel {
+                        queue_id: &queue_id,
+                        sender: "",
+                        recipients: recipients.iter().map(String::as_str).collect(),
+                        signatures: &signatures,
+                        message: &message,
+                        eight_bit: false,
+                        smtputf8: false,
+                    };
+                    directory::deliver(&dir, &owned)
+                })
+                .await;
+                written.unwrap_or_else(|e| {
+                    parcel.all(Outcome::Temporary(format!(
+                        "directory delivery failed: {e}"
+                    )))
+                })
             }
             DeliveryMode::RelayHost(r) => {
                 let policy = Policy {
