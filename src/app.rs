@@ -163,12 +163,24 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     tracing::info!("shutting down: no new connections; waiting for sessions to finish");
     readiness.set_listeners_bound(false);
     let _ = shutdown_tx.send(true);
+    // Sessions finish (new commands get 421 4.3.2; a message in DATA is received to its end)
+    // while the scheduler starts nothing new and gives deliveries under way their grace.
     let all = u32::try_from(live.load().settings.limits.max_connections).unwrap_or(u32::MAX);
-    match tokio::time::timeout(DRAIN_DEADLINE, limits.overall.acquire_many(all)).await {
-        Ok(_) => tracing::info!("all sessions finished"),
-        Err(_) => tracing::warn!("drain deadline reached; closing remaining sessions (their messages were not acknowledged)"),
-    }
-    scheduler_task.abort();
+    let sessions = async {
+        match tokio::time::timeout(DRAIN_DEADLINE, limits.overall.acquire_many(all)).await {
+            Ok(_) => tracing::info!("all sessions finished"),
+            Err(_) => tracing::warn!("drain deadline reached; closing remaining sessions (their messages were not acknowledged)"),
+        }
+    };
+    let deliveries = async {
+        let grace = crate::queue::DELIVERY_GRACE + Duration::from_secs(5);
+        let mut task = scheduler_task;
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            task.abort();
+        }
+    };
+    tokio::join!(sessions, deliveries);
+    tracing::info!("stopped; the spool is consistent");
     Ok(())
 }
 

@@ -314,11 +314,8 @@ async fn recipient_deferred_twice_is_delivered_on_the_third_try() {
     let got = sink.wait_for(1, Duration::from_secs(30)).await;
     assert_eq!(got.len(), 1, "{}", relay.log());
     assert_eq!(got[0].recipients, vec!["slow@example.net".to_string()]);
-    assert!(
-        sink.connections() >= 3,
-        "three attempts: {}",
-        sink.connections()
-    );
+    // Three transactions (the retries may ride on one pooled connection).
+    assert!(sink.mails() >= 3, "three attempts: {}", sink.mails());
     let log = relay.log();
     assert_eq!(log.matches("deferred").count(), 2, "{log}");
 }

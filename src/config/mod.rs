@@ -237,6 +237,8 @@ pub struct Delivery {
     pub tls: OutboundTls,
     pub retry: Vec<Duration>,
     pub max_age: Duration,
+    /// After this long in the queue the sender gets one DSN with `Action: delayed`; zero: never.
+    pub delay_warning: Duration,
     pub max_connections: usize,
     pub max_connections_per_domain: usize,
     pub connect_timeout: Duration,

@@ -79,6 +79,7 @@ pub struct RawDelivery {
     pub tls: Option<String>,
     pub retry: Option<Vec<String>>,
     pub max_age: Option<String>,
+    pub delay_warning: Option<String>,
     pub max_connections: Option<usize>,
     pub max_connections_per_domain: Option<usize>,
     pub connect_timeout: Option<String>,

@@ -121,6 +121,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "how long a message may stay queued before it bounces",
     ),
     (
+        "delivery.delay_warning",
+        "4h",
+        "after this long queued, the sender gets one delayed-delivery DSN (0s: never)",
+    ),
+    (
         "delivery.max_connections",
         "64",
         "outbound connections at once",

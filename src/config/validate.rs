@@ -832,6 +832,11 @@ fn check_delivery(c: &mut Checker, raw: Option<&RawDelivery>) -> Delivery {
             raw.and_then(|d| d.max_age.as_ref()),
             Duration::from_secs(5 * 86_400),
         ),
+        delay_warning: c.duration(
+            p.key("delay_warning"),
+            raw.and_then(|d| d.delay_warning.as_ref()),
+            Duration::from_secs(4 * 3600),
+        ),
         max_connections: c.positive(
             p.key("max_connections"),
             raw.and_then(|d| d.max_connections),

@@ -360,6 +360,7 @@ impl<'c> Reception<'c> {
             eight_bit: self.envelope.eight_bit,
             smtputf8: self.envelope.smtputf8,
             is_dsn: false,
+            delay_warned: false,
         };
         let spool = self.shared.spool.clone();
         let draft = body.draft;

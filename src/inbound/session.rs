@@ -192,7 +192,18 @@ impl<'c> Session<'c> {
             if conn.flush().await.is_err() {
                 return None;
             }
-            match conn.fill(self.idle()).await {
+            // Waiting for the next command: SIGTERM closes the session now (421 4.3.2) rather
+            // than holding the drain until the client speaks. DATA is read elsewhere and is
+            // not cut short.
+            let filled = tokio::select! {
+                r = conn.fill(self.idle()) => r,
+                _ = shutdown_requested(&mut self.shutdown) => {
+                    conn.reply(&Reply::new(421, "4.3.2", "Service shutting down, try again later"));
+                    let _ = conn.flush().await;
+                    return None;
+                }
+            };
+            match filled {
                 Ok(_) => {}
                 Err(ReadError::Idle) => {
                     conn.reply(&Reply::new(
@@ -333,6 +344,14 @@ impl<'c> Session<'c> {
         if self.identity.as_ref().is_some_and(|i| i.authenticated) {
             self.identity = None;
         }
+    }
+}
+
+/// Resolves once shutdown has been asked for (at once if it already was).
+async fn shutdown_requested(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    if shutdown.wait_for(|stop| *stop).await.is_err() {
+        // The sender is gone: the relay is stopping anyway, but do not close on our own.
+        std::future::pending::<()>().await;
     }
 }
 

@@ -1,200 +1,162 @@
-//! The SMTP courier: one connection to a next hop (mail-send's client for the commands), TLS as
-//! the policy says, MAIL/RCPT with an outcome per recipient, and the DATA phase written by us
-//! from the spool file (dot-stuffed, signatures first) so a large message is never in memory.
+//! The SMTP courier: hands one message to a destination over an idle pooled connection (after
+//! RSET) or a new one — next hops in order, each address of each host (IPv6 and IPv4), skipping
+//! addresses remembered as down — with MAIL/RCPT giving an outcome per recipient and the DATA
+//! phase written by us from the spool file (signatures first, dot-stuffed), so a large message
+//! is never in memory. A connection whose transaction ended cleanly goes back to the pool.
 
+use super::connection::{self, Connection, OpenError, Policy};
+use super::health::HostHealth;
 use super::next_hop::{self, Hop, HopError};
+use super::pool::Pool;
 use super::{Outcome, Parcel};
-use crate::config::OutboundTls;
 use crate::smtp::data::dot_stuff;
 use mail_auth::MessageAuthenticator;
-use mail_send::SmtpClient;
-use smtp_proto::{EhloResponse, Response, EXT_8BIT_MIME, EXT_SMTP_UTF8, EXT_START_TLS};
+use smtp_proto::{Response, EXT_8BIT_MIME, EXT_SMTP_UTF8};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// How to talk to a next hop.
-#[derive(Clone)]
-pub struct Policy {
-    pub hostname: String,
-    pub tls: OutboundTls,
-    /// Check the peer's certificate (relay hosts); MX delivery does not, as MTAs do not.
-    pub verify_certificate: bool,
-    pub credentials: Option<(String, String)>,
-    pub connect_timeout: Duration,
-    pub command_timeout: Duration,
+/// What a delivery needs besides the message.
+pub struct Courier<'a> {
+    pub resolver: &'a MessageAuthenticator,
+    pub pool: &'a Pool,
+    pub health: &'a HostHealth,
+    pub policy: &'a Policy,
+    /// How long an address that failed is skipped at first (the first retry interval).
+    pub down_backoff: Duration,
+    /// Counts TLS that was required or tried and did not happen.
+    pub tls_failures: Option<prometheus::IntCounter>,
 }
 
-/// A stream of either kind behind one type.
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+/// A transaction that got its answers.
+struct Done {
+    outcomes: Vec<Outcome>,
+    /// The connection is in a clean state and the server did not say it is closing.
+    reusable: bool,
+}
 
-/// Deliver to the first of `hops` that takes the connection.
-pub async fn deliver(
-    resolver: &MessageAuthenticator,
-    hops: &[Hop],
-    policy: &Policy,
-    parcel: &Parcel<'_>,
-) -> Vec<Outcome> {
-    let mut last = String::from("no next hop");
-    let mut permanent = true;
-    for hop in hops {
-        let addrs = match next_hop::addresses(resolver, hop).await {
-            Ok(a) => a,
-            Err(HopError::Permanent(e)) => {
-                last = e;
-                continue;
+impl Courier<'_> {
+    /// Deliver `parcel` to `destination` (the pool's key: a recipient domain, or the relay
+    /// host), reached through `hops` in order.
+    pub async fn deliver(
+        &self,
+        destination: &str,
+        hops: &[Hop],
+        parcel: &Parcel<'_>,
+    ) -> Vec<Outcome> {
+        let mut lease = self.pool.lease(destination).await;
+        if let Some(mut conn) = lease.take_idle() {
+            if conn.reset().await {
+                match transaction(&mut conn, self.policy, parcel).await {
+                    Ok(done) => {
+                        tracing::debug!(queue_id = parcel.queue_id, host = %conn.host, addr = %conn.addr, transactions = conn.transactions, "transaction over a reused connection");
+                        if done.reusable {
+                            self.pool.give_back(lease, conn);
+                        } else {
+                            conn.quit().await;
+                        }
+                        return done.outcomes;
+                    }
+                    Err(e) => {
+                        tracing::debug!(queue_id = parcel.queue_id, host = %conn.host, error = %e, "reused connection failed; opening a new one");
+                    }
+                }
             }
-            Err(HopError::Temporary(e)) => {
-                permanent = false;
-                last = e;
-                continue;
-            }
-        };
-        for addr in addrs {
-            match session(addr, hop, policy, parcel).await {
-                Ok(outcomes) => return outcomes,
-                Err(e) => {
-                    tracing::debug!(queue_id = parcel.queue_id, host = %hop.host, %addr, error = %e, "next hop failed");
+            // Closed at the far end while idle, or broken: a new connection follows.
+        }
+
+        let mut last = String::from("no next hop");
+        let mut permanent = true;
+        'hops: for hop in hops {
+            let addrs = match next_hop::addresses(self.resolver, hop).await {
+                Ok(a) => a,
+                Err(HopError::Permanent(e)) => {
+                    last = e;
+                    continue;
+                }
+                Err(HopError::Temporary(e)) => {
                     permanent = false;
-                    last = format!("{} [{}]: {e}", hop.host, addr.ip());
+                    last = e;
+                    continue;
+                }
+            };
+            for addr in addrs {
+                let at = format!("{} [{}]", hop.host, addr.ip());
+                permanent = false;
+                if let Some(why) = self.health.skip_reason(&addr) {
+                    last = format!("{at}: {why}");
+                    continue;
+                }
+                let mut conn = match connection::open(addr, &hop.host, self.policy).await {
+                    Ok(c) => {
+                        self.health.succeeded(&addr);
+                        c
+                    }
+                    Err(OpenError::Down(e)) => {
+                        tracing::info!(queue_id = parcel.queue_id, host = %hop.host, %addr, error = %e, "next hop unreachable");
+                        if e.starts_with("TLS") {
+                            self.count_tls_failure();
+                        }
+                        self.health.failed(addr, &e, self.down_backoff);
+                        last = format!("{at}: {e}");
+                        continue;
+                    }
+                    Err(OpenError::Policy(e)) => {
+                        // Every address of this host would say the same: next host.
+                        tracing::info!(queue_id = parcel.queue_id, host = %hop.host, %addr, error = %e, "next hop refused by policy");
+                        if e.contains("TLS") {
+                            self.count_tls_failure();
+                        }
+                        last = format!("{at}: {e}");
+                        continue 'hops;
+                    }
+                };
+                match transaction(&mut conn, self.policy, parcel).await {
+                    Ok(done) => {
+                        if done.reusable {
+                            self.pool.give_back(lease, conn);
+                        } else {
+                            conn.quit().await;
+                        }
+                        return done.outcomes;
+                    }
+                    Err(e) => {
+                        tracing::info!(queue_id = parcel.queue_id, host = %hop.host, %addr, error = %e, "delivery broke off");
+                        last = format!("{at}: {e}");
+                    }
                 }
             }
         }
+        if permanent {
+            parcel.all(Outcome::Permanent(last))
+        } else {
+            parcel.all(Outcome::Temporary(last))
+        }
     }
-    if permanent {
-        parcel.all(Outcome::Permanent(last))
-    } else {
-        parcel.all(Outcome::Temporary(last))
+
+    fn count_tls_failure(&self) {
+        if let Some(c) = &self.tls_failures {
+            c.inc();
+        }
     }
 }
 
-/// Reasons a connection did not get as far as an answer for the recipients: try the next
-/// address, or later.
+/// Reasons a connection did not get as far as an answer for the recipients.
 type HopResult<T> = Result<T, String>;
 
-async fn session(
-    addr: std::net::SocketAddr,
-    hop: &Hop,
-    policy: &Policy,
-    parcel: &Parcel<'_>,
-) -> HopResult<Vec<Outcome>> {
-    let mut client = SmtpClient::connect(addr, policy.connect_timeout)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let _ = client.stream.set_nodelay(true);
-    client.timeout = policy.command_timeout;
-    if policy.tls == OutboundTls::Implicit {
-        let connector = mail_send::smtp::tls::build_tls_connector(!policy.verify_certificate)
-            .map_err(|e| e.to_string())?;
-        let tls = client
-            .into_tls(&connector, &hop.host)
-            .await
-            .map_err(|e| format!("TLS: {e}"))?;
-        let mut boxed = SmtpClient {
-            stream: Box::new(tls.stream) as Box<dyn Stream>,
-            timeout: tls.timeout,
-        };
-        greeting(&mut boxed, policy).await?;
-        let ehlo = ehlo(&mut boxed, policy).await?;
-        return transaction(boxed, ehlo, policy, parcel).await;
-    }
-    greeting(&mut client, policy).await?;
-    let caps = ehlo(&mut client, policy).await?;
-    let offered = caps.has_capability(EXT_START_TLS);
-    let mut boxed: SmtpClient<Box<dyn Stream>>;
-    let caps = if policy.tls != OutboundTls::None && offered {
-        let reply = client
-            .cmd(b"STARTTLS\r\n")
-            .await
-            .map_err(|e| format!("STARTTLS: {e}"))?;
-        if reply.code != 220 {
-            if policy.tls == OutboundTls::Required {
-                return Ok(parcel.all(Outcome::Temporary(format!(
-                    "{} refused STARTTLS: {}",
-                    hop.host,
-                    show(&reply)
-                ))));
-            }
-            boxed = SmtpClient {
-                stream: Box::new(client.stream),
-                timeout: client.timeout,
-            };
-            caps
-        } else {
-            let connector = mail_send::smtp::tls::build_tls_connector(!policy.verify_certificate)
-                .map_err(|e| e.to_string())?;
-            let tls = client
-                .into_tls(&connector, &hop.host)
-                .await
-                .map_err(|e| format!("TLS handshake: {e}"))?;
-            boxed = SmtpClient {
-                stream: Box::new(tls.stream),
-                timeout: tls.timeout,
-            };
-            ehlo(&mut boxed, policy).await?
-        }
-    } else {
-        if policy.tls == OutboundTls::Required {
-            let _ = client.cmd(b"QUIT\r\n").await;
-            return Ok(parcel.all(Outcome::Temporary(format!(
-                "{} does not offer STARTTLS and TLS is required",
-                hop.host
-            ))));
-        }
-        boxed = SmtpClient {
-            stream: Box::new(client.stream),
-            timeout: client.timeout,
-        };
-        caps
-    };
-    transaction(boxed, caps, policy, parcel).await
-}
-
-async fn greeting<S: AsyncRead + AsyncWrite + Unpin>(
-    client: &mut SmtpClient<S>,
-    policy: &Policy,
-) -> HopResult<()> {
-    // mail-send's read() has no timeout of its own.
-    let reply = tokio::time::timeout(policy.connect_timeout, client.read())
-        .await
-        .map_err(|_| "no greeting".to_string())?
-        .map_err(|e| format!("greeting: {e}"))?;
-    if reply.code != 220 {
-        return Err(format!("greeting: {}", show(&reply)));
-    }
-    Ok(())
-}
-
-async fn ehlo<S: AsyncRead + AsyncWrite + Unpin>(
-    client: &mut SmtpClient<S>,
-    policy: &Policy,
-) -> HopResult<EhloResponse<String>> {
-    tokio::time::timeout(policy.command_timeout, client.ehlo(&policy.hostname))
-        .await
-        .map_err(|_| "EHLO timed out".to_string())?
-        .map_err(|e| format!("EHLO: {e}"))
-}
-
+/// MAIL, RCPT for each recipient, DATA: an outcome per recipient. `Err` when the connection
+/// broke before the answers were in.
 async fn transaction(
-    mut client: SmtpClient<Box<dyn Stream>>,
-    caps: EhloResponse<String>,
+    conn: &mut Connection,
     policy: &Policy,
     parcel: &Parcel<'_>,
-) -> HopResult<Vec<Outcome>> {
-    if let Some((user, pass)) = &policy.credentials {
-        let creds = mail_send::Credentials::new(user.clone(), pass.clone());
-        if let Err(e) = client.authenticate(&creds, &caps).await {
-            let _ = client.cmd(b"QUIT\r\n").await;
-            return Ok(parcel.all(Outcome::Temporary(format!(
-                "authentication at relay host failed: {e}"
-            ))));
-        }
-    }
+) -> HopResult<Done> {
+    conn.transactions += 1;
+    let client = &mut conn.client;
     let mut mail = format!("MAIL FROM:<{}>", parcel.sender);
-    if parcel.eight_bit && caps.has_capability(EXT_8BIT_MIME) {
+    if parcel.eight_bit && conn.caps.has_capability(EXT_8BIT_MIME) {
         mail.push_str(" BODY=8BITMIME");
     }
-    if parcel.smtputf8 && caps.has_capability(EXT_SMTP_UTF8) {
+    if parcel.smtputf8 && conn.caps.has_capability(EXT_SMTP_UTF8) {
         mail.push_str(" SMTPUTF8");
     }
     mail.push_str("\r\n");
@@ -203,8 +165,10 @@ async fn transaction(
         .await
         .map_err(|e| format!("MAIL: {e}"))?;
     if reply.code >= 400 {
-        let _ = client.cmd(b"QUIT\r\n").await;
-        return Ok(parcel.all(outcome_of(&reply)));
+        return Ok(Done {
+            outcomes: parcel.all(outcome_of(&reply)),
+            reusable: reply.code != 421,
+        });
     }
     let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(parcel.recipients.len());
     for rcpt in &parcel.recipients {
@@ -212,23 +176,40 @@ async fn transaction(
             .cmd(format!("RCPT TO:<{rcpt}>\r\n").as_bytes())
             .await
             .map_err(|e| format!("RCPT: {e}"))?;
+        if reply.code == 421 {
+            // The server is closing: what was not answered yet is for later.
+            let o = outcome_of(&reply);
+            outcomes.resize(parcel.recipients.len(), Some(o.clone()));
+            return Ok(Done {
+                outcomes: outcomes
+                    .into_iter()
+                    .map(|x| x.unwrap_or_else(|| o.clone()))
+                    .collect(),
+                reusable: false,
+            });
+        }
         outcomes.push((reply.code >= 400).then(|| outcome_of(&reply)));
     }
     if outcomes.iter().all(Option::is_some) {
-        let _ = client.cmd(b"QUIT\r\n").await;
-        return Ok(outcomes.into_iter().flatten().collect());
+        // Nobody to send to; the next transaction starts with RSET.
+        return Ok(Done {
+            outcomes: outcomes.into_iter().flatten().collect(),
+            reusable: true,
+        });
     }
     let reply = client
         .cmd(b"DATA\r\n")
         .await
         .map_err(|e| format!("DATA: {e}"))?;
     if reply.code != 354 {
-        let _ = client.cmd(b"QUIT\r\n").await;
         let o = outcome_of(&reply);
-        return Ok(outcomes
-            .into_iter()
-            .map(|x| x.unwrap_or_else(|| o.clone()))
-            .collect());
+        return Ok(Done {
+            outcomes: outcomes
+                .into_iter()
+                .map(|x| x.unwrap_or_else(|| o.clone()))
+                .collect(),
+            reusable: reply.code != 421,
+        });
     }
     tokio::time::timeout(
         policy.command_timeout.max(Duration::from_secs(60)) * 4,
@@ -237,20 +218,26 @@ async fn transaction(
     .await
     .map_err(|_| "timed out sending the message".to_string())?
     .map_err(|e| format!("sending the message: {e}"))?;
-    let reply = tokio::time::timeout(policy.command_timeout, client.read())
-        .await
-        .map_err(|_| "no reply after the message".to_string())?
-        .map_err(|e| format!("after the message: {e}"))?;
-    let _ = client.cmd(b"QUIT\r\n").await;
+    // RFC 5321 4.5.3.2.6: up to 10 minutes for the answer to the final dot.
+    let reply = tokio::time::timeout(
+        policy.command_timeout.max(Duration::from_secs(600)),
+        client.read(),
+    )
+    .await
+    .map_err(|_| "no reply after the message".to_string())?
+    .map_err(|e| format!("after the message: {e}"))?;
     let o = if reply.code < 300 {
-        Outcome::Delivered(show(&reply))
+        Outcome::Delivered(connection::show(&reply))
     } else {
         outcome_of(&reply)
     };
-    Ok(outcomes
-        .into_iter()
-        .map(|x| x.unwrap_or_else(|| o.clone()))
-        .collect())
+    Ok(Done {
+        outcomes: outcomes
+            .into_iter()
+            .map(|x| x.unwrap_or_else(|| o.clone()))
+            .collect(),
+        reusable: reply.code != 421,
+    })
 }
 
 /// Signatures, then the stored bytes dot-stuffed, then the terminator.
@@ -288,25 +275,11 @@ async fn send_message<S: AsyncWrite + Unpin>(
     stream.flush().await
 }
 
-fn show(reply: &Response<String>) -> String {
-    let esc = if reply.esc[0] > 0 {
-        format!(" {}.{}.{}", reply.esc[0], reply.esc[1], reply.esc[2])
-    } else {
-        String::new()
-    };
-    let text: String = reply
-        .message
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(400)
-        .collect();
-    format!("{}{} {}", reply.code, esc, text)
-}
-
 fn outcome_of(reply: &Response<String>) -> Outcome {
+    let shown = connection::show(reply);
     match reply.code {
-        200..=399 => Outcome::Delivered(show(reply)),
-        500..=599 => Outcome::Permanent(show(reply)),
-        _ => Outcome::Temporary(show(reply)),
+        200..=399 => Outcome::Delivered(shown),
+        500..=599 => Outcome::Permanent(shown),
+        _ => Outcome::Temporary(shown),
     }
 }

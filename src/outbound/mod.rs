@@ -1,10 +1,15 @@
 //! Outbound: where a recipient domain's mail goes next (routes, MX, A/AAAA, a relay host, a
-//! directory) and the SMTP courier that hands it over, with an outcome per recipient.
+//! directory) and the SMTP courier that hands it over, with an outcome per recipient; the
+//! connection pool (limits overall and per destination, idle connections reused) and the
+//! memory of addresses that failed.
 //! Must not import `queue` or `spool`: it is given the bytes to send and returns outcomes.
 
+pub mod connection;
 pub mod courier;
 pub mod directory;
+pub mod health;
 pub mod next_hop;
+pub mod pool;
 
 /// What happened to one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -85,7 +85,8 @@ pub async fn resolve(
     }
 }
 
-/// The addresses of a hop, IPv6 and IPv4.
+/// The addresses of a hop: IPv6 then IPv4, both families asked, so a host whose IPv6 is
+/// broken is still reached over IPv4 (and the other way round).
 pub async fn addresses(
     resolver: &MessageAuthenticator,
     hop: &Hop,
@@ -99,24 +100,32 @@ pub async fn addresses(
         return Ok(vec![SocketAddr::new(ip, hop.port)]);
     }
     let name = format!("{}.", hop.host.trim_end_matches('.'));
-    match resolver.resolver().lookup_ip(name.as_str()).await {
-        Ok(lookup) => {
-            let list: Vec<SocketAddr> = lookup
-                .iter()
-                .map(|ip| SocketAddr::new(ip, hop.port))
-                .collect();
-            if list.is_empty() {
-                Err(HopError::Permanent(format!("{} has no address", hop.host)))
-            } else {
-                Ok(list)
-            }
-        }
-        Err(e) if e.is_no_records_found() => {
-            Err(HopError::Permanent(format!("{} has no address", hop.host)))
-        }
-        Err(e) => Err(HopError::Temporary(format!(
+    let r = resolver.resolver();
+    let (v6, v4) = tokio::join!(r.ipv6_lookup(name.as_str()), r.ipv4_lookup(name.as_str()));
+    let mut list = Vec::new();
+    let mut trouble = None;
+    match v6 {
+        Ok(l) => list.extend(l.answers().iter().filter_map(|r| match &r.data {
+            RData::AAAA(a) => Some(SocketAddr::new(IpAddr::V6(a.0), hop.port)),
+            _ => None,
+        })),
+        Err(e) if e.is_no_records_found() || e.is_nx_domain() => {}
+        Err(e) => trouble = Some(e),
+    }
+    match v4 {
+        Ok(l) => list.extend(l.answers().iter().filter_map(|r| match &r.data {
+            RData::A(a) => Some(SocketAddr::new(IpAddr::V4(a.0), hop.port)),
+            _ => None,
+        })),
+        Err(e) if e.is_no_records_found() || e.is_nx_domain() => {}
+        Err(e) => trouble = Some(e),
+    }
+    match (list.is_empty(), trouble) {
+        (false, _) => Ok(list),
+        (true, Some(e)) => Err(HopError::Temporary(format!(
             "address lookup for {} failed: {e}",
             hop.host
         ))),
+        (true, None) => Err(HopError::Permanent(format!("{} has no address", hop.host))),
     }
 }

@@ -1,34 +1,67 @@
 //! Delivery status notifications (RFC 3464): a multipart/report sent from `<>` to the envelope
-//! sender, naming each failed recipient with the remote reply, with the original header section.
+//! sender, naming each recipient with the remote reply, with the original header section —
+//! for recipients that failed for good (`Action: failed`) or, once, for recipients still being
+//! retried after `delivery.delay_warning` (`Action: delayed`).
 
 use std::io::Read;
 use std::path::Path;
 
-/// One failed recipient.
+/// One recipient to report, with the reply (or local finding) that explains it.
 pub struct Failure<'a> {
     pub recipient: &'a str,
     pub reply: &'a str,
 }
 
+/// What the report says about its recipients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Failed,
+    /// Still being retried, until this Unix time.
+    Delayed {
+        retry_until: i64,
+    },
+}
+
+/// The message a report is about.
+pub struct About<'a> {
+    pub hostname: &'a str,
+    pub queue_id: &'a str,
+    /// The envelope sender, who gets the report.
+    pub sender: &'a str,
+    /// When the relay accepted it (Unix time).
+    pub arrived: i64,
+    /// The stored message, for its header section.
+    pub original: &'a Path,
+}
+
 /// Build the DSN message (header section and body), CRLF throughout.
-pub fn build(
-    hostname: &str,
-    queue_id: &str,
-    sender: &str,
-    failures: &[Failure<'_>],
-    original: &Path,
-    now_unix: i64,
-) -> Vec<u8> {
+pub fn build(about: &About<'_>, kind: Kind, failures: &[Failure<'_>], now_unix: i64) -> Vec<u8> {
+    let (hostname, queue_id, sender) = (about.hostname, about.queue_id, about.sender);
     let boundary = format!("{queue_id}/{hostname}");
     let date = crate::dkim::fixups::rfc5322_date(now_unix);
+    let (subject, id_part, intro) = match kind {
+        Kind::Failed => (
+            "Undelivered Mail Returned to Sender",
+            "dsn",
+            "Your message could not be delivered to the following recipients:",
+        ),
+        Kind::Delayed { .. } => (
+            "Delayed Mail (still being retried)",
+            "delay",
+            "Your message has not been delivered yet to the following recipients. This is only a \
+             warning: nothing needs to be done, delivery is still being tried.",
+        ),
+    };
     let mut m = String::new();
     m.push_str(&format!(
         "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n"
     ));
     m.push_str(&format!("To: <{sender}>\r\n"));
-    m.push_str("Subject: Undelivered Mail Returned to Sender\r\n");
+    m.push_str(&format!("Subject: {subject}\r\n"));
     m.push_str(&format!("Date: {date}\r\n"));
-    m.push_str(&format!("Message-ID: <{queue_id}.dsn@{hostname}>\r\n"));
+    m.push_str(&format!(
+        "Message-ID: <{queue_id}.{id_part}@{hostname}>\r\n"
+    ));
     m.push_str("Auto-Submitted: auto-replied\r\n");
     m.push_str("MIME-Version: 1.0\r\n");
     m.push_str(&format!("Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n"));
@@ -36,7 +69,9 @@ pub fn build(
     m.push_str(&format!(
         "--{boundary}\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
     ));
-    m.push_str(&format!("This is the mail system at {hostname}.\r\n\r\nYour message could not be delivered to the following recipients:\r\n\r\n"));
+    m.push_str(&format!(
+        "This is the mail system at {hostname}.\r\n\r\n{intro}\r\n\r\n"
+    ));
     for f in failures {
         m.push_str(&format!("<{}>: {}\r\n", f.recipient, clean(f.reply)));
     }
@@ -44,41 +79,84 @@ pub fn build(
         "\r\n--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n"
     ));
     m.push_str(&format!(
-        "Reporting-MTA: dns; {hostname}\r\nX-Queue-ID: {queue_id}\r\nArrival-Date: {date}\r\n"
+        "Reporting-MTA: dns; {hostname}\r\nX-Queue-ID: {queue_id}\r\nArrival-Date: {}\r\n",
+        crate::dkim::fixups::rfc5322_date(about.arrived)
     ));
     for f in failures {
-        let status = status_of(f.reply);
+        let (remote, expired) = match f.reply.strip_prefix(EXPIRED) {
+            Some(rest) => (rest.split_once(": ").map_or(rest, |(_, r)| r), true),
+            None => (f.reply, false),
+        };
+        let status = if expired {
+            // RFC 3463 X.4.7: delivery time expired.
+            "4.4.7".to_string()
+        } else if let Kind::Delayed { .. } = kind {
+            // A temporary condition by definition: keep the reply's detail, class 4.
+            let s = status_of(remote);
+            format!("4{}", s.get(1..).unwrap_or(".0.0"))
+        } else {
+            status_of(remote)
+        };
+        let action = match kind {
+            Kind::Failed => "failed",
+            Kind::Delayed { .. } => "delayed",
+        };
         m.push_str(&format!(
-            "\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {status}\r\n",
+            "\r\nFinal-Recipient: rfc822; {}\r\nAction: {action}\r\nStatus: {status}\r\n",
             f.recipient
         ));
-        if f.reply.chars().next().is_some_and(|c| c.is_ascii_digit()) {
-            m.push_str(&format!("Diagnostic-Code: smtp; {}\r\n", clean(f.reply)));
+        let diagnostic_type = if remote.starts_with(|c: char| c.is_ascii_digit()) {
+            "smtp"
         } else {
-            m.push_str(&format!("Diagnostic-Code: x-local; {}\r\n", clean(f.reply)));
+            "x-local"
+        };
+        m.push_str(&format!(
+            "Diagnostic-Code: {diagnostic_type}; {}\r\n",
+            clean(remote)
+        ));
+        if expired {
+            m.push_str(&format!("X-Dkim-Relay-Note: {}\r\n", clean(f.reply)));
+        }
+        if let Kind::Delayed { retry_until } = kind {
+            m.push_str(&format!(
+                "Will-Retry-Until: {}\r\n",
+                crate::dkim::fixups::rfc5322_date(retry_until)
+            ));
         }
     }
     m.push_str(&format!(
         "\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"
     ));
     let mut out = m.into_bytes();
-    out.extend_from_slice(&original_headers(original));
+    out.extend_from_slice(&original_headers(about.original));
     out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     out
 }
 
-/// The enhanced status code in a reply, or a generic permanent failure.
+/// How the queue words a failure that came from `max_age` (the last reply follows ": ").
+pub const EXPIRED: &str = "gave up after ";
+
+/// The enhanced status code (RFC 3463) for a failure: the remote reply's own, else one for our
+/// local findings (null MX, no such domain, no address), else a generic permanent failure.
 fn status_of(reply: &str) -> String {
-    reply
-        .split_whitespace()
-        .nth(1)
-        .filter(|s| {
-            s.split('.').count() == 3
-                && s.split('.')
-                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .map(str::to_string)
-        .unwrap_or_else(|| "5.0.0".into())
+    let is_code = |s: &&str| {
+        s.split('.').count() == 3
+            && s.split('.')
+                .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+    };
+    if let Some(code) = reply.split_whitespace().nth(1).filter(is_code) {
+        return code.to_string();
+    }
+    if reply.contains("null MX") {
+        // RFC 7505 section 4.2.
+        "5.1.10".into()
+    } else if reply.contains("no such domain") {
+        "5.1.2".into()
+    } else if reply.contains("has no address") {
+        "5.4.4".into()
+    } else {
+        "5.0.0".into()
+    }
 }
 
 fn clean(s: &str) -> String {
@@ -97,4 +175,77 @@ fn original_headers(path: &Path) -> Vec<u8> {
     let end = memchr::memmem::find(&buf, b"\r\n\r\n").map_or(buf.len(), |p| p + 2);
     buf.truncate(end);
     buf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes_for_remote_and_local_failures() {
+        assert_eq!(status_of("550 5.1.1 no such user"), "5.1.1");
+        assert_eq!(status_of("550 mailbox unavailable"), "5.0.0");
+        assert_eq!(
+            status_of("x.test does not accept mail (null MX, RFC 7505)"),
+            "5.1.10"
+        );
+        assert_eq!(status_of("x.test: no such domain"), "5.1.2");
+        assert_eq!(status_of("mx.x.test has no address"), "5.4.4");
+    }
+
+    #[test]
+    fn an_expired_recipient_shows_the_last_remote_reply() {
+        let dir = tempfile::tempdir().unwrap();
+        let original = dir.path().join("m");
+        std::fs::write(
+            &original,
+            b"Subject: hi\r\nFrom: a@example.com\r\n\r\nbody\r\n",
+        )
+        .unwrap();
+        let reply = format!("{EXPIRED}3 attempts: 451 4.2.0 busy");
+        let about = About {
+            hostname: "relay.test",
+            queue_id: "Q1",
+            sender: "a@example.com",
+            arrived: 0,
+            original: &original,
+        };
+        let failures = [Failure {
+            recipient: "b@example.net",
+            reply: &reply,
+        }];
+        let out = build(&about, Kind::Failed, &failures, 0);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("Status: 4.4.7\r\n"), "{text}");
+        assert!(
+            text.contains("Diagnostic-Code: smtp; 451 4.2.0 busy\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Subject: hi\r\nFrom: a@example.com\r\n"),
+            "{text}"
+        );
+        assert!(!text.contains("body"), "{text}");
+
+        let busy = "451 4.2.0 busy";
+        let failures = [Failure {
+            recipient: "b@example.net",
+            reply: busy,
+        }];
+        let out = build(
+            &about,
+            Kind::Delayed {
+                retry_until: 86_400,
+            },
+            &failures,
+            0,
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("Action: delayed\r\nStatus: 4.2.0\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("Will-Retry-Until: "), "{text}");
+        assert!(text.contains("Message-ID: <Q1.delay@relay.test>"), "{text}");
+    }
 }

@@ -1,22 +1,33 @@
 //! The queue: which message is due when, delivery attempts bounded overall and per
-//! destination domain, per-recipient outcomes written back to the spool, retries on the
-//! schedule, and DSNs for what failed for good. The spool is the source of truth: at start the
-//! schedule is rebuilt from it, and every decision is written to it before it counts.
+//! destination (through the outbound connection pool), per-recipient outcomes written back to
+//! the spool, retries on the schedule, and DSNs for what failed for good. The spool is the
+//! source of truth: at start the schedule is rebuilt from it, and every decision is written to
+//! it before it counts.
 
+mod bounce;
 pub mod dsn;
 pub mod retry;
 
-use crate::config::{DeliveryMode, OutboundTls};
+use crate::config::DeliveryMode;
 use crate::core::Core;
-use crate::outbound::courier::{self, Policy};
+use crate::outbound::connection::Policy;
+use crate::outbound::courier::Courier;
+use crate::outbound::health::HostHealth;
 use crate::outbound::next_hop::{self, Hop, HopError};
+use crate::outbound::pool::Pool;
 use crate::outbound::{directory, Outcome, Parcel};
-use crate::spool::{Envelope, QueueId, RecipientState, RecipientStatus, Spool, SpoolError};
+use crate::spool::{QueueId, RecipientState, RecipientStatus, Spool, SpoolError};
 use arc_swap::ArcSwap;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+/// After SIGTERM, how long deliveries under way may take to get their answers. Those still
+/// running are then abandoned: their recipients stay pending in the spool and go out after
+/// the restart (the receiver saw no final dot, or its answer was not recorded: at least once).
+pub const DELIVERY_GRACE: Duration = Duration::from_secs(5);
 
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
@@ -25,13 +36,24 @@ pub fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// What an attempt leaves for the scheduler.
+#[derive(Default)]
+struct Attempted {
+    /// When the message is due again (`None`: it is done, or gone).
+    next: Option<i64>,
+    /// DSNs it queued (a bounce, a delay warning).
+    dsns: Vec<QueueId>,
+}
+
 /// The delivery side of the relay.
 pub struct Scheduler {
     pub spool: Spool,
     pub live: Arc<ArcSwap<Core>>,
     pub metrics: Arc<crate::metrics::Metrics>,
-    domain_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
-    connections: Arc<Semaphore>,
+    pool: Arc<Pool>,
+    health: HostHealth,
+    /// The configuration the pool's limits come from; a reload is noticed by comparing.
+    applied: Mutex<Arc<Core>>,
 }
 
 impl Scheduler {
@@ -40,18 +62,22 @@ impl Scheduler {
         live: Arc<ArcSwap<Core>>,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Arc<Scheduler> {
-        let max = live.load().settings.delivery.max_connections;
+        let core = live.load_full();
+        let d = &core.settings.delivery;
+        let pool = Arc::new(Pool::new(d.max_connections, d.max_connections_per_domain));
         Arc::new(Scheduler {
             spool,
             live,
             metrics,
-            domain_slots: Mutex::new(HashMap::new()),
-            connections: Arc::new(Semaphore::new(max)),
+            pool,
+            health: HostHealth::default(),
+            applied: Mutex::new(core),
         })
     }
 
     /// Run until shutdown: `new` announces accepted messages, `retry_all` asks to try every
-    /// queued message now (`queue retry`).
+    /// queued message now (`queue retry`). Sleeps until the next message is due or something
+    /// happens; never polls. On shutdown, deliveries under way get `DELIVERY_GRACE`.
     pub async fn run(
         self: Arc<Self>,
         mut new: mpsc::UnboundedReceiver<QueueId>,
@@ -60,8 +86,10 @@ impl Scheduler {
     ) {
         let mut due: BTreeSet<(i64, QueueId)> = BTreeSet::new();
         let mut in_flight: HashSet<QueueId> = HashSet::new();
+        let mut tasks: JoinSet<(QueueId, Attempted)> = JoinSet::new();
+        tokio::spawn(self.pool.clone().reap(shutdown.clone()));
         self.rescan(&mut due);
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(QueueId, Option<i64>)>();
+        // Attempts wait for connection slots in the pool; this bounds the envelopes in memory.
         let max_in_flight = self.live.load().settings.delivery.max_connections.max(1) * 2;
         loop {
             let now = unix_now();
@@ -77,10 +105,9 @@ impl Scheduler {
                     continue;
                 }
                 let me = self.clone();
-                let done = done_tx.clone();
-                tokio::spawn(async move {
+                tasks.spawn(async move {
                     let next = me.attempt(&first.1).await;
-                    let _ = done.send((first.1, next));
+                    (first.1, next)
                 });
             }
             let wait = due.first().map_or(Duration::from_secs(3600), |(t, _)| {
@@ -93,10 +120,25 @@ impl Scheduler {
                         due.insert((unix_now(), id));
                     }
                 }
-                Some((id, next)) = done_rx.recv() => {
-                    in_flight.remove(&id);
-                    if let Some(t) = next {
-                        due.insert((t, id));
+                Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                    match joined {
+                        Ok((id, attempted)) => {
+                            in_flight.remove(&id);
+                            if let Some(t) = attempted.next {
+                                due.insert((t, id));
+                            }
+                            for dsn in attempted.dsns {
+                                due.insert((unix_now(), dsn));
+                            }
+                        }
+                        Err(e) => {
+                            // A panicked attempt: its message is still in the spool; pick
+                            // everything up again from there.
+                            tracing::error!(error = %e, "delivery attempt failed; rescanning the spool");
+                            in_flight.clear();
+                            due.clear();
+                            self.rescan(&mut due);
+                        }
                     }
                     self.update_gauges();
                 }
@@ -105,12 +147,33 @@ impl Scheduler {
                     self.rescan_now(&mut due);
                 }
                 _ = tokio::time::sleep(wait), if can_start => {}
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() {
+                r = shutdown.changed() => {
+                    if r.is_err() || *shutdown.borrow() {
+                        self.stop(tasks).await;
                         return;
                     }
                 }
             }
+        }
+    }
+
+    /// Give the deliveries under way `DELIVERY_GRACE`, then abandon the rest.
+    async fn stop(&self, mut tasks: JoinSet<(QueueId, Attempted)>) {
+        let running = tasks.len();
+        if running == 0 {
+            return;
+        }
+        tracing::info!(deliveries = running, "waiting for deliveries under way");
+        let finished = tokio::time::timeout(DELIVERY_GRACE, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!(
+                deliveries = tasks.len(),
+                "deliveries abandoned at shutdown; they stay queued and go out after the restart"
+            );
+            tasks.shutdown().await;
         }
     }
 
@@ -143,24 +206,33 @@ impl Scheduler {
         self.metrics.queue_oldest_age_seconds.set(oldest as f64);
     }
 
-    fn domain_slot(&self, domain: &str, per_domain: usize) -> Arc<Semaphore> {
-        let Ok(mut map) = self.domain_slots.lock() else {
-            return Arc::new(Semaphore::new(per_domain));
+    /// A reload happened since the last attempt: the pool takes the new limits and drops the
+    /// idle connections made under the old configuration.
+    fn follow_reload(&self, core: &Arc<Core>) {
+        let Ok(mut applied) = self.applied.lock() else {
+            return;
         };
-        map.entry(domain.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(per_domain)))
-            .clone()
+        if !Arc::ptr_eq(&applied, core) {
+            let d = &core.settings.delivery;
+            self.pool
+                .reconfigure(d.max_connections, d.max_connections_per_domain);
+            *applied = core.clone();
+        }
     }
 
-    /// One delivery attempt for the due recipients of a message; returns when to come back.
-    async fn attempt(&self, id: &QueueId) -> Option<i64> {
+    /// One delivery attempt for the due recipients of a message.
+    async fn attempt(&self, id: &QueueId) -> Attempted {
         let core = self.live.load_full();
+        self.follow_reload(&core);
         let mut env = match self.spool.load(id) {
             Ok(e) => e,
-            Err(SpoolError::NotFound) => return None,
+            Err(SpoolError::NotFound) => return Attempted::default(),
             Err(e) => {
                 tracing::error!(queue_id = %id, error = %e, "cannot read envelope");
-                return Some(unix_now() + 300);
+                return Attempted {
+                    next: Some(unix_now() + 300),
+                    dsns: Vec::new(),
+                };
             }
         };
         let now = unix_now();
@@ -209,7 +281,9 @@ impl Scheduler {
                 );
             }
         }
-        self.bounce(&core, id, &mut env, &message).await;
+        let mut dsns: Vec<QueueId> = Vec::new();
+        dsns.extend(self.bounce(&core, id, &mut env, &message).await);
+        dsns.extend(self.warn_delayed(&core, id, &mut env, &message).await);
         let spool = self.spool.clone();
         let id2 = id.clone();
         let done = env.is_done();
@@ -229,17 +303,57 @@ impl Scheduler {
             }
             Err(_) => {}
         }
-        if done {
-            None
-        } else {
-            next
-        }
+        let next = match (done, next) {
+            (true, _) => None,
+            (false, Some(t)) => Some(t),
+            // Nothing pending but a DSN still owed (it could not be queued): try again soon.
+            (false, None) => Some(unix_now() + 60),
+        };
+        Attempted { next, dsns }
     }
 
     async fn deliver(&self, core: &Core, domain: &str, parcel: &Parcel<'_>) -> Vec<Outcome> {
         let d = &core.settings.delivery;
+        let courier = |policy| Courier {
+            resolver: &core.resolver,
+            pool: &self.pool,
+            health: &self.health,
+            policy,
+            down_backoff: d.retry.first().copied().unwrap_or(Duration::from_secs(60)),
+            tls_failures: Some(
+                self.metrics
+                    .tls_failures_total
+                    .with_label_values(&["outbound"]),
+            ),
+        };
         match &d.mode {
-            DeliveryMode::Directory(dir) => directory::deliver(dir, parcel),
+            // Local file writes and an fsync: keep them off the async workers' backs.
+            DeliveryMode::Directory(dir) => {
+                let dir = dir.clone();
+                let queue_id = parcel.queue_id.to_string();
+                let recipients: Vec<String> =
+                    parcel.recipients.iter().map(|r| r.to_string()).collect();
+                let signatures = parcel.signatures.to_vec();
+                let message = parcel.message.to_path_buf();
+                let written = tokio::task::spawn_blocking(move || {
+                    let owned = Parcel {
+                        queue_id: &queue_id,
+                        sender: "",
+                        recipients: recipients.iter().map(String::as_str).collect(),
+                        signatures: &signatures,
+                        message: &message,
+                        eight_bit: false,
+                        smtputf8: false,
+                    };
+                    directory::deliver(&dir, &owned)
+                })
+                .await;
+                written.unwrap_or_else(|e| {
+                    parcel.all(Outcome::Temporary(format!(
+                        "directory delivery failed: {e}"
+                    )))
+                })
+            }
             DeliveryMode::RelayHost(r) => {
                 let policy = Policy {
                     hostname: core.settings.hostname.clone(),
@@ -249,17 +363,12 @@ impl Scheduler {
                     connect_timeout: d.connect_timeout,
                     command_timeout: d.command_timeout,
                 };
-                let _permit = self.connections.acquire().await;
-                courier::deliver(
-                    &core.resolver,
-                    &[Hop {
-                        host: r.host.clone(),
-                        port: r.port,
-                    }],
-                    &policy,
-                    parcel,
-                )
-                .await
+                let hop = Hop {
+                    host: r.host.clone(),
+                    port: r.port,
+                };
+                let destination = format!("{}:{}", r.host, r.port);
+                courier(&policy).deliver(&destination, &[hop], parcel).await
             }
             DeliveryMode::Mx => {
                 let hops = match next_hop::resolve(&core.resolver, &d.routes, domain, d.port).await
@@ -274,130 +383,16 @@ impl Scheduler {
                 let policy = Policy {
                     hostname: core.settings.hostname.clone(),
                     tls: d.tls,
+                    // Opportunistic MX delivery cannot check certificates (nobody publishes
+                    // names to check them against without DANE/MTA-STS): as every MTA does.
                     verify_certificate: false,
                     credentials: None,
                     connect_timeout: d.connect_timeout,
                     command_timeout: d.command_timeout,
                 };
-                let slot = self.domain_slot(domain, d.max_connections_per_domain);
-                let _domain_permit = slot.acquire().await;
-                let _permit = self.connections.acquire().await;
-                let outcomes = courier::deliver(&core.resolver, &hops, &policy, parcel).await;
-                if d.tls == OutboundTls::Required {
-                    for o in &outcomes {
-                        if let Outcome::Temporary(r) = o {
-                            if r.contains("STARTTLS") {
-                                self.metrics
-                                    .tls_failures_total
-                                    .with_label_values(&["outbound"])
-                                    .inc();
-                                break;
-                            }
-                        }
-                    }
-                }
-                outcomes
+                courier(&policy).deliver(domain, &hops, parcel).await
             }
         }
-    }
-
-    /// Send one DSN for the recipients that failed for good since the last one.
-    async fn bounce(
-        &self,
-        core: &Core,
-        id: &QueueId,
-        env: &mut Envelope,
-        message: &std::path::Path,
-    ) {
-        let failed: Vec<usize> = (0..env.recipients.len())
-            .filter(|&i| {
-                env.recipients[i].state == RecipientState::Failed && !env.recipients[i].dsn_sent
-            })
-            .collect();
-        if failed.is_empty() {
-            return;
-        }
-        // Never to <>, and never a DSN about a DSN.
-        if !env.sender.is_empty() && !env.is_dsn {
-            let failures: Vec<dsn::Failure<'_>> = failed
-                .iter()
-                .map(|&i| dsn::Failure {
-                    recipient: &env.recipients[i].address,
-                    reply: env.recipients[i].last_reply.as_deref().unwrap_or("failed"),
-                })
-                .collect();
-            let bytes = dsn::build(
-                &core.settings.hostname,
-                id.as_str(),
-                &env.sender,
-                &failures,
-                message,
-                unix_now(),
-            );
-            match self.enqueue_dsn(core, &env.sender, bytes).await {
-                Ok(dsn_id) => {
-                    tracing::info!(queue_id = %id, dsn_id = %dsn_id, recipients = failed.len(), "bounce sent to sender")
-                }
-                Err(e) => {
-                    tracing::error!(queue_id = %id, error = %e, "cannot queue DSN; will retry");
-                    return;
-                }
-            }
-        }
-        for i in failed {
-            env.recipients[i].dsn_sent = true;
-        }
-    }
-
-    async fn enqueue_dsn(
-        &self,
-        core: &Core,
-        to: &str,
-        bytes: Vec<u8>,
-    ) -> Result<QueueId, SpoolError> {
-        let id = QueueId::new();
-        let mut signatures = Vec::new();
-        if let Some(signers) = core.signers.for_from_domain(&core.settings.hostname) {
-            use mail_auth::headers::HeaderWriter;
-            for s in signers {
-                if let Ok(sig) = s.signer.sign(&bytes) {
-                    signatures.push(sig.to_header());
-                }
-            }
-        }
-        let now = unix_now();
-        let env = Envelope {
-            version: 1,
-            sender: String::new(),
-            recipients: vec![RecipientStatus {
-                address: to.to_string(),
-                state: RecipientState::Pending,
-                attempts: 0,
-                next_attempt: now,
-                last_reply: None,
-                dsn_sent: false,
-            }],
-            received_at: now,
-            client: "dsn".into(),
-            signatures,
-            size: bytes.len() as u64,
-            eight_bit: false,
-            smtputf8: false,
-            is_dsn: true,
-        };
-        let spool = self.spool.clone();
-        let id2 = id.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut draft = spool.draft(id2)?;
-            draft.write(&bytes)?;
-            spool.commit(draft, &env)
-        })
-        .await
-        .map_err(|e| SpoolError::Io {
-            path: "dsn".into(),
-            source: std::io::Error::other(e.to_string()),
-        })??;
-        Ok(id)
     }
 }
 
@@ -426,7 +421,7 @@ fn apply(
             let max_age = core.settings.delivery.max_age.as_secs() as i64;
             if now - received_at >= max_age {
                 r.state = RecipientState::Failed;
-                r.last_reply = Some(format!("gave up after {} attempts: {reply}", r.attempts));
+                r.last_reply = Some(format!("{}{} attempts: {reply}", dsn::EXPIRED, r.attempts));
                 metrics
                     .deliveries_total
                     .with_label_values(&["bounced"])

@@ -50,6 +50,9 @@ pub struct Envelope {
     /// This message is itself a delivery status notification (sent from `<>`).
     #[serde(default)]
     pub is_dsn: bool,
+    /// The sender was told the message is delayed (`delivery.delay_warning`): once is enough.
+    #[serde(default)]
+    pub delay_warned: bool,
 }
 
 impl Envelope {

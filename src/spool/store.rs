@@ -299,6 +299,7 @@ mod tests {
             eight_bit: false,
             smtputf8: false,
             is_dsn: false,
+            delay_warned: false,
         }
     }
 

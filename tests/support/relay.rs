@@ -81,16 +81,21 @@ pub const PASSWORD_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$hSJuQlGz8CKlJ+dW
 impl Relay {
     /// Write a config (`extra` is appended: delivery, dns, limits…) and start the relay.
     pub fn start(extra: &str) -> Relay {
-        Self::start_full(false, "", extra)
+        Self::start_full("relay.test", false, "", extra)
+    }
+
+    /// As `start`, with this `hostname` (the DSN sender's domain, for DSN signing).
+    pub fn start_named(hostname: &str, extra: &str) -> Relay {
+        Self::start_full(hostname, false, "", extra)
     }
 
     /// Like `start`, plus a unix listener at `<dir>/submit.sock` and `clients` (YAML list
     /// items, indented two spaces, e.g. `  - unix_user: "0"`) after the built-in clients.
     pub fn start_with_unix(clients: &str, extra: &str) -> Relay {
-        Self::start_full(true, clients, extra)
+        Self::start_full("relay.test", true, clients, extra)
     }
 
-    fn start_full(with_unix: bool, clients: &str, extra: &str) -> Relay {
+    fn start_full(hostname: &str, with_unix: bool, clients: &str, extra: &str) -> Relay {
         let dir = tempfile::tempdir().expect("tempdir");
         let unix = with_unix.then(|| dir.path().join("submit.sock"));
         let unix_listener = unix
@@ -103,7 +108,7 @@ impl Relay {
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config = dir.path().join("config.yaml");
         let yaml = format!(
-            r#"hostname: relay.test
+            r#"hostname: {hostname}
 spool_dir: {spool}
 listeners:
   - address: "{plain}"
@@ -211,6 +216,11 @@ log:
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// The running process's id (to read /proc/PID/status).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn signal(&self, sig: &str) {

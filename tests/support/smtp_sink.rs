@@ -1,6 +1,8 @@
 //! A real receiving SMTP server for tests, on 127.0.0.1: it records every message with its
 //! envelope, offers STARTTLS when given a certificate, can require AUTH, and answers scripted
-//! replies for chosen recipients (e.g. 451 twice, then 250).
+//! replies for chosen recipients (e.g. 451 twice, then 250). It counts connections (in total
+//! and at once), MAIL and RSET commands, and can hold its answer to the final dot (to catch
+//! the sender in the middle of a transfer).
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
@@ -25,6 +27,14 @@ struct State {
     messages: Vec<Delivered>,
     rcpt_script: HashMap<String, VecDeque<String>>,
     connections: usize,
+    open: usize,
+    max_open: usize,
+    mails: usize,
+    rsets: usize,
+    /// Messages whose data arrived (acknowledged or not).
+    data_received: usize,
+    /// Wait this long before answering the final dot.
+    stall: Option<Duration>,
     starttls: bool,
     auth: Option<(String, String)>,
 }
@@ -63,11 +73,17 @@ impl Sink {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                st.lock().unwrap().connections += 1;
+                {
+                    let mut s = st.lock().unwrap();
+                    s.connections += 1;
+                    s.open += 1;
+                    s.max_open = s.max_open.max(s.open);
+                }
                 let st = st.clone();
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let _ = serve(Box::new(stream), st, acceptor, false).await;
+                    let _ = serve(Box::new(stream), st.clone(), acceptor, false).await;
+                    st.lock().unwrap().open -= 1;
                 });
             }
         });
@@ -96,6 +112,31 @@ impl Sink {
 
     pub fn connections(&self) -> usize {
         self.state.lock().unwrap().connections
+    }
+
+    /// The most connections that were open at the same time.
+    pub fn max_open(&self) -> usize {
+        self.state.lock().unwrap().max_open
+    }
+
+    /// MAIL FROM commands seen (transactions begun).
+    pub fn mails(&self) -> usize {
+        self.state.lock().unwrap().mails
+    }
+
+    pub fn rsets(&self) -> usize {
+        self.state.lock().unwrap().rsets
+    }
+
+    /// Messages whose data arrived in full, whether or not they were answered yet.
+    pub fn data_received(&self) -> usize {
+        self.state.lock().unwrap().data_received
+    }
+
+    /// Hold the answer to every final dot for `d` (the message counts as delivered only once
+    /// answered).
+    pub fn stall_after_data(&self, d: Duration) {
+        self.state.lock().unwrap().stall = Some(d);
     }
 
     /// Wait until `n` messages arrived (or `timeout`).
@@ -196,6 +237,7 @@ fn serve(
                     _ => "535 5.7.8 bad credentials\r\n".into(),
                 }
             } else if upper.starts_with("MAIL FROM:") {
+                st.lock().unwrap().mails += 1;
                 if st.lock().unwrap().auth.is_some() && !authed {
                     "530 5.7.0 auth first\r\n".into()
                 } else {
@@ -234,14 +276,24 @@ fn serve(
                     }
                     data.extend_from_slice(&l);
                 }
+                let stall = {
+                    let mut s = st.lock().unwrap();
+                    s.data_received += 1;
+                    s.stall
+                };
+                if let Some(d) = stall {
+                    tokio::time::sleep(d).await;
+                }
+                r.get_mut().write_all(b"250 2.0.0 accepted\r\n").await?;
                 st.lock().unwrap().messages.push(Delivered {
                     sender: sender.clone(),
                     recipients: rcpts.clone(),
                     data,
                     tls,
                 });
-                "250 2.0.0 accepted\r\n".into()
+                continue;
             } else if upper.starts_with("RSET") {
+                st.lock().unwrap().rsets += 1;
                 rcpts.clear();
                 "250 ok\r\n".into()
             } else if upper.starts_with("QUIT") {

@@ -1,0 +1,174 @@
+//! Telling the sender: one DSN (RFC 3464) per message and attempt for the recipients that
+//! failed for good, and one delayed-delivery warning per message after
+//! `delivery.delay_warning` — from `<>` to the envelope sender (never to `<>`, never about a
+//! DSN), DKIM-signed when the relay has a key for its hostname's domain, queued like any
+//! message.
+
+use super::{dsn, unix_now, Scheduler};
+use crate::core::Core;
+use crate::spool::{Envelope, QueueId, RecipientState, RecipientStatus, SpoolError};
+
+impl Scheduler {
+    /// Queue one DSN for the recipients that failed for good since the last one, and mark
+    /// them; returns the DSN's queue id (for the scheduler to pick up).
+    pub(super) async fn bounce(
+        &self,
+        core: &Core,
+        id: &QueueId,
+        env: &mut Envelope,
+        message: &std::path::Path,
+    ) -> Option<QueueId> {
+        let failed: Vec<usize> = (0..env.recipients.len())
+            .filter(|&i| {
+                env.recipients[i].state == RecipientState::Failed && !env.recipients[i].dsn_sent
+            })
+            .collect();
+        if failed.is_empty() {
+            return None;
+        }
+        let mut queued = None;
+        // Never to <>, and never a DSN about a DSN.
+        if !env.sender.is_empty() && !env.is_dsn {
+            let failures: Vec<dsn::Failure<'_>> = failed
+                .iter()
+                .map(|&i| dsn::Failure {
+                    recipient: &env.recipients[i].address,
+                    reply: env.recipients[i].last_reply.as_deref().unwrap_or("failed"),
+                })
+                .collect();
+            let about = dsn::About {
+                hostname: &core.settings.hostname,
+                queue_id: id.as_str(),
+                sender: &env.sender,
+                arrived: env.received_at,
+                original: message,
+            };
+            let bytes = dsn::build(&about, dsn::Kind::Failed, &failures, unix_now());
+            match self.enqueue_dsn(core, &env.sender, bytes).await {
+                Ok(dsn_id) => {
+                    tracing::info!(queue_id = %id, dsn_id = %dsn_id, recipients = failed.len(), "bounce queued for the sender");
+                    queued = Some(dsn_id);
+                }
+                Err(e) => {
+                    tracing::error!(queue_id = %id, error = %e, "cannot queue DSN; will retry");
+                    return None;
+                }
+            }
+        }
+        for i in failed {
+            env.recipients[i].dsn_sent = true;
+        }
+        queued
+    }
+
+    /// Once a message has waited `delivery.delay_warning` with recipients still being
+    /// retried, tell the sender once (`Action: delayed`); returns the warning's queue id.
+    pub(super) async fn warn_delayed(
+        &self,
+        core: &Core,
+        id: &QueueId,
+        env: &mut Envelope,
+        message: &std::path::Path,
+    ) -> Option<QueueId> {
+        let d = &core.settings.delivery;
+        let waited = unix_now() - env.received_at;
+        if d.delay_warning.is_zero()
+            || env.delay_warned
+            || env.sender.is_empty()
+            || env.is_dsn
+            || waited < d.delay_warning.as_secs() as i64
+        {
+            return None;
+        }
+        let delayed: Vec<dsn::Failure<'_>> = env
+            .pending()
+            .filter(|r| r.attempts > 0)
+            .map(|r| dsn::Failure {
+                recipient: &r.address,
+                reply: r.last_reply.as_deref().unwrap_or("not delivered yet"),
+            })
+            .collect();
+        if delayed.is_empty() {
+            return None;
+        }
+        let count = delayed.len();
+        let about = dsn::About {
+            hostname: &core.settings.hostname,
+            queue_id: id.as_str(),
+            sender: &env.sender,
+            arrived: env.received_at,
+            original: message,
+        };
+        let retry_until = env.received_at + d.max_age.as_secs() as i64;
+        let bytes = dsn::build(
+            &about,
+            dsn::Kind::Delayed { retry_until },
+            &delayed,
+            unix_now(),
+        );
+        drop(delayed);
+        match self.enqueue_dsn(core, &env.sender.clone(), bytes).await {
+            Ok(dsn_id) => {
+                tracing::info!(queue_id = %id, dsn_id = %dsn_id, recipients = count, "delay warning queued for the sender");
+                env.delay_warned = true;
+                Some(dsn_id)
+            }
+            Err(e) => {
+                tracing::error!(queue_id = %id, error = %e, "cannot queue delay warning; will try again");
+                None
+            }
+        }
+    }
+
+    async fn enqueue_dsn(
+        &self,
+        core: &Core,
+        to: &str,
+        bytes: Vec<u8>,
+    ) -> Result<QueueId, SpoolError> {
+        let id = QueueId::new();
+        let mut signatures = Vec::new();
+        if let Some(signers) = core.signers.for_from_domain(&core.settings.hostname) {
+            use mail_auth::headers::HeaderWriter;
+            for s in signers {
+                if let Ok(sig) = s.signer.sign(&bytes) {
+                    signatures.push(sig.to_header());
+                }
+            }
+        }
+        let now = unix_now();
+        let env = Envelope {
+            version: 1,
+            sender: String::new(),
+            recipients: vec![RecipientStatus {
+                address: to.to_string(),
+                state: RecipientState::Pending,
+                attempts: 0,
+                next_attempt: now,
+                last_reply: None,
+                dsn_sent: false,
+            }],
+            received_at: now,
+            client: "dsn".into(),
+            signatures,
+            size: bytes.len() as u64,
+            eight_bit: false,
+            smtputf8: false,
+            is_dsn: true,
+            delay_warned: false,
+        };
+        let spool = self.spool.clone();
+        let id2 = id.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut draft = spool.draft(id2)?;
+            draft.write(&bytes)?;
+            spool.commit(draft, &env)
+        })
+        .await
+        .map_err(|e| SpoolError::Io {
+            path: "dsn".into(),
+            source: std::io::Error::other(e.to_string()),
+        })??;
+        Ok(id)
+    }
+}
