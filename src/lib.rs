@@ -17,7 +17,7 @@
 //! - `metrics`: every Prometheus metric with its help text; the `/metrics`, `/healthz`, `/readyz`
 //!   endpoint.
 //! - `resolver`: the shared DNS resolver (`dns.nameservers` or the system one).
-//! - `tools`: `keygen`, `dns-check` (also the daemon's DNS doctor) and `verify`.
+//! - `tools`: `keygen`, `dns-check` (also the daemon's DNS doctor), `verify` and `dmarc-report`.
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod app;
