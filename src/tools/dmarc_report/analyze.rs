@@ -222,9 +222,8 @@ fn verdict(d: &DomainSummary, relay: &RelayIdentity) -> Verdict {
         (
             true,
             format!(
-                "{what} ({} of {} would be rejected).",
-                plural(total_failing, "message", "messages"),
-                d.messages
+                "{what} ({total_failing} of {} would be rejected).",
+                plural(d.messages, "message", "messages"),
             ),
         )
     } else {
@@ -236,10 +235,11 @@ fn verdict(d: &DomainSummary, relay: &RelayIdentity) -> Verdict {
         (
             false,
             format!(
-                "{head}: {} of {} from {} that look legitimate fail DMARC and would be rejected. Fix these first:",
-                plural(blocked_messages, "message", "messages"),
-                d.messages,
+                "{head}: {} that {} legitimate {} DMARC; {blocked_messages} of {} would be rejected. Fix first:",
                 plural(blocking.len() as u64, "source", "sources"),
+                if blocking.len() == 1 { "looks" } else { "look" },
+                if blocking.len() == 1 { "fails" } else { "fail" },
+                plural(d.messages, "message", "messages"),
             ),
         )
     };
@@ -264,8 +264,8 @@ fn notes(d: &DomainSummary, relay: &RelayIdentity) -> Vec<String> {
     if !authorized.is_empty() {
         let ips: Vec<String> = authorized.iter().map(|s| s.ip.to_string()).collect();
         notes.push(format!(
-            "{} pass DMARC without the relay ({}): senders your DNS authorises (their own DKIM key for the domain, or SPF). Make sure you recognise each; if one is not yours, remove its key or SPF entry.",
-            plural(authorized.len() as u64, "source", "sources"),
+            "{} DMARC without the relay ({}): senders your DNS authorises (their own DKIM key for the domain, or SPF). Make sure you recognise each; if one is not yours, remove its key or SPF entry.",
+            if authorized.len() == 1 { "1 source passes".to_string() } else { format!("{} sources pass", authorized.len()) },
             ips.join(", ")
         ));
     }
@@ -280,9 +280,10 @@ fn notes(d: &DomainSummary, relay: &RelayIdentity) -> Vec<String> {
     let (forgers, forged) = sum(SourceKind::Unauthenticated);
     if !forgers.is_empty() {
         notes.push(format!(
-            "{} from {} authenticate as nothing (no SPF pass, no DKIM signature that verifies): most likely forgery, which p=reject stops. If you recognise one of these addresses, it is a server of yours: send its mail through the relay.",
+            "{} from {} {} as nothing (no SPF pass, no DKIM signature that verifies): most likely forgery, which p=reject stops. If you recognise one of these addresses, it is a server of yours: send its mail through the relay.",
             plural(forged, "message", "messages"),
             plural(forgers.len() as u64, "source", "sources"),
+            if forgers.len() == 1 { "that authenticates" } else { "that authenticate" },
         ));
     }
     if !relay.signs_for(&d.domain) {

@@ -190,7 +190,8 @@ fn render_source(out: &mut String, s: &Source, width: usize) {
         details.push(format!("reason {}", s.override_reasons.join(", ")));
     }
     let _ = writeln!(out, "  {:<width$}  {}", "", details.join("; "));
-    if s.kind != SourceKind::ThisRelay {
+    // Blocking sources get their advice in the verdict's list; no need to say it twice.
+    if s.kind != SourceKind::ThisRelay && !s.kind.blocks() {
         let _ = writeln!(out, "  {:<width$}  -> {}", "", s.advice);
     }
 }

@@ -43,11 +43,11 @@ impl SourceKind {
     pub fn label(self) -> &'static str {
         match self {
             SourceKind::ThisRelay => "this relay",
-            SourceKind::RelayFailing => "this relay, FAILING",
+            SourceKind::RelayFailing => "this relay, FAILING: see verdict",
             SourceKind::RelaySigned => "relay-signed, other address",
             SourceKind::Authorized => "passes without the relay",
             SourceKind::Forwarded => "forwarded (list/forwarder)",
-            SourceKind::LegitimateFailing => "FAILS, looks legitimate",
+            SourceKind::LegitimateFailing => "FAILS, looks legitimate: see verdict",
             SourceKind::Unauthenticated => "fails all: likely forgery",
         }
     }
