@@ -430,6 +430,10 @@ fn broken_and_hostile_files_are_named_and_the_rest_still_reported() {
             .as_bytes(),
     );
     let not_zip = write("fake.zip", b"PK\x03\x04garbage");
+    let email = write(
+        "report.eml",
+        b"Return-Path: <noreply-dmarc-support@google.com>\r\nSubject: Report domain: example.com\r\n\r\n",
+    );
     let files = vec![
         truncated,
         gzip_bomb,
@@ -438,6 +442,7 @@ fn broken_and_hostile_files_are_named_and_the_rest_still_reported() {
         html,
         counts,
         not_zip,
+        email,
         dir.path().display().to_string(),
         fixture(ZIP).display().to_string(),
     ];
@@ -456,8 +461,9 @@ fn broken_and_hostile_files_are_named_and_the_rest_still_reported() {
         "page.xml: not a DMARC aggregate report: the top-level element is <html>, not <feedback>",
         "counts.xml: record 3: <count> 99999999999999999999999 is too large to be a number of messages (record left out)",
         "fake.zip: not a readable zip archive",
+        "report.eml: this is an e-mail message, not a report: save its attachment",
         "cannot read:",
-        "dmarc-report: 8 problems above",
+        "dmarc-report: 9 problems above",
     ] {
         assert!(e.contains(want), "missing {want:?} in:\n{e}");
     }

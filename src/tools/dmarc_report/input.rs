@@ -37,6 +37,8 @@ pub enum InputError {
     TooManyEntries,
     #[error("the zip archive holds no file")]
     EmptyZip,
+    #[error("this is an e-mail message, not a report: save its attachment (.xml, .gz or .zip) and give that")]
+    Email,
     #[error("{0}")]
     Parse(#[from] ParseError),
 }
@@ -92,6 +94,8 @@ fn decode(raw: &[u8], budget: &mut u64) -> Result<Report, InputError> {
         let out = gunzip(raw, *budget)?;
         *budget = budget.saturating_sub(out.len() as u64);
         out
+    } else if looks_like_email(raw) {
+        return Err(InputError::Email);
     } else {
         raw.to_vec()
     };
@@ -184,4 +188,21 @@ fn read_capped(reader: impl Read, cap: u64, too_big: InputError) -> Result<Vec<u
         return Err(too_big);
     }
     Ok(buf)
+}
+
+/// A saved message (`.eml`, a Maildir file) rather than its attachment: it starts with an mbox
+/// `From ` line or a header field (`Name: value`, the name printable ASCII without a colon).
+fn looks_like_email(raw: &[u8]) -> bool {
+    if raw.starts_with(b"From ") {
+        return true;
+    }
+    // XML starts with markup (`<?xml`, `<feedback`, `<d:feedback`), never with a field name.
+    if raw.trim_ascii_start().starts_with(b"<") || raw.starts_with("\u{feff}".as_bytes()) {
+        return false;
+    }
+    let line = raw.split(|&b| b == b'\n').next().unwrap_or_default();
+    match line.iter().position(|&b| b == b':') {
+        Some(colon) if colon > 0 => line[..colon].iter().all(|&b| (33..=126).contains(&b)),
+        _ => false,
+    }
 }

@@ -364,10 +364,8 @@ fn record_field(r: &mut RecordDraft, parent: &str, name: &str, text: &str) {
         ("feedback/record/row/policy_evaluated", "disposition") => r.disposition = lower,
         ("feedback/record/row/policy_evaluated", "dkim") => r.dkim = lower,
         ("feedback/record/row/policy_evaluated", "spf") => r.spf = lower,
-        ("feedback/record/row/policy_evaluated/reason", "type") => {
-            if !lower.is_empty() {
-                r.reasons.push(lower);
-            }
+        ("feedback/record/row/policy_evaluated/reason", "type") if !lower.is_empty() => {
+            r.reasons.push(lower)
         }
         ("feedback/record/identifiers", "header_from") => r.header_from = lower,
         ("feedback/record/identifiers", "envelope_from") => r.envelope_from = lower,
