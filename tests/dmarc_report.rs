@@ -5,10 +5,13 @@
 //! the judgement through the library, and hostile input: truncated gzip, decompression bombs,
 //! non-XML, absurd counts.
 
+#[path = "support/dns_server.rs"]
+mod dns_server;
+
 use dkim_relay::tools::dmarc_report::{
-    analyze, load_bytes, load_file, parse_report, RelayIdentity, SourceKind,
+    analyze, load_bytes, load_file, parse_report, RelayIdentity,
 };
-use std::collections::BTreeMap;
+use dns_server::DnsServer;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -493,103 +496,48 @@ fn counts_that_add_up_past_u64_saturate() {
     assert_eq!(domains[0].sources[0].messages, u64::MAX);
 }
 
-/// One record of example.com from `ip` with the given aligned results and auth results.
-fn record(ip: &str, count: u64, dkim_aligned: bool, auth: &str) -> String {
-    let pass = |b: bool| if b { "pass" } else { "fail" };
-    format!(
-        "<record><row><source_ip>{ip}</source_ip><count>{count}</count><policy_evaluated>\
-         <disposition>none</disposition><dkim>{}</dkim><spf>fail</spf></policy_evaluated></row>\
-         <identifiers><header_from>example.com</header_from></identifiers>\
-         <auth_results>{auth}</auth_results></record>",
-        pass(dkim_aligned)
-    )
-}
-
-fn report_of(records: &[String]) -> String {
-    format!(
-        "<feedback><report_metadata><org_name>r</org_name><report_id>x</report_id></report_metadata>\
-         <policy_published><domain>example.com</domain><p>none</p></policy_published>{}</feedback>",
-        records.concat()
-    )
-}
-
-fn relay() -> RelayIdentity {
-    RelayIdentity {
-        addresses: vec![RELAY_IP.parse().expect("ip")],
-        signing: BTreeMap::from([("example.com".to_string(), vec!["dev2026r".to_string()])]),
-        notes: Vec::new(),
-    }
-}
-
 #[test]
-fn legitimate_looking_failures_block_and_say_what_to_do() {
-    let sig = |s: &str, r: &str| {
-        format!(
-            "<dkim><domain>example.com</domain><selector>{s}</selector><result>{r}</result></dkim>"
-        )
-    };
-    let spf_own = "<spf><domain>bounce.example.com</domain><result>pass</result></spf>";
-    let xml = report_of(&[
-        record(RELAY_IP, 100, true, &sig("dev2026r", "pass")),
-        // The relay's own address failing: its key is not what DNS publishes.
-        record(RELAY_IP, 5, false, &sig("dev2026r", "fail")),
-        // A helpdesk with its own selector whose record is wrong.
-        record("198.51.100.7", 20, false, &sig("hd1", "fail")),
-        // A server the domain's SPF lists, sending unsigned mail.
-        record("198.51.100.8", 12, false, spf_own),
-    ]);
-    let report = parse_report(&xml).expect("report");
-    let d = &analyze(&[report], &relay())[0];
-    let kinds: Vec<(String, SourceKind)> = d
-        .sources
-        .iter()
-        .map(|s| (s.ip.to_string(), s.kind))
-        .collect();
-    assert_eq!(
-        kinds,
-        vec![
-            (RELAY_IP.to_string(), SourceKind::RelayFailing),
-            ("198.51.100.7".to_string(), SourceKind::LegitimateFailing),
-            ("198.51.100.8".to_string(), SourceKind::LegitimateFailing),
-        ]
+fn without_public_addresses_the_relay_is_what_hostname_resolves_to() {
+    let dns = DnsServer::start();
+    dns.add_a("relay.test", RELAY_IP.parse().expect("ip"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    let text = text.replace(
+        &format!("public_addresses: [\"{RELAY_IP}\"]\n"),
+        &format!("dns:\n  nameservers: [\"{}\"]\n", dns.addr()),
     );
-    assert!(!d.verdict.ready);
-    assert!(d.verdict.summary.starts_with(
-        "NOT READY for p=reject: 3 sources that look legitimate fail DMARC; 37 of 137 messages would be rejected."
-    ), "{}", d.verdict.summary);
-    let actions = d.verdict.actions.join("\n");
-    assert!(actions.contains("203.0.113.7 (5 messages failing): this relay's mail failed DMARC although it carries the relay's signature"), "{actions}");
-    assert!(
-        actions.contains("dkim-relay dns-check --domain example.com"),
-        "{actions}"
-    );
-    assert!(
-        actions.contains("Check that hd1._domainkey.example.com is published"),
-        "{actions}"
-    );
-    assert!(
-        actions.contains("your SPF authorises it (SPF passes for bounce.example.com)"),
-        "{actions}"
-    );
-}
+    std::fs::write(&cfg, text).expect("config");
+    let args = ["-c", cfg.to_str().expect("utf-8"), "--format", "json"];
+    let google = fixture(GOOGLE).display().to_string();
+    let out = run(&[&args[..], &[google.as_str()]].concat());
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    let v = json(&out);
+    assert_eq!(v["relay"]["addresses"], serde_json::json!([RELAY_IP]));
+    assert_eq!(v["domains"][0]["sources"][0]["kind"], "this_relay");
 
-#[test]
-fn already_at_reject_with_only_forgers_failing_is_ready() {
-    let xml = report_of(&[
-        record(RELAY_IP, 10, true, ""),
-        record(
-            "192.0.2.1",
-            3,
-            false,
-            "<spf><domain>example.com</domain><result>fail</result></spf>",
-        ),
-    ])
-    .replace("<p>none</p>", "<p>reject</p>");
-    let d = &analyze(&[parse_report(&xml).expect("report")], &relay())[0];
-    assert!(d.verdict.ready);
-    assert!(d.verdict.summary.starts_with(
-        "already p=reject, and every source that fails DMARC looks illegitimate (3 of 13 messages"
-    ), "{}", d.verdict.summary);
+    // Not resolvable: said once at the top; the relay's signatures still mark forwarded mail.
+    dns.remove("relay.test");
+    let out = run(&[&args[..2], &[google.as_str()]].concat());
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    assert!(
+        out.stdout
+            .starts_with("This relay: addresses unknown; signs example.com"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("note: public_addresses is not set and hostname relay.test does not resolve"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("No source in these reports is this relay's address"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]

@@ -321,3 +321,110 @@ fn notes(d: &DomainSummary, relay: &RelayIdentity) -> Vec<String> {
     ));
     notes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse::parse_report;
+    use super::*;
+
+    const RELAY_IP: &str = "203.0.113.7";
+
+    /// One record of example.com from `ip` with the given aligned results and auth results.
+    fn record(ip: &str, count: u64, dkim_aligned: bool, auth: &str) -> String {
+        let pass = |b: bool| if b { "pass" } else { "fail" };
+        format!(
+            "<record><row><source_ip>{ip}</source_ip><count>{count}</count><policy_evaluated>\
+             <disposition>none</disposition><dkim>{}</dkim><spf>fail</spf></policy_evaluated></row>\
+             <identifiers><header_from>example.com</header_from></identifiers>\
+             <auth_results>{auth}</auth_results></record>",
+            pass(dkim_aligned)
+        )
+    }
+
+    fn report_of(records: &[String]) -> String {
+        format!(
+            "<feedback><report_metadata><org_name>r</org_name><report_id>x</report_id></report_metadata>\
+             <policy_published><domain>example.com</domain><p>none</p></policy_published>{}</feedback>",
+            records.concat()
+        )
+    }
+
+    fn relay() -> RelayIdentity {
+        RelayIdentity {
+            addresses: vec![RELAY_IP.parse().expect("ip")],
+            signing: BTreeMap::from([("example.com".to_string(), vec!["dev2026r".to_string()])]),
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn legitimate_looking_failures_block_and_say_what_to_do() {
+        let sig = |s: &str, r: &str| {
+            format!(
+                "<dkim><domain>example.com</domain><selector>{s}</selector><result>{r}</result></dkim>"
+            )
+        };
+        let spf_own = "<spf><domain>bounce.example.com</domain><result>pass</result></spf>";
+        let xml = report_of(&[
+            record(RELAY_IP, 100, true, &sig("dev2026r", "pass")),
+            // The relay's own address failing: its key is not what DNS publishes.
+            record(RELAY_IP, 5, false, &sig("dev2026r", "fail")),
+            // A helpdesk with its own selector whose record is wrong.
+            record("198.51.100.7", 20, false, &sig("hd1", "fail")),
+            // A server the domain's SPF lists, sending unsigned mail.
+            record("198.51.100.8", 12, false, spf_own),
+        ]);
+        let report = parse_report(&xml).expect("report");
+        let d = &analyze(&[report], &relay())[0];
+        let kinds: Vec<(String, SourceKind)> = d
+            .sources
+            .iter()
+            .map(|s| (s.ip.to_string(), s.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (RELAY_IP.to_string(), SourceKind::RelayFailing),
+                ("198.51.100.7".to_string(), SourceKind::LegitimateFailing),
+                ("198.51.100.8".to_string(), SourceKind::LegitimateFailing),
+            ]
+        );
+        assert!(!d.verdict.ready);
+        assert!(d.verdict.summary.starts_with(
+            "NOT READY for p=reject: 3 sources that look legitimate fail DMARC; 37 of 137 messages would be rejected."
+        ), "{}", d.verdict.summary);
+        let actions = d.verdict.actions.join("\n");
+        assert!(actions.contains("203.0.113.7 (5 messages failing): this relay's mail failed DMARC although it carries the relay's signature"), "{actions}");
+        assert!(
+            actions.contains("dkim-relay dns-check --domain example.com"),
+            "{actions}"
+        );
+        assert!(
+            actions.contains("Check that hd1._domainkey.example.com is published"),
+            "{actions}"
+        );
+        assert!(
+            actions.contains("your SPF authorises it (SPF passes for bounce.example.com)"),
+            "{actions}"
+        );
+    }
+
+    #[test]
+    fn already_at_reject_with_only_forgers_failing_is_ready() {
+        let xml = report_of(&[
+            record(RELAY_IP, 10, true, ""),
+            record(
+                "192.0.2.1",
+                3,
+                false,
+                "<spf><domain>example.com</domain><result>fail</result></spf>",
+            ),
+        ])
+        .replace("<p>none</p>", "<p>reject</p>");
+        let d = &analyze(&[parse_report(&xml).expect("report")], &relay())[0];
+        assert!(d.verdict.ready);
+        assert!(d.verdict.summary.starts_with(
+            "already p=reject, and every source that fails DMARC looks illegitimate (3 of 13 messages"
+        ), "{}", d.verdict.summary);
+    }
+}

@@ -8,6 +8,7 @@
 //! wrong, never a panic.
 
 use super::parse::{parse_report, ParseError, Report};
+use std::borrow::Cow;
 use std::io::{Cursor, Read};
 use std::path::Path;
 
@@ -90,14 +91,15 @@ pub fn load_bytes(label: &str, raw: &[u8]) -> Vec<Loaded> {
 
 /// gzip or plain XML → report; `budget` is what may still be decompressed.
 fn decode(raw: &[u8], budget: &mut u64) -> Result<Report, InputError> {
-    let xml = if raw.starts_with(GZIP_MAGIC) {
+    // Borrowed unless it had to be decompressed: a 100 MiB plain report is not copied.
+    let xml: Cow<[u8]> = if raw.starts_with(GZIP_MAGIC) {
         let out = gunzip(raw, *budget)?;
         *budget = budget.saturating_sub(out.len() as u64);
-        out
+        Cow::Owned(out)
     } else if looks_like_email(raw) {
         return Err(InputError::Email);
     } else {
-        raw.to_vec()
+        Cow::Borrowed(raw)
     };
     // Reports declare UTF-8 but some carry stray Latin-1 bytes in free-text fields: those become
     // U+FFFD instead of failing the whole report.
