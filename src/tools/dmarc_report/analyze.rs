@@ -310,12 +310,12 @@ fn notes(d: &DomainSummary, relay: &RelayIdentity) -> Vec<String> {
         ));
     }
     let period = match (&d.first_day, &d.last_day) {
-        (Some(a), Some(b)) if a == b => format!(" for {a}"),
-        (Some(a), Some(b)) => format!(" covering {a} to {b}"),
+        (Some(a), Some(b)) if a == b => format!(" for {a} (UTC)"),
+        (Some(a), Some(b)) => format!(" covering {a} to {b} (UTC)"),
         _ => String::new(),
     };
     notes.push(format!(
-        "Evidence, not proof: {} from {}{period} (UTC). Only receivers that send reports are counted, and a sender that mails rarely (monthly invoices, yearly renewals) may not appear yet.",
+        "Evidence, not proof: {} from {}{period}. Only receivers that send reports are counted, and a sender that mails rarely (monthly invoices, yearly renewals) may not appear yet.",
         plural(d.reports as u64, "report", "reports"),
         d.reporters.join(", ")
     ));

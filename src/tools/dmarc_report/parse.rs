@@ -120,7 +120,7 @@ pub fn parse_report(text: &str) -> Result<Report, ParseError> {
     config.allow_dangling_amp = true;
 
     // The open elements: local name and the text collected directly inside it.
-    let mut stack: Vec<(String, String)> = Vec::new();
+    let mut stack = Elements::default();
     let mut seen_root = false;
     let mut builder = Builder::default();
     loop {
@@ -128,7 +128,7 @@ pub fn parse_report(text: &str) -> Result<Report, ParseError> {
             Ok(event) => event,
             // Cut inside a tag: say truncated, the usual cause (a partial download or save).
             Err(_) if reader.buffer_position() >= text.len() as u64 && !stack.is_empty() => {
-                return Err(ParseError::Truncated(path_of(&stack)));
+                return Err(ParseError::Truncated(stack.path.clone()));
             }
             Err(e) => {
                 return Err(ParseError::Xml {
@@ -158,15 +158,15 @@ pub fn parse_report(text: &str) -> Result<Report, ParseError> {
                         "elements nested deeper than {MAX_DEPTH} levels"
                     )));
                 }
-                builder.open(&path_of(&stack), &name);
-                stack.push((name, String::new()));
+                builder.open(&stack.path, &name);
+                stack.push(name);
             }
             Event::End(e) => {
                 let name = local_name(e.local_name().as_ref());
-                close_to(&mut stack, &name, &mut builder);
+                stack.close(&name, &mut builder);
             }
-            Event::Text(t) => push_text(&mut stack, &t),
-            Event::CData(t) => push_text(&mut stack, &t),
+            Event::Text(t) => stack.push_text(&t),
+            Event::CData(t) => stack.push_text(&t),
             Event::GeneralRef(r) => {
                 let resolved = match &*r {
                     "amp" => "&".to_string(),
@@ -181,14 +181,14 @@ pub fn parse_report(text: &str) -> Result<Report, ParseError> {
                         _ => format!("&{other};"),
                     },
                 };
-                push_text(&mut stack, &resolved);
+                stack.push_text(&resolved);
             }
             Event::Eof => break,
             _ => {}
         }
     }
     if !stack.is_empty() {
-        return Err(ParseError::Truncated(path_of(&stack)));
+        return Err(ParseError::Truncated(stack.path));
     }
     if !seen_root {
         return Err(ParseError::NotAReport(
@@ -202,33 +202,60 @@ fn local_name(raw: &str) -> String {
     raw.to_ascii_lowercase()
 }
 
-fn path_of(stack: &[(String, String)]) -> String {
-    let names: Vec<&str> = stack.iter().map(|(n, _)| n.as_str()).collect();
-    names.join("/")
+/// The open elements: local name, the text directly inside, and the `a/b/c` path of them all
+/// (kept as one string so that matching a field costs no allocation).
+#[derive(Default)]
+struct Elements {
+    open: Vec<(String, String)>,
+    path: String,
 }
 
-fn push_text(stack: &mut [(String, String)], text: &str) {
-    if let Some((_, buf)) = stack.last_mut() {
-        if buf.len() < MAX_TEXT {
-            let room = MAX_TEXT - buf.len();
-            let mut cut = text.len().min(room);
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
+impl Elements {
+    fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.open.len()
+    }
+
+    fn push(&mut self, name: String) {
+        if !self.open.is_empty() {
+            self.path.push('/');
+        }
+        self.path.push_str(&name);
+        self.open.push((name, String::new()));
+    }
+
+    fn push_text(&mut self, text: &str) {
+        if let Some((_, buf)) = self.open.last_mut() {
+            if buf.len() < MAX_TEXT {
+                let room = MAX_TEXT - buf.len();
+                let mut cut = text.len().min(room);
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                buf.push_str(&text[..cut]);
             }
-            buf.push_str(&text[..cut]);
         }
     }
-}
 
-/// An end tag closes its element and every element opened inside it that was never closed.
-/// An end tag with no open element of its name is ignored.
-fn close_to(stack: &mut Vec<(String, String)>, name: &str, builder: &mut Builder) {
-    let Some(at) = stack.iter().rposition(|(n, _)| n == name) else {
-        return;
-    };
-    while stack.len() > at {
-        if let Some((closed, text)) = stack.pop() {
-            builder.close(&path_of(stack), &closed, text.trim());
+    /// An end tag closes its element and every element opened inside it that was never
+    /// closed. An end tag with no open element of its name is ignored.
+    fn close(&mut self, name: &str, builder: &mut Builder) {
+        let Some(at) = self.open.iter().rposition(|(n, _)| n == name) else {
+            return;
+        };
+        while self.open.len() > at {
+            let Some((closed, text)) = self.open.pop() else {
+                break;
+            };
+            let parent_len = self
+                .path
+                .len()
+                .saturating_sub(closed.len() + usize::from(!self.open.is_empty()));
+            self.path.truncate(parent_len);
+            builder.close(&self.path, &closed, text.trim());
         }
     }
 }
