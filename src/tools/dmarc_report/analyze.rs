@@ -410,6 +410,36 @@ mod tests {
     }
 
     #[test]
+    fn a_trusted_arc_chain_or_forwarded_reason_means_forwarded() {
+        let reason = |t: &str, c: &str| {
+            format!("<reason><type>{t}</type><comment>{c}</comment></reason></policy_evaluated>")
+        };
+        let spf_other = "<spf><domain>gmail.com</domain><result>pass</result></spf>";
+        let xml = report_of(&[
+            record("192.0.2.10", 4, false, spf_other)
+                .replace("</policy_evaluated>", &reason("local_policy", "arc=pass")),
+            record("192.0.2.11", 2, false, spf_other)
+                .replace("</policy_evaluated>", &reason("mailing_list", "")),
+            record("192.0.2.12", 1, false, spf_other)
+                .replace("</policy_evaluated>", &reason("local_policy", "")),
+        ]);
+        let d = &analyze(&[parse_report(&xml).expect("report")], &relay())[0];
+        let kinds: Vec<SourceKind> = d.sources.iter().map(|s| s.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                SourceKind::Forwarded,
+                SourceKind::Forwarded,
+                SourceKind::LegitimateFailing
+            ]
+        );
+        assert_eq!(
+            d.sources[0].override_reasons,
+            vec!["arc=pass", "local_policy"]
+        );
+    }
+
+    #[test]
     fn already_at_reject_with_only_forgers_failing_is_ready() {
         let xml = report_of(&[
             record(RELAY_IP, 10, true, ""),

@@ -75,7 +75,8 @@ pub struct Record {
     /// `policy_evaluated/spf` = pass: SPF passed *and* aligned with the From domain.
     pub spf_aligned: bool,
     /// `policy_evaluated/reason/type`s: why the receiver overrode the policy (`forwarded`,
-    /// `mailing_list`, `local_policy`, …).
+    /// `mailing_list`, `local_policy`, …), plus `arc=pass` when a reason's comment says the
+    /// receiver trusted the message's ARC chain (Google's note on forwarded mail).
     pub reasons: Vec<String>,
     pub header_from: String,
     pub envelope_from: String,
@@ -393,6 +394,11 @@ fn record_field(r: &mut RecordDraft, parent: &str, name: &str, text: &str) {
         ("feedback/record/row/policy_evaluated", "spf") => r.spf = lower,
         ("feedback/record/row/policy_evaluated/reason", "type") if !lower.is_empty() => {
             r.reasons.push(lower)
+        }
+        ("feedback/record/row/policy_evaluated/reason", "comment")
+            if lower.contains("arc=pass") =>
+        {
+            r.reasons.push("arc=pass".to_string())
         }
         ("feedback/record/identifiers", "header_from") => r.header_from = lower,
         ("feedback/record/identifiers", "envelope_from") => r.envelope_from = lower,

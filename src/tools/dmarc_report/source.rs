@@ -136,7 +136,8 @@ struct FailEvidence {
     forwarded: u64,
 }
 
-const FORWARDING_REASONS: &[&str] = &["forwarded", "mailing_list", "trusted_forwarder"];
+/// Override reasons that mean "forwarded": RFC 7489's types, and a trusted ARC chain.
+const FORWARDING_REASONS: &[&str] = &["forwarded", "mailing_list", "trusted_forwarder", "arc=pass"];
 
 impl SourceAcc {
     pub(super) fn new(ip: IpAddr, this_relay: bool) -> SourceAcc {
