@@ -324,7 +324,7 @@ fn without_a_config_nothing_is_this_relay() {
         .expect("run");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0));
-    assert!(stdout.starts_with("This relay: addresses unknown; signs nothing\n  note: no readable configuration at /nonexistent/dkim-relay.yaml"), "{stdout}");
+    assert!(stdout.starts_with("This relay: addresses unknown; signs nothing\n  note: no usable configuration (/nonexistent/dkim-relay.yaml: cannot read"), "{stdout}");
     assert!(
         stdout.contains("This relay has no DKIM key for example.com"),
         "{stdout}"

@@ -91,14 +91,15 @@ pub fn relay_identity(config: Option<&Path>) -> Result<RelayIdentity, String> {
     let settings = match Settings::load(&path) {
         Ok(s) => s,
         Err(e) if config.is_some() => return Err(e.to_string()),
-        Err(_) => {
+        Err(e) => {
+            let why = e.to_string();
+            let why = why.lines().next().unwrap_or_default().to_string();
             return Ok(RelayIdentity {
                 notes: vec![format!(
-                    "no readable configuration at {}: no source can be recognised as this relay (give -c FILE)",
-                    path.display()
+                    "no usable configuration ({why}): no source can be recognised as this relay (give -c FILE)"
                 )],
                 ..RelayIdentity::default()
-            })
+            });
         }
     };
     let signing: BTreeMap<String, Vec<String>> = settings
