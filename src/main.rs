@@ -119,6 +119,20 @@ enum Command {
         #[command(subcommand)]
         action: QueueCommand,
     },
+    /// Read DMARC aggregate reports and tell, per domain, whether p=reject would drop legitimate mail.
+    #[command(long_about = DMARC_REPORT_HELP)]
+    DmarcReport {
+        /// Aggregate report files: .xml, .xml.gz/.gz, or .zip (the format is told by the content).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Configuration file telling which sources are this relay (default: $DKIM_RELAY_CONFIG,
+        /// else /etc/dkim-relay/config.yaml; without one no source is recognised as the relay).
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -157,6 +171,30 @@ fn list_queue() -> u8 {
     let path = dkim_relay::config::resolve_path(None);
     dkim_relay::queue_admin::run(&path, dkim_relay::queue_admin::Action::List)
 }
+
+const DMARC_REPORT_HELP: &str =
+    "Read DMARC aggregate reports and tell, per domain, whether moving to \
+p=reject would drop legitimate mail.
+
+Give the reports receivers send to your rua= address: .xml, .xml.gz/.gz, or .zip holding one or \
+more XML files (several files and globs at once; the same report given twice is counted once). \
+Each file may decompress to at most 100 MiB.
+
+Per policy domain it lists every source address that sent mail as the domain, largest first: \
+messages, how many passed DMARC, DKIM and SPF (aligned), the From domains, the DKIM signatures \
+(d=, s=) and SPF domains receivers saw, and what the source looks like: this relay (its \
+public_addresses, else what hostname resolves to, from -c), relay-signed mail from another \
+address, a sender that passes without the relay, mail broken by forwarding, a source that fails \
+but authenticates as something (looks legitimate), or one that authenticates as nothing (likely \
+forgery).
+
+The verdict is READY when no legitimate-looking source fails DMARC, else NOT READY with what to \
+do for each such source (send it through the relay, fix its DKIM key, ...). It is a judgement on \
+the evidence in the reports, not proof: rare senders may not appear yet.
+
+Exit status: 0 when every file was read (whatever the verdict); 1 when a file, or a record in \
+one, could not be read (each is named on stderr and left out; the others are still reported), \
+or when -c names a configuration that cannot be loaded.";
 
 fn main() -> ExitCode {
     // Invoked through a `sendmail` or `mailq` symlink: behave as that program.
@@ -251,6 +289,15 @@ fn main() -> ExitCode {
             domain.as_deref(),
             selector.as_deref(),
             config.as_deref(),
+        )),
+        Command::DmarcReport {
+            files,
+            config,
+            format,
+        } => ExitCode::from(dkim_relay::tools::dmarc_report::command(
+            &files,
+            config.as_deref(),
+            format == "json",
         )),
     }
 }

@@ -150,7 +150,10 @@ log:
             rsa = rsa_key().display(),
             ed = ed_key().display(),
             // A relative `directory: outbox` would land in the working directory (the repo).
-            extra = extra.replace("directory: outbox", &format!("directory: {}", dir.path().join("outbox").display())),
+            extra = extra.replace(
+                "directory: outbox",
+                &format!("directory: {}", dir.path().join("outbox").display())
+            ),
         );
         std::fs::write(&config, yaml).expect("write config");
         let mut relay = Relay {

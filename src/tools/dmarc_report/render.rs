@@ -1,0 +1,255 @@
+//! The report as an operator reads it (per domain: the policy, a table of sources by volume with
+//! their results, the verdict and what to do) and as JSON for scripts and dashboards.
+
+use super::analyze::{DomainSummary, RelayIdentity, Source, SourceKind};
+use std::fmt::Write;
+
+/// A file (or zip entry) that gave no report, or a record left out of one.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FileError {
+    pub file: String,
+    pub error: String,
+}
+
+/// `YYYY-MM-DD` (UTC) of a Unix time.
+pub fn utc_date(secs: u64) -> String {
+    // Days to civil date, proleptic Gregorian (H. Hinnant's algorithm), on i64 so that any u64
+    // a report carries gives some date rather than an overflow.
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return "-".to_string();
+    }
+    let tenths = (u128::from(part) * 1000 + u128::from(whole) / 2) / u128::from(whole);
+    format!("{}.{}%", tenths / 10, tenths % 10)
+}
+
+/// The text report.
+pub fn render_text(domains: &[DomainSummary], relay: &RelayIdentity) -> String {
+    let mut out = String::new();
+    let addresses: Vec<String> = relay.addresses.iter().map(|a| a.to_string()).collect();
+    let signing: Vec<String> = relay
+        .signing
+        .iter()
+        .map(|(d, s)| format!("{d} (s={})", s.join(", s=")))
+        .collect();
+    let _ = writeln!(
+        out,
+        "This relay: addresses {}; signs {}",
+        if addresses.is_empty() {
+            "unknown".to_string()
+        } else {
+            addresses.join(", ")
+        },
+        if signing.is_empty() {
+            "nothing".to_string()
+        } else {
+            signing.join(", ")
+        }
+    );
+    for note in &relay.notes {
+        let _ = writeln!(out, "  note: {note}");
+    }
+    if domains.is_empty() {
+        let _ = writeln!(out, "\nNo report could be read.");
+    }
+    for d in domains {
+        out.push('\n');
+        render_domain(&mut out, d);
+    }
+    out
+}
+
+fn render_domain(out: &mut String, d: &DomainSummary) {
+    let p = &d.policy;
+    let mut policy = Vec::new();
+    for (tag, value) in [
+        ("p", &p.p),
+        ("sp", &p.sp),
+        ("pct", &p.pct),
+        ("adkim", &p.adkim),
+        ("aspf", &p.aspf),
+    ] {
+        if let Some(v) = value {
+            policy.push(format!("{tag}={v}"));
+        }
+    }
+    let _ = writeln!(out, "== {} ==", d.domain);
+    let _ = writeln!(
+        out,
+        "Published policy: {} (latest report)",
+        if policy.is_empty() {
+            "not reported".to_string()
+        } else {
+            policy.join(" ")
+        }
+    );
+    let _ = writeln!(
+        out,
+        "{} messages from {} sources; {} pass DMARC ({})",
+        d.messages,
+        d.sources.len(),
+        d.dmarc_pass,
+        percent(d.dmarc_pass, d.messages)
+    );
+    if !d.sources.is_empty() {
+        let width = d
+            .sources
+            .iter()
+            .map(|s| s.ip.to_string().len())
+            .max()
+            .unwrap_or(6)
+            .max(6);
+        let _ = writeln!(
+            out,
+            "\n  {:<width$}  {:>8}  {:>8}  {:>8}  {:>8}  WHAT",
+            "SOURCE", "MESSAGES", "DMARC", "DKIM", "SPF"
+        );
+        for s in &d.sources {
+            render_source(out, s, width);
+        }
+        let _ = writeln!(
+            out,
+            "  (DMARC, DKIM, SPF: messages passing; DKIM and SPF count only when aligned with the From domain)"
+        );
+    }
+    let v = &d.verdict;
+    let _ = writeln!(out, "\nVerdict: {}", v.summary);
+    for a in &v.actions {
+        let _ = writeln!(out, "  - {a}");
+    }
+    if !v.notes.is_empty() {
+        let _ = writeln!(out, "Notes:");
+        for n in &v.notes {
+            let _ = writeln!(out, "  - {n}");
+        }
+    }
+}
+
+fn render_source(out: &mut String, s: &Source, width: usize) {
+    let _ = writeln!(
+        out,
+        "  {:<width$}  {:>8}  {:>8}  {:>8}  {:>8}  {}",
+        s.ip.to_string(),
+        s.messages,
+        s.dmarc_pass,
+        s.dkim_aligned_pass,
+        s.spf_aligned_pass,
+        s.kind.label()
+    );
+    let mut details = Vec::new();
+    if !s.header_from.is_empty() {
+        details.push(format!("From {}", s.header_from.join(", ")));
+    }
+    for sig in &s.dkim {
+        let sel = if sig.selector.is_empty() {
+            "?"
+        } else {
+            &sig.selector
+        };
+        let mine = if sig.relay { " (relay)" } else { "" };
+        details.push(format!(
+            "DKIM {} s={sel}{mine} {}",
+            if sig.domain.is_empty() {
+                "?"
+            } else {
+                &sig.domain
+            },
+            counts(sig.pass, sig.fail)
+        ));
+    }
+    for spf in &s.spf {
+        details.push(format!(
+            "SPF {} {}",
+            if spf.domain.is_empty() {
+                "?"
+            } else {
+                &spf.domain
+            },
+            counts(spf.pass, spf.fail)
+        ));
+    }
+    let dispositions: Vec<String> = s
+        .dispositions
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    details.push(format!("disposition {}", dispositions.join(", ")));
+    if !s.override_reasons.is_empty() {
+        details.push(format!("reason {}", s.override_reasons.join(", ")));
+    }
+    let _ = writeln!(out, "  {:<width$}  {}", "", details.join("; "));
+    // Blocking sources get their advice in the verdict's list; no need to say it twice.
+    if s.kind != SourceKind::ThisRelay && !s.kind.blocks() {
+        let _ = writeln!(out, "  {:<width$}  -> {}", "", s.advice);
+    }
+}
+
+fn counts(pass: u64, fail: u64) -> String {
+    match (pass, fail) {
+        (p, 0) => format!("pass {p}"),
+        (0, f) => format!("fail {f}"),
+        (p, f) => format!("pass {p}, fail {f}"),
+    }
+}
+
+#[derive(serde::Serialize)]
+struct JsonReport<'a> {
+    relay: &'a RelayIdentity,
+    reports_read: usize,
+    domains: &'a [DomainSummary],
+    errors: &'a [FileError],
+}
+
+/// The JSON report: `{"relay", "reports_read", "domains": [...], "errors": [...]}`.
+pub fn render_json(
+    domains: &[DomainSummary],
+    relay: &RelayIdentity,
+    reports_read: usize,
+    errors: &[FileError],
+) -> String {
+    let report = JsonReport {
+        relay,
+        reports_read,
+        domains,
+        errors,
+    };
+    match serde_json::to_string_pretty(&report) {
+        Ok(mut s) => {
+            s.push('\n');
+            s
+        }
+        // Only plain data is serialised; should it ever fail, still print valid JSON.
+        Err(e) => format!(
+            "{{\"errors\": [{{\"file\": \"\", \"error\": {:?}}}]}}\n",
+            e.to_string()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_percentages() {
+        assert_eq!(utc_date(0), "1970-01-01");
+        assert_eq!(utc_date(1_700_000_000), "2023-11-14");
+        assert_eq!(utc_date(951_782_400), "2000-02-29");
+        let _ = utc_date(u64::MAX);
+        assert_eq!(percent(1, 3), "33.3%");
+        assert_eq!(percent(u64::MAX, u64::MAX), "100.0%");
+        assert_eq!(percent(0, 0), "-");
+    }
+}
