@@ -165,7 +165,8 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     let _ = shutdown_tx.send(true);
     // Sessions finish (new commands get 421 4.3.2; a message in DATA is received to its end)
     // while the scheduler starts nothing new and gives deliveries under way their grace.
-    let all = u32::try_from(live.load().settings.limits.max_connections).unwrap_or(u32::MAX);
+    // The semaphore's size was fixed at start (a reload does not resize it): wait for all of it.
+    let all = u32::try_from(limits.max).unwrap_or(u32::MAX);
     let sessions = async {
         match tokio::time::timeout(DRAIN_DEADLINE, limits.overall.acquire_many(all)).await {
             Ok(_) => tracing::info!("all sessions finished"),

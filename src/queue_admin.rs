@@ -140,17 +140,17 @@ fn load(spool: &Spool, id: &QueueId) -> Result<Envelope, String> {
 
 /// Set every pending recipient's next attempt to now; returns how many.
 fn make_due(spool: &Spool, id: &QueueId, now: i64) -> Result<usize, SpoolError> {
-    let mut env = spool.load(id)?;
     let mut n = 0;
-    for r in env.recipients.iter_mut() {
-        if r.state == RecipientState::Pending {
-            r.next_attempt = r.next_attempt.min(now);
-            n += 1;
+    // Under the spool's envelope lock: a delivery the daemon records meanwhile is not undone.
+    spool.modify(id, |env| {
+        for r in env.recipients.iter_mut() {
+            if r.state == RecipientState::Pending {
+                r.next_attempt = r.next_attempt.min(now);
+                n += 1;
+            }
         }
-    }
-    if n > 0 {
-        spool.update(id, &env)?;
-    }
+        n > 0
+    })?;
     Ok(n)
 }
 

@@ -96,6 +96,8 @@ pub fn bind(core: &Core) -> Result<Vec<Bound>, String> {
 /// Connection limits shared by all listeners.
 pub struct Limits {
     pub overall: Arc<Semaphore>,
+    /// The size of `overall`.
+    pub max: usize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     pub per_ip_max: usize,
 }
@@ -104,6 +106,7 @@ impl Limits {
     pub fn new(max: usize, per_ip_max: usize) -> Arc<Limits> {
         Arc::new(Limits {
             overall: Arc::new(Semaphore::new(max)),
+            max,
             per_ip: Mutex::new(HashMap::new()),
             per_ip_max,
         })

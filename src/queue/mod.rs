@@ -86,9 +86,12 @@ impl Scheduler {
     ) {
         let mut due: BTreeSet<(i64, QueueId)> = BTreeSet::new();
         let mut in_flight: HashSet<QueueId> = HashSet::new();
+        // Every message in the queue, in arrival order (queue ids are time-ordered): the queue
+        // gauges come from here, not from listing the spool at every event.
+        let mut queued: BTreeSet<QueueId> = BTreeSet::new();
         let mut tasks: JoinSet<(QueueId, Attempted)> = JoinSet::new();
         tokio::spawn(self.pool.clone().reap(shutdown.clone()));
-        self.rescan(&mut due);
+        self.rescan(&mut due, &mut queued);
         // Attempts wait for connection slots in the pool; this bounds the envelopes in memory.
         let max_in_flight = self.live.load().settings.delivery.max_connections.max(1) * 2;
         loop {
@@ -116,18 +119,26 @@ impl Scheduler {
             let can_start = in_flight.len() < max_in_flight;
             tokio::select! {
                 Some(id) = new.recv() => {
+                    queued.insert(id.clone());
                     if !in_flight.contains(&id) {
                         due.insert((unix_now(), id));
                     }
+                    self.update_gauges(&queued);
                 }
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                     match joined {
                         Ok((id, attempted)) => {
                             in_flight.remove(&id);
-                            if let Some(t) = attempted.next {
-                                due.insert((t, id));
+                            match attempted.next {
+                                Some(t) => {
+                                    due.insert((t, id));
+                                }
+                                None => {
+                                    queued.remove(&id);
+                                }
                             }
                             for dsn in attempted.dsns {
+                                queued.insert(dsn.clone());
                                 due.insert((unix_now(), dsn));
                             }
                         }
@@ -137,14 +148,18 @@ impl Scheduler {
                             tracing::error!(error = %e, "delivery attempt failed; rescanning the spool");
                             in_flight.clear();
                             due.clear();
-                            self.rescan(&mut due);
+                            self.rescan(&mut due, &mut queued);
                         }
                     }
-                    self.update_gauges();
+                    self.update_gauges(&queued);
                 }
                 Some(()) = retry_all.recv() => {
+                    // `queue retry`/`delete` changed the spool behind our back: start over
+                    // from it, everything due now.
                     due.clear();
-                    self.rescan_now(&mut due);
+                    self.rescan(&mut due, &mut queued);
+                    due = due.into_iter().map(|(_, id)| (0, id)).filter(|(_, id)| !in_flight.contains(id)).collect();
+                    self.update_gauges(&queued);
                 }
                 _ = tokio::time::sleep(wait), if can_start => {}
                 r = shutdown.changed() => {
@@ -177,8 +192,10 @@ impl Scheduler {
         }
     }
 
-    fn rescan(&self, due: &mut BTreeSet<(i64, QueueId)>) {
+    fn rescan(&self, due: &mut BTreeSet<(i64, QueueId)>, queued: &mut BTreeSet<QueueId>) {
+        queued.clear();
         for id in self.spool.list().unwrap_or_default() {
+            queued.insert(id.clone());
             match self.spool.load(&id) {
                 Ok(env) => {
                     due.insert((env.next_due().unwrap_or(0), id));
@@ -186,23 +203,16 @@ impl Scheduler {
                 Err(e) => tracing::error!(queue_id = %id, error = %e, "cannot read envelope"),
             }
         }
-        self.update_gauges();
+        self.update_gauges(queued);
     }
 
-    fn rescan_now(&self, due: &mut BTreeSet<(i64, QueueId)>) {
-        for id in self.spool.list().unwrap_or_default() {
-            due.insert((0, id));
-        }
-    }
-
-    /// Set the queue gauges from the spool (the truth, across restarts and reloads).
-    pub fn update_gauges(&self) {
-        let ids = self.spool.list().unwrap_or_default();
-        self.metrics.queue_messages.set(ids.len() as i64);
-        let oldest = ids
+    /// The queue gauges: messages queued, and the age of the oldest.
+    fn update_gauges(&self, queued: &BTreeSet<QueueId>) {
+        self.metrics.queue_messages.set(queued.len() as i64);
+        let oldest = queued
             .first()
-            .and_then(|id| self.spool.load(id).ok())
-            .map_or(0, |e| (unix_now() - e.received_at).max(0));
+            .and_then(QueueId::created_unix)
+            .map_or(0, |t| (unix_now() - t).max(0));
         self.metrics.queue_oldest_age_seconds.set(oldest as f64);
     }
 

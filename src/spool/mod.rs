@@ -42,6 +42,13 @@ impl QueueId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// When the message was accepted (Unix seconds): the id begins with the time in
+    /// microseconds.
+    pub fn created_unix(&self) -> Option<i64> {
+        let micros = u64::from_str_radix(self.0.get(..13)?, 16).ok()?;
+        i64::try_from(micros / 1_000_000).ok()
+    }
 }
 
 impl Default for QueueId {
@@ -66,5 +73,10 @@ mod tests {
         assert_eq!(QueueId::parse(id.as_str()), Some(id));
         assert_eq!(QueueId::parse("../../etc/passwd1"), None);
         assert_eq!(QueueId::parse("abc"), None);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!((QueueId::new().created_unix().unwrap() - now).abs() <= 1);
     }
 }

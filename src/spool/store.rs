@@ -196,9 +196,50 @@ impl Spool {
         })
     }
 
+    /// Hold the spool's envelope lock (an advisory `flock` on `queue/.lock`) while `f` runs:
+    /// envelope rewrites by the daemon and read-modify-writes by `queue` commands never
+    /// interleave, so a delivery recorded meanwhile is never overwritten with a stale
+    /// "pending" (which would send the message twice).
+    fn locked<T>(&self, f: impl FnOnce() -> Result<T, SpoolError>) -> Result<T, SpoolError> {
+        use std::os::unix::io::AsRawFd;
+        let path = self.queue.join(".lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_err(&path, e))?;
+        // SAFETY: flock on a descriptor we own; released when `file` is closed below.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io_err(&path, io::Error::last_os_error()));
+        }
+        let result = f();
+        drop(file);
+        result
+    }
+
+    /// Read an envelope, change it, and write it back, under the envelope lock.
+    pub fn modify(
+        &self,
+        id: &QueueId,
+        f: impl FnOnce(&mut Envelope) -> bool,
+    ) -> Result<Envelope, SpoolError> {
+        self.locked(|| {
+            let mut env = self.load(id)?;
+            if f(&mut env) {
+                self.write_envelope(id, &env)?;
+            }
+            Ok(env)
+        })
+    }
+
     /// Replace an envelope atomically (write, fsync, rename, fsync the directory). A message
     /// deleted meanwhile (`queue delete`) stays deleted.
     pub fn update(&self, id: &QueueId, envelope: &Envelope) -> Result<(), SpoolError> {
+        self.locked(|| self.write_envelope(id, envelope))
+    }
+
+    fn write_envelope(&self, id: &QueueId, envelope: &Envelope) -> Result<(), SpoolError> {
         let target = self.envelope_path(id);
         if !target.exists() {
             return Err(SpoolError::NotFound);
@@ -217,6 +258,10 @@ impl Spool {
     /// Remove a message: its envelope first (so a crash in between leaves only an orphan
     /// message file, which `recover` removes).
     pub fn remove(&self, id: &QueueId) -> Result<(), SpoolError> {
+        self.locked(|| self.remove_unlocked(id))
+    }
+
+    fn remove_unlocked(&self, id: &QueueId) -> Result<(), SpoolError> {
         let env = self.envelope_path(id);
         match fs::remove_file(&env) {
             Ok(()) => {}
