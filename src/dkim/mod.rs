@@ -5,5 +5,6 @@
 pub mod canon;
 pub mod fixups;
 pub mod keys;
+pub mod message;
 pub mod signer;
 pub mod verify;

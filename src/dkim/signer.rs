@@ -41,6 +41,10 @@ pub struct SelectorSigner {
     /// The `p=` bytes, for self-verification and DNS checks.
     pub public_key: Vec<u8>,
     pub signer: DkimSigner<DkimKey, Ready>,
+    /// The same private key again, for `message::MessageSigning`, which signs with the
+    /// template of `signer` over a body hash it computes once for every selector (mail-auth
+    /// keeps its signer's key private).
+    pub key: DkimKey,
 }
 
 /// What a domain's configuration gives to build its signers.
@@ -75,8 +79,10 @@ impl Signers {
         for (domain, specs) in domains {
             let mut list = Vec::new();
             for (i, spec) in specs.iter().enumerate() {
-                match PrivateKey::load(&spec.private_key) {
-                    Ok(key) => list.push(Arc::new(build(domain, &spec.selector, key, options))),
+                match load_twice(&spec.private_key) {
+                    Ok((key, again)) => {
+                        list.push(Arc::new(build(domain, &spec.selector, key, again, options)))
+                    }
                     Err(e) => errors.push((domain.clone(), i, e)),
                 }
             }
@@ -108,7 +114,27 @@ impl Signers {
     }
 }
 
-fn build(domain: &str, selector: &str, key: PrivateKey, o: SigningOptions) -> SelectorSigner {
+/// Read a key file once and parse it into two signing keys (one for mail-auth's signer, one for
+/// ours): the keys cannot be cloned.
+fn load_twice(path: &std::path::Path) -> Result<(PrivateKey, PrivateKey), KeyError> {
+    let shown = path.display().to_string();
+    let pem = std::fs::read(path).map_err(|source| KeyError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    Ok((
+        PrivateKey::from_pem(&pem, &shown)?,
+        PrivateKey::from_pem(&pem, &shown)?,
+    ))
+}
+
+fn build(
+    domain: &str,
+    selector: &str,
+    key: PrivateKey,
+    again: PrivateKey,
+    o: SigningOptions,
+) -> SelectorSigner {
     let canon = |relaxed| {
         if relaxed {
             Canonicalization::Relaxed
@@ -136,5 +162,6 @@ fn build(domain: &str, selector: &str, key: PrivateKey, o: SigningOptions) -> Se
         algorithm: key.algorithm,
         public_key: key.public_key,
         signer,
+        key: again.signing_key,
     }
 }

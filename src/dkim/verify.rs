@@ -44,17 +44,7 @@ pub fn check(
         return Err(SelfVerifyError::BodyHash(sig.selector.to_string()));
     }
     let mut data = Vec::with_capacity(1024);
-    let mut used = vec![false; fields.len()];
-    for name in sig.h {
-        // RFC 6376 5.4.2: instances are taken from the bottom up.
-        if let Some(i) = (0..fields.len())
-            .rev()
-            .find(|&i| !used[i] && fields[i].is(name))
-        {
-            used[i] = true;
-            canon::header(fields[i].raw, sig.relaxed_headers, &mut data);
-        }
-    }
+    signed_fields(fields, sig.h, sig.relaxed_headers, &mut data);
     let stripped = canon::without_b_value(sig.header);
     canon::header(&stripped, sig.relaxed_headers, &mut data);
     // The signature field itself is hashed without its final CRLF.
@@ -81,5 +71,21 @@ pub fn check(
         Ok(())
     } else {
         Err(SelfVerifyError::Signature(sig.selector.to_string()))
+    }
+}
+
+/// The canonicalized header fields an `h=` list selects, in its order, appended to `out`.
+/// RFC 6376 5.4.2: instances of a name are taken from the bottom up; a name with no instance
+/// left contributes nothing.
+pub fn signed_fields(fields: &[Field<'_>], h: &[String], relaxed: bool, out: &mut Vec<u8>) {
+    let mut used = vec![false; fields.len()];
+    for name in h {
+        if let Some(i) = (0..fields.len())
+            .rev()
+            .find(|&i| !used[i] && fields[i].is(name))
+        {
+            used[i] = true;
+            canon::header(fields[i].raw, relaxed, out);
+        }
     }
 }

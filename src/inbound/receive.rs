@@ -7,18 +7,13 @@
 use super::policy::Identity;
 use super::{Core, Shared};
 use crate::config::BareNewlines;
-use crate::dkim::canon::BodyCanon;
 use crate::dkim::fixups::{self, Context, Trace};
-use crate::dkim::signer::SelectorSigner;
-use crate::dkim::verify::{self, MadeSignature};
+use crate::dkim::message::{MessageSigning, SignError};
 use crate::metrics::{Algorithm, RejectReason};
 use crate::smtp::address::domain_of;
 use crate::smtp::header::{parse_fields, SINGLETONS};
 use crate::smtp::reply::Reply;
 use crate::spool::{Draft, Envelope, QueueId, RecipientState, RecipientStatus, SpoolError};
-use mail_auth::crypto::DkimKey;
-use mail_auth::dkim::DkimSigningStream;
-use mail_auth::headers::HeaderWriter;
 use std::time::{Duration, Instant};
 
 /// The envelope of a message being received: sender and recipients already passed policy.
@@ -41,8 +36,8 @@ struct Body<'c> {
     draft: Draft,
     /// The header section as it will be sent (after fix-ups), for self-verification.
     header_section: Vec<u8>,
-    streams: Vec<(&'c SelectorSigner, DkimSigningStream<'c, DkimKey>)>,
-    canon: BodyCanon,
+    /// Every selector's signing: one body canonicalization and hash for all of them.
+    signing: MessageSigning<'c>,
     signing_domain: String,
 }
 
@@ -151,10 +146,7 @@ impl<'c> Reception<'c> {
             return;
         }
         let t = Instant::now();
-        for (_, stream) in body.streams.iter_mut() {
-            stream.write(bytes);
-        }
-        body.canon.write(bytes);
+        body.signing.write_body(bytes);
         self.signing_time += t.elapsed();
     }
 
@@ -245,21 +237,10 @@ impl<'c> Reception<'c> {
         for part in [&received[..], &header_section, b"\r\n"] {
             draft.write(part).map_err(|e| spool_reply(&e))?;
         }
-        let t = Instant::now();
-        let mut streams = Vec::with_capacity(signers.len());
-        for s in signers {
-            let mut stream = s.signer.sign_streaming();
-            stream.write(&header_section);
-            stream.write(b"\r\n");
-            streams.push((&**s, stream));
-        }
-        self.signing_time += t.elapsed();
-        let relaxed_body = self.core.settings.dkim.body_canon == crate::config::Canon::Relaxed;
         Ok(Body {
             draft,
             header_section,
-            streams,
-            canon: BodyCanon::new(relaxed_body),
+            signing: MessageSigning::new(signers),
             signing_domain: signers
                 .first()
                 .map(|s| s.domain.clone())
@@ -302,39 +283,28 @@ impl<'c> Reception<'c> {
 
     async fn seal(&mut self, body: Body<'c>) -> Result<Reply, Reply> {
         let t = Instant::now();
-        let body_hash = body.canon.finish();
-        let fields = parse_fields(&body.header_section).map_err(|_| {
-            Reply::new(451, "4.3.0", "Internal error re-reading the header section")
-        })?;
-        let mut signatures = Vec::with_capacity(body.streams.len());
-        for (signer, stream) in body.streams {
-            let sig = stream.finish().map_err(|e| {
-                tracing::error!(queue_id = %self.id, selector = %signer.selector, error = %e, "signing failed");
-                Reply::new(451, "4.3.0", "Signing failed, try again later")
+        let made = body
+            .signing
+            .finish(&body.header_section, self.now_unix.max(0) as u64)
+            .map_err(|e| match e {
+                SignError::SelfVerify(e) => {
+                    tracing::error!(queue_id = %self.id, domain = %body.signing_domain, error = %e, "self-verification failed; message refused");
+                    self.shared.metrics.self_verify_failures_total.inc();
+                    Reply::new(
+                        451,
+                        "4.3.0",
+                        "Signature self-verification failed, try again later",
+                    )
+                }
+                e => {
+                    tracing::error!(queue_id = %self.id, error = %e, "signing failed");
+                    Reply::new(451, "4.3.0", "Signing failed, try again later")
+                }
             })?;
-            let header = sig.to_header();
-            let made = MadeSignature {
-                selector: &signer.selector,
-                algorithm: signer.algorithm,
-                public_key: &signer.public_key,
-                relaxed_headers: self.core.settings.dkim.header_canon
-                    == crate::config::Canon::Relaxed,
-                header: header.as_bytes(),
-                bh: &sig.bh,
-                b: &sig.b,
-                h: &sig.h,
-            };
-            if let Err(e) = verify::check(&made, &fields, &body_hash) {
-                tracing::error!(queue_id = %self.id, domain = %signer.domain, error = %e, "self-verification failed; message refused");
-                self.shared.metrics.self_verify_failures_total.inc();
-                return Err(Reply::new(
-                    451,
-                    "4.3.0",
-                    "Signature self-verification failed, try again later",
-                ));
-            }
-            signatures.push((signer.domain.clone(), signer.algorithm, header));
-        }
+        let signatures: Vec<_> = made
+            .into_iter()
+            .map(|m| (m.domain, m.algorithm, m.header))
+            .collect();
         self.signing_time += t.elapsed();
 
         let envelope = Envelope {
