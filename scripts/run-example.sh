@@ -15,4 +15,4 @@ dkim-relay is starting on config/example.yaml. In another terminal, send a messa
 (or: python3 scripts/send-example.py) and look at the signed copy in ./outbox/*.eml.
 
 HINT
-exec ./target/debug/dkim-relay serve -c config/example.yaml
+exec ./scripts/cargo.sh run --locked --quiet -- serve -c config/example.yaml
