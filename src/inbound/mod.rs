@@ -15,6 +15,9 @@ mod session;
 pub mod throttle;
 pub mod tls;
 
+/// The pure pieces of command handling, for the fuzz targets.
+pub use session::{next_line, parse_command, MAX_COMMAND_LINE};
+
 use crate::spool::{QueueId, Spool};
 use std::net::IpAddr;
 use std::sync::Arc;
