@@ -12,6 +12,8 @@ pub mod policy;
 mod rcpt;
 mod receive;
 mod session;
+#[cfg(test)]
+mod session_tests;
 pub mod throttle;
 pub mod tls;
 

@@ -160,12 +160,65 @@ pub(crate) struct Session<'c> {
 }
 
 impl<'c> Session<'c> {
+    /// A new session for a connection from `peer`, identified (or not) before any command.
+    pub fn new(
+        core: &'c Core,
+        shared: &'c Shared,
+        peer: Peer,
+        listener_tls: ListenerTls,
+        identity: Option<Identity>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Session<'c> {
+        Session {
+            core,
+            shared,
+            peer,
+            listener_tls,
+            tls: false,
+            helo: None,
+            esmtp: false,
+            identity,
+            tx: None,
+            auth_failures: 0,
+            errors: 0,
+            commands: 0,
+            started: Instant::now(),
+            shutdown,
+        }
+    }
+
+    /// How long the next read may wait: the idle timeout, or less when the session deadline
+    /// comes first. Every read goes through this, so a client that trickles a byte now and
+    /// then (never idle) still cannot outlive `session_timeout`.
     pub fn idle(&self) -> Duration {
-        self.core.settings.limits.idle_timeout
+        let left = self
+            .core
+            .settings
+            .limits
+            .session_timeout
+            .saturating_sub(self.started.elapsed());
+        self.core.settings.limits.idle_timeout.min(left)
     }
 
     fn out_of_time(&self) -> bool {
-        self.started.elapsed() > self.core.settings.limits.session_timeout
+        self.started.elapsed() >= self.core.settings.limits.session_timeout
+    }
+
+    /// The reply when a read timed out: idle (421 4.4.2) or the session deadline (421 4.7.0).
+    pub fn timeout_reply(&self, during: &str) -> Reply {
+        if self.out_of_time() {
+            Reply::new(
+                421,
+                "4.7.0",
+                "Session time limit reached, closing connection",
+            )
+        } else {
+            Reply::new(
+                421,
+                "4.4.2",
+                format!("Idle timeout{during}, closing connection"),
+            )
+        }
     }
 
     /// AUTH is offered over TLS, and in clear text only to loopback clients.
@@ -223,11 +276,7 @@ impl<'c> Session<'c> {
             match conn.fill(self.idle()).await {
                 Ok(_) => {}
                 Err(ReadError::Idle) => {
-                    conn.reply(&Reply::new(
-                        421,
-                        "4.4.2",
-                        "Idle timeout, closing connection",
-                    ));
+                    conn.reply(&self.timeout_reply(""));
                     let _ = conn.flush().await;
                     return None;
                 }
