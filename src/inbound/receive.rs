@@ -129,13 +129,18 @@ impl<'c> Reception<'c> {
             memchr::memmem::find(&self.header_buf[scan_from..], b"\r\n\r\n")
                 .map(|p| scan_from + p + 2)
         };
+        let max_header = self.core.settings.limits.max_header_size;
         match boundary {
+            // However the bytes were chunked: a section found whole in one read counts too.
+            Some(end) if end as u64 > max_header => {
+                self.refuse(Reply::new(554, "5.6.0", "Header section too large"));
+            }
             Some(end) => {
                 let buf = std::mem::take(&mut self.header_buf);
                 let (section, rest) = buf.split_at(end);
                 self.begin_body(section, &rest[2..]);
             }
-            None if self.header_buf.len() as u64 > self.core.settings.limits.max_header_size => {
+            None if self.header_buf.len() as u64 > max_header => {
                 self.refuse(Reply::new(554, "5.6.0", "Header section too large"));
             }
             None => {}
