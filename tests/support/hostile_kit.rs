@@ -30,29 +30,32 @@ pub fn to_sink(sink_port: u16, limits: &str) -> String {
 /// A relay delivering into `relay.outbox()` (an absolute path: a relative one would be taken
 /// from the test's working directory), with `limits` as in `to_sink` and `more` appended.
 pub fn start_outbox(limits: &str, more: &str) -> Relay {
+    start_outbox_edited(limits, more, |yaml, _| yaml)
+}
+
+/// `start_outbox`, with the config text also changed by `edit(yaml, relay_dir)`: for
+/// listeners and clients, which `Relay::start`'s `extra` cannot add (it already writes those
+/// sections). The relay is started, stopped, given the edited config and started again, as
+/// its temporary directory is only known once it exists.
+pub fn start_outbox_edited(
+    limits: &str,
+    more: &str,
+    edit: impl FnOnce(String, &std::path::Path) -> String,
+) -> Relay {
+    const LATER: &str = "/nonexistent/outbox-set-below";
     let limits = if limits.is_empty() {
         String::new()
     } else {
         format!("limits:\n{limits}")
     };
     let extra =
-        format!("delivery:\n  mode: directory\n  directory: OUTBOX\n{NO_DNS}{limits}{more}");
-    let mut relay = Relay::start(&extra.replace("OUTBOX", "/nonexistent/not-yet"));
+        format!("delivery:\n  mode: directory\n  directory: {LATER}\n{NO_DNS}{limits}{more}");
+    let mut relay = Relay::start(&extra);
     relay.kill9();
     let yaml = std::fs::read_to_string(&relay.config).expect("read config");
     let outbox = relay.outbox().display().to_string();
-    std::fs::write(&relay.config, yaml.replace("/nonexistent/not-yet", &outbox)).expect("write");
-    relay.spawn();
-    relay
-}
-
-/// Start a relay, then restart it with its config changed by `edit` (for listeners and
-/// clients, which `extra` cannot add: they are sections `Relay::start` already writes).
-pub fn start_edited(extra: &str, edit: impl FnOnce(String) -> String) -> Relay {
-    let mut relay = Relay::start(extra);
-    relay.kill9();
-    let yaml = std::fs::read_to_string(&relay.config).expect("read config");
-    std::fs::write(&relay.config, edit(yaml)).expect("write config");
+    let yaml = edit(yaml.replace(LATER, &outbox), relay.dir.path());
+    std::fs::write(&relay.config, yaml).expect("write config");
     relay.spawn();
     relay
 }
