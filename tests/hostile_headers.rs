@@ -256,10 +256,11 @@ async fn header_attacks_are_refused_or_handled_deliberately() {
     let mut accepted = Vec::new();
     for (i, (what, section, code, status, words)) in CASES.iter().enumerate() {
         let long = format!("X-Long: {}", "y".repeat(991));
-        let section = String::from_utf8_lossy(section)
-            .contains("LONG999")
-            .then(|| format!("From: app@example.com\r\n{long}\r\n").into_bytes())
-            .unwrap_or_else(|| section.to_vec());
+        let section = if section.windows(7).any(|w| w == b"LONG999") {
+            format!("From: app@example.com\r\n{long}\r\n").into_bytes()
+        } else {
+            section.to_vec()
+        };
         let mut msg = section.clone();
         msg.extend_from_slice(format!("X-Case: {i}\r\n\r\nbody of case {i}\r\n").as_bytes());
         let r = c.send("app@example.com", &["a@example.net"], &msg).await;
