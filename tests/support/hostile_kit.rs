@@ -1,13 +1,12 @@
 //! Helpers for the hostile-client tests: a relay that delivers to a receiving sink, a relay
 //! with a config edited beyond what `Relay::start`'s `extra` can add (listeners, clients),
-//! clients bound to chosen loopback source addresses, and raw exchanges read to the end.
+//! clients bound to chosen loopback source addresses, and checks on what came out.
 #![allow(dead_code)]
 
 use crate::relay::{self, Relay};
 use crate::smtp_client::Client;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// DNS pointed at a closed loopback port and the DNS doctor off: these tests never need DNS,
@@ -81,15 +80,6 @@ pub async fn authed(to: SocketAddr) -> Client {
     let r = c.auth_plain("app", relay::PASSWORD).await;
     assert_eq!(r.code, 235, "{r:?}");
     c
-}
-
-/// Send `bytes` on a fresh connection and read everything until the server closes (bounded).
-pub async fn raw_exchange(to: SocketAddr, bytes: &[u8]) -> String {
-    let mut s = TcpStream::connect(to).await.expect("connect");
-    s.write_all(bytes).await.expect("write");
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The reply codes in a transcript, in order (continuation lines skipped).
