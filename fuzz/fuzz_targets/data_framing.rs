@@ -41,7 +41,10 @@ fuzz_target!(|data: &[u8]| {
     assert!(!has_bare_newline(&out), "bare line break in output");
     if let Some(n) = end {
         let head = &input[..n];
-        assert!(head == b".\r\n" || head.ends_with(b"\r\n.\r\n"), "ended at {n}");
+        assert!(
+            head == b".\r\n" || head.ends_with(b"\r\n.\r\n"),
+            "ended at {n}"
+        );
     }
 
     // The same bytes as a message, stuffed and terminated by a well-behaved client.

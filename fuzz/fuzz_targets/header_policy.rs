@@ -37,6 +37,9 @@ fuzz_target!(|data: &[u8]| {
 fn check_address(a: &str) {
     let (local, domain) = a.rsplit_once('@').expect("address without @");
     assert!(!local.is_empty() && !domain.is_empty(), "{a:?}");
-    assert!(!a.contains(['<', '>', '"', ',', ';', ' ', '\r', '\n']), "{a:?}");
+    assert!(
+        !a.contains(['<', '>', '"', ',', ';', ' ', '\r', '\n']),
+        "{a:?}"
+    );
     assert_eq!(a.matches('@').count(), 1, "{a:?}");
 }
