@@ -66,7 +66,10 @@ async fn metrics_move_with_real_traffic() {
     let mut scrape = String::new();
     while start.elapsed() < Duration::from_secs(10) {
         scrape = get(relay.metrics, "/metrics").await.1;
-        if value(&scrape, "dkim_relay_deliveries_total{result=\"delivered\"}") >= 1.0 {
+        if value(&scrape, "dkim_relay_deliveries_total{result=\"delivered\"}") >= 1.0
+            // The gauge follows once the delivered message has left the spool.
+            && value(&scrape, "dkim_relay_queue_messages") == 0.0
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

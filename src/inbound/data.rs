@@ -86,11 +86,7 @@ impl<'c> Session<'c> {
             match conn.fill(self.idle()).await {
                 Ok(_) => {}
                 Err(ReadError::Idle) => {
-                    conn.reply(&Reply::new(
-                        421,
-                        "4.4.2",
-                        "Idle timeout during DATA, closing connection",
-                    ));
+                    conn.reply(&self.timeout_reply(" during DATA"));
                     return Flow::Close;
                 }
                 // Connection lost mid-message: the draft is dropped with the reception.
@@ -132,11 +128,7 @@ impl<'c> Session<'c> {
                 match conn.fill(self.idle()).await {
                     Ok(_) => {}
                     Err(ReadError::Idle) => {
-                        conn.reply(&Reply::new(
-                            421,
-                            "4.4.2",
-                            "Idle timeout during BDAT, closing connection",
-                        ));
+                        conn.reply(&self.timeout_reply(" during BDAT"));
                         return Flow::Close;
                     }
                     Err(_) => return Flow::Close,

@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -237,22 +237,7 @@ async fn handle(
         (None, Some(uid)) => unix_identity(&core.settings.clients, uid),
         (None, None) => None,
     };
-    let mut session = Session {
-        core: &core,
-        shared: &shared,
-        peer,
-        listener_tls: tls,
-        tls: false,
-        helo: None,
-        esmtp: false,
-        identity,
-        tx: None,
-        auth_failures: 0,
-        errors: 0,
-        commands: 0,
-        started: Instant::now(),
-        shutdown,
-    };
+    let mut session = Session::new(&core, &shared, peer, tls, identity, shutdown);
     match conn {
         Accepted::Unix(stream) => {
             run_plain(&mut session, stream).await;

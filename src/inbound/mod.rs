@@ -12,8 +12,13 @@ pub mod policy;
 mod rcpt;
 mod receive;
 mod session;
+#[cfg(test)]
+mod session_tests;
 pub mod throttle;
 pub mod tls;
+
+/// The pure pieces of command handling, for the fuzz targets.
+pub use session::{next_line, parse_command, MAX_COMMAND_LINE};
 
 use crate::spool::{QueueId, Spool};
 use std::net::IpAddr;

@@ -11,7 +11,7 @@ use crate::dkim::fixups::{self, Context, Trace};
 use crate::dkim::message::{MessageSigning, SignError};
 use crate::metrics::{Algorithm, RejectReason};
 use crate::smtp::address::domain_of;
-use crate::smtp::header::{parse_fields, SINGLETONS};
+use crate::smtp::header::{check_section, Checked};
 use crate::smtp::reply::Reply;
 use crate::spool::{Draft, Envelope, QueueId, RecipientState, RecipientStatus, SpoolError};
 use std::time::{Duration, Instant};
@@ -124,13 +124,18 @@ impl<'c> Reception<'c> {
             memchr::memmem::find(&self.header_buf[scan_from..], b"\r\n\r\n")
                 .map(|p| scan_from + p + 2)
         };
+        let max_header = self.core.settings.limits.max_header_size;
         match boundary {
+            // However the bytes were chunked: a section found whole in one read counts too.
+            Some(end) if end as u64 > max_header => {
+                self.refuse(Reply::new(554, "5.6.0", "Header section too large"));
+            }
             Some(end) => {
                 let buf = std::mem::take(&mut self.header_buf);
                 let (section, rest) = buf.split_at(end);
                 self.begin_body(section, &rest[2..]);
             }
-            None if self.header_buf.len() as u64 > self.core.settings.limits.max_header_size => {
+            None if self.header_buf.len() as u64 > max_header => {
                 self.refuse(Reply::new(554, "5.6.0", "Header section too large"));
             }
             None => {}
@@ -164,29 +169,8 @@ impl<'c> Reception<'c> {
     }
 
     fn prepare(&mut self, section: &[u8]) -> Result<Body<'c>, Reply> {
-        let fields = parse_fields(section)
-            .map_err(|e| Reply::new(554, "5.6.0", format!("Malformed header section: {e}")))?;
-        let from_fields: Vec<_> = fields.iter().filter(|f| f.is("From")).collect();
-        if from_fields.len() != 1 {
-            return Err(Reply::new(
-                554,
-                "5.6.0",
-                format!(
-                    "Message must have exactly one From header field (it has {})",
-                    from_fields.len()
-                ),
-            ));
-        }
-        for name in SINGLETONS {
-            if fields.iter().filter(|f| f.is(name)).count() > 1 {
-                return Err(Reply::new(
-                    554,
-                    "5.6.0",
-                    format!("Duplicate {name} header field"),
-                ));
-            }
-        }
-        let from = header_from_address(from_fields[0].value())?;
+        let Checked { fields, from } = check_section(section, self.envelope.smtputf8)
+            .map_err(|e| Reply::new(554, "5.6.0", e.to_string()))?;
         let identity = &self.envelope.identity;
         if !identity.may_send_as(&from) {
             return Err(Reply::new(
@@ -371,30 +355,6 @@ impl<'c> Reception<'c> {
     }
 }
 
-/// The one mailbox address of a From field's value, or the reason it is refused.
-fn header_from_address(value: &[u8]) -> Result<String, Reply> {
-    let mut raw = Vec::with_capacity(value.len() + 8);
-    raw.extend_from_slice(b"From:");
-    raw.extend_from_slice(value);
-    raw.extend_from_slice(b"\r\n");
-    let parsed = mail_parser::MessageParser::new().parse_headers(&raw);
-    let list = parsed.as_ref().and_then(|m| m.from());
-    let one = || Reply::new(554, "5.6.0", "From must hold exactly one mailbox");
-    let list = list.ok_or_else(one)?;
-    if list.has_groups() {
-        return Err(one());
-    }
-    let mut boxes = list.mailboxes();
-    let (Some(first), None) = (boxes.next(), boxes.next()) else {
-        return Err(one());
-    };
-    let address = first.address().ok_or_else(one)?.trim();
-    if !address.contains('@') {
-        return Err(Reply::new(554, "5.6.0", "From address has no domain"));
-    }
-    Ok(address.to_string())
-}
-
 fn metric_algorithm(a: crate::dkim::keys::KeyAlgorithm) -> Algorithm {
     match a {
         crate::dkim::keys::KeyAlgorithm::RsaSha256 => Algorithm::RsaSha256,
@@ -423,29 +383,5 @@ fn spool_reply(e: &SpoolError) -> Reply {
             Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
         }
         _ => Reply::new(451, "4.3.0", "Local error in processing, try again later"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn from_parsing() {
-        assert_eq!(
-            header_from_address(b" Alice <a@example.com>\r\n").unwrap(),
-            "a@example.com"
-        );
-        assert_eq!(
-            header_from_address(b" a@example.com (comment)\r\n").unwrap(),
-            "a@example.com"
-        );
-        assert_eq!(
-            header_from_address(b" \"ceo@example.com\" <x@evil.test>\r\n").unwrap(),
-            "x@evil.test"
-        );
-        assert!(header_from_address(b" a@example.com, b@example.com\r\n").is_err());
-        assert!(header_from_address(b" undisclosed:;\r\n").is_err());
-        assert!(header_from_address(b" \r\n").is_err());
     }
 }

@@ -21,6 +21,8 @@ pub(crate) struct Conn<S> {
     pub stream: S,
     pub buf: Vec<u8>,
     out: Vec<u8>,
+    /// The front of `buf` is the tail of an over-long command line (see `next_line`).
+    skipping: bool,
 }
 
 /// Why reading stopped.
@@ -36,6 +38,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             stream,
             buf: Vec::with_capacity(8192),
             out: Vec::with_capacity(1024),
+            skipping: false,
         }
     }
 
@@ -77,22 +80,47 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// A complete line from the buffer: `Some(Some(line))`, `Some(None)` for an over-long line
-    /// (discarded), or `None` when no complete line is buffered.
+    /// A complete line from the buffer: see `next_line`.
     pub fn take_line(&mut self) -> Option<Option<Vec<u8>>> {
-        match memchr::memchr(b'\n', &self.buf) {
+        next_line(&mut self.buf, &mut self.skipping)
+    }
+}
+
+/// Take a complete command line (with its line break) off the front of `buf`:
+/// `Some(Some(line))`, `Some(None)` for an over-long line (the caller answers `500 5.5.2`), or
+/// `None` when no complete line is buffered yet. An over-long line is discarded up to and
+/// including its LF, however it arrives: `skipping` remembers, between calls, that the front
+/// of `buf` is the tail of a line already refused, so that tail is never read as a command.
+/// Pure, so it is fuzzed.
+pub fn next_line(buf: &mut Vec<u8>, skipping: &mut bool) -> Option<Option<Vec<u8>>> {
+    loop {
+        match memchr::memchr(b'\n', buf) {
+            Some(pos) if *skipping => {
+                buf.drain(..=pos);
+                *skipping = false;
+            }
             Some(pos) => {
-                let line: Vec<u8> = self.buf.drain(..=pos).collect();
-                Some((line.len() <= MAX_COMMAND_LINE + 1).then_some(line))
+                let line: Vec<u8> = buf.drain(..=pos).collect();
+                return Some((line.len() <= MAX_COMMAND_LINE).then_some(line));
             }
-            None if self.buf.len() > MAX_COMMAND_LINE * 8 => {
-                // No line break in sight: drop what we have; the line is too long anyway.
-                self.buf.clear();
-                Some(None)
+            None if *skipping => {
+                buf.clear();
+                return None;
             }
-            None => None,
+            None if buf.len() >= MAX_COMMAND_LINE => {
+                // No LF yet and no room left for one: refuse it now, drop the rest later.
+                buf.clear();
+                *skipping = true;
+                return Some(None);
+            }
+            None => return None,
         }
     }
+}
+
+/// Parse one command line, or give the reply a bad one gets. Pure, so it is fuzzed.
+pub fn parse_command(line: &[u8]) -> Result<Request<Cow<'_, str>>, Reply> {
+    Request::parse(&mut line.iter()).map_err(syntax_reply)
 }
 
 /// What to do after a command.
@@ -132,12 +160,65 @@ pub(crate) struct Session<'c> {
 }
 
 impl<'c> Session<'c> {
+    /// A new session for a connection from `peer`, identified (or not) before any command.
+    pub fn new(
+        core: &'c Core,
+        shared: &'c Shared,
+        peer: Peer,
+        listener_tls: ListenerTls,
+        identity: Option<Identity>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Session<'c> {
+        Session {
+            core,
+            shared,
+            peer,
+            listener_tls,
+            tls: false,
+            helo: None,
+            esmtp: false,
+            identity,
+            tx: None,
+            auth_failures: 0,
+            errors: 0,
+            commands: 0,
+            started: Instant::now(),
+            shutdown,
+        }
+    }
+
+    /// How long the next read may wait: the idle timeout, or less when the session deadline
+    /// comes first. Every read goes through this, so a client that trickles a byte now and
+    /// then (never idle) still cannot outlive `session_timeout`.
     pub fn idle(&self) -> Duration {
-        self.core.settings.limits.idle_timeout
+        let left = self
+            .core
+            .settings
+            .limits
+            .session_timeout
+            .saturating_sub(self.started.elapsed());
+        self.core.settings.limits.idle_timeout.min(left)
     }
 
     fn out_of_time(&self) -> bool {
-        self.started.elapsed() > self.core.settings.limits.session_timeout
+        self.started.elapsed() >= self.core.settings.limits.session_timeout
+    }
+
+    /// The reply when a read timed out: idle (421 4.4.2) or the session deadline (421 4.7.0).
+    pub fn timeout_reply(&self, during: &str) -> Reply {
+        if self.out_of_time() {
+            Reply::new(
+                421,
+                "4.7.0",
+                "Session time limit reached, closing connection",
+            )
+        } else {
+            Reply::new(
+                421,
+                "4.4.2",
+                format!("Idle timeout{during}, closing connection"),
+            )
+        }
     }
 
     /// AUTH is offered over TLS, and in clear text only to loopback clients.
@@ -206,11 +287,7 @@ impl<'c> Session<'c> {
             match filled {
                 Ok(_) => {}
                 Err(ReadError::Idle) => {
-                    conn.reply(&Reply::new(
-                        421,
-                        "4.4.2",
-                        "Idle timeout, closing connection",
-                    ));
+                    conn.reply(&self.timeout_reply(""));
                     let _ = conn.flush().await;
                     return None;
                 }
@@ -241,13 +318,9 @@ impl<'c> Session<'c> {
             ));
             return Flow::Close;
         }
-        let request = match Request::parse(&mut line.iter()) {
+        let request = match parse_command(line) {
             Ok(r) => r,
-            Err(e) => {
-                self.errors += 1;
-                conn.reply(&syntax_reply(e));
-                return Flow::Continue;
-            }
+            Err(reply) => return self.error(conn, reply),
         };
         match request {
             Request::Ehlo { host } => self.ehlo(&host, true, conn),
@@ -392,5 +465,41 @@ pub(crate) fn shown(s: &str) -> Cow<'_, str> {
                 .take(100)
                 .collect(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(chunks: &[&[u8]]) -> Vec<Option<Vec<u8>>> {
+        let (mut buf, mut skipping, mut got) = (Vec::new(), false, Vec::new());
+        for c in chunks {
+            buf.extend_from_slice(c);
+            while let Some(l) = next_line(&mut buf, &mut skipping) {
+                got.push(l);
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn over_long_line_is_dropped_whole_however_it_arrives() {
+        let long = vec![b'A'; 3000];
+        let want = vec![None, Some(b"NOOP\r\n".to_vec())];
+        // In one piece, and split so that the tail (a would-be command) arrives on its own.
+        assert_eq!(lines(&[&long, b"MAIL FROM:<x@y>\r\nNOOP\r\n"]), want);
+        assert_eq!(
+            lines(&[&long[..1500], &long[1500..], b"QUIT\r\nNOOP\r\n"]),
+            want
+        );
+        let mut whole = long.clone();
+        whole.extend_from_slice(b"RSET\r\nNOOP\r\n");
+        assert_eq!(lines(&[&whole]), want);
+        // 998 + CRLF is the longest line taken.
+        let ok = [vec![b'N'; 998], b"\r\n".to_vec()].concat();
+        assert_eq!(lines(&[&ok]), vec![Some(ok.clone())]);
+        let over = [vec![b'N'; 999], b"\r\n".to_vec()].concat();
+        assert_eq!(lines(&[&over]), vec![None]);
     }
 }

@@ -2,7 +2,14 @@
 //! leading dots are unstuffed, and a bare CR or LF is turned into CRLF (and remembered, for
 //! `bare_newlines: reject`). So that no smuggling payload (`<LF>.<LF>`, `<CR>.<CR>`,
 //! `<LF>.<CR><LF>`…) can end a message early, only a real CRLF starts a line for the purpose of
-//! the terminator and of unstuffing; what a bare line break leaves behind is content.
+//! the terminator; what a bare line break leaves behind is content.
+//!
+//! Unstuffing is the one place where a bare line break does count as a line start: a client
+//! that writes bare LFs also dot-stuffs after them (that is what "line" means to it), so after a
+//! bare CR or LF a leading '.' followed by more text is removed, exactly as after a CRLF. A
+//! lone '.' there (a would-be terminator) stays in the message as content. With this rule the
+//! decoded bytes equal `normalize(message)` for every message that `dot_stuff` prepared, bare
+//! line breaks or not (checked by property tests below).
 //!
 //! Pure: bytes in, bytes out. The decoder is written around smtp-proto's `DataReceiver`, which
 //! neither normalises bare line breaks nor handles a terminator right after DATA.
@@ -10,14 +17,18 @@
 /// Where the decoder stands between two input chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// After a CRLF (or at the very start): a '.' here is special.
+    /// After a CRLF (or at the very start): a '.' here may be the terminator or stuffing.
     LineStart,
+    /// After a bare CR or LF: a '.' here may be stuffing, never the terminator.
+    BareLineStart,
     /// Inside a line.
     Mid,
     /// A CR whose LF has not arrived yet.
     Cr,
     /// A '.' at the start of a line.
     Dot,
+    /// A '.' after a bare line break.
+    BareDot,
     /// ".\r" at the start of a line: the terminator if LF follows.
     DotCr,
 }
@@ -53,6 +64,7 @@ impl DataDecoder {
     /// when all of `input` was consumed and more is needed.
     pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> Option<usize> {
         let mut i = 0;
+        // Each arm either consumes input[i] (i += 1) or changes state without consuming it.
         while i < input.len() {
             match self.state {
                 State::Mid => match memchr::memchr2(b'\r', b'\n', &input[i..]) {
@@ -66,40 +78,49 @@ impl DataDecoder {
                         if input[i - 1] == b'\r' {
                             self.state = State::Cr;
                         } else {
-                            self.bare_newline = true;
-                            out.extend_from_slice(b"\r\n");
+                            self.bare_line_break(out);
                         }
                     }
                 },
-                State::LineStart => {
+                State::LineStart | State::BareLineStart => {
                     if input[i] == b'.' {
                         i += 1;
-                        self.state = State::Dot;
+                        self.state = if self.state == State::LineStart {
+                            State::Dot
+                        } else {
+                            State::BareDot
+                        };
                     } else {
                         self.state = State::Mid;
                     }
                 }
                 State::Cr => {
-                    out.extend_from_slice(b"\r\n");
                     if input[i] == b'\n' {
                         i += 1;
+                        out.extend_from_slice(b"\r\n");
                         self.state = State::LineStart;
                     } else {
-                        self.bare_newline = true;
-                        self.state = State::Mid;
+                        self.bare_line_break(out);
                     }
                 }
                 State::Dot => {
-                    match input[i] {
-                        b'\r' => {
-                            i += 1;
-                            self.state = State::DotCr;
-                            continue;
-                        }
-                        // ".<LF>" is not a terminator: keep the dot as content.
-                        b'\n' => out.push(b'.'),
-                        // A stuffed line: the leading dot goes.
-                        _ => {}
+                    if input[i] == b'\r' {
+                        i += 1;
+                        self.state = State::DotCr;
+                        continue;
+                    }
+                    // ".<LF>" is not a terminator: keep the dot as content. Otherwise a stuffed
+                    // line: the leading dot goes.
+                    if input[i] == b'\n' {
+                        out.push(b'.');
+                    }
+                    self.state = State::Mid;
+                }
+                State::BareDot => {
+                    // A lone dot after a bare line break looks like a terminator and is content;
+                    // a dot with more text after it is stuffing.
+                    if input[i] == b'\r' || input[i] == b'\n' {
+                        out.push(b'.');
                     }
                     self.state = State::Mid;
                 }
@@ -108,14 +129,20 @@ impl DataDecoder {
                         self.state = State::LineStart;
                         return Some(i + 1);
                     }
-                    // ".<CR>x": a bare CR after a dot; content, not an end.
-                    self.bare_newline = true;
-                    out.extend_from_slice(b".\r\n");
-                    self.state = State::Mid;
+                    // ".<CR>x": a dot then a bare CR; content, not an end.
+                    out.push(b'.');
+                    self.bare_line_break(out);
                 }
             }
         }
         None
+    }
+
+    /// A bare CR or LF was read: write CRLF in its place.
+    fn bare_line_break(&mut self, out: &mut Vec<u8>) {
+        self.bare_newline = true;
+        out.extend_from_slice(b"\r\n");
+        self.state = State::BareLineStart;
     }
 }
 
@@ -165,6 +192,8 @@ impl Normalizer {
 
 /// Dot-stuff message bytes for sending (every line starting with '.' gets another), writing
 /// into `out`. `at_line_start` carries the line state between chunks; start with `true`.
+/// A line starts after any CR or LF, so that even bytes with bare line breaks come out of a
+/// `DataDecoder` (or a receiver that takes LF as a line end) unchanged: never a lone '.' line.
 pub fn dot_stuff(chunk: &[u8], at_line_start: &mut bool, out: &mut Vec<u8>) {
     let mut start = 0;
     for (i, &b) in chunk.iter().enumerate() {
@@ -173,14 +202,25 @@ pub fn dot_stuff(chunk: &[u8], at_line_start: &mut bool, out: &mut Vec<u8>) {
             out.push(b'.');
             start = i;
         }
-        *at_line_start = b == b'\n';
+        *at_line_start = b == b'\n' || b == b'\r';
     }
     out.extend_from_slice(&chunk[start..]);
+}
+
+/// What a message becomes once its bare CRs and LFs are CRLF: the bytes the relay signs for
+/// `bare_newlines: normalize`. The reference the decoder is tested against.
+pub fn normalize(message: &[u8]) -> Vec<u8> {
+    let mut n = Normalizer::default();
+    let mut out = Vec::with_capacity(message.len() + message.len() / 32);
+    n.push(message, &mut out);
+    n.finish(&mut out);
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn decode_all(input: &[u8]) -> (Vec<u8>, Option<usize>, bool) {
         let mut d = DataDecoder::new();
@@ -220,6 +260,12 @@ mod tests {
         assert_eq!(out, b".x\r\n..\r\n");
         let (out, _, _) = decode_all(b"..first\r\n.\r\n");
         assert_eq!(out, b".first\r\n");
+        // After a bare line break too (a client that writes LF lines stuffs after them), but a
+        // lone dot there is content, not an end and not stuffing.
+        // The ".\r\n" after the bare LF is content as well: only the last one ends the data.
+        let (out, end, _) = decode_all(b"a\n..b\r.c\n.\n.\r\n.\r\n");
+        assert_eq!(out, b"a\r\n.b\r\nc\r\n.\r\n.\r\n");
+        assert_eq!(end, Some(17));
     }
 
     #[test]
@@ -278,6 +324,95 @@ mod tests {
         n.finish(&mut out);
         assert_eq!(out, b"a\r\nb\r\nc\r\n");
         assert!(n.saw_bare_newline());
+    }
+
+    /// Bytes where the interesting ones (CR, LF, '.', NUL) are common.
+    fn message_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let byte = prop_oneof![
+            4 => Just(b'\r'),
+            4 => Just(b'\n'),
+            4 => Just(b'.'),
+            1 => Just(0u8),
+            3 => Just(b'a'),
+            1 => any::<u8>(),
+        ];
+        proptest::collection::vec(byte, 0..64)
+    }
+
+    /// What a client sends for `message`: dot-stuffed, then CRLF "." CRLF (after a CRLF of its
+    /// own unless the message already ends in one).
+    fn transmit(message: &[u8]) -> Vec<u8> {
+        let mut wire = Vec::new();
+        let mut at = true;
+        dot_stuff(message, &mut at, &mut wire);
+        if !message.is_empty() && !message.ends_with(b"\r\n") {
+            wire.extend_from_slice(b"\r\n");
+        }
+        wire.extend_from_slice(b".\r\n");
+        wire
+    }
+
+    fn expected(message: &[u8]) -> Vec<u8> {
+        let mut want = normalize(message);
+        if !message.is_empty() && !message.ends_with(b"\r\n") {
+            want.extend_from_slice(b"\r\n");
+        }
+        want
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any message, stuffed and terminated, decodes to its normalised bytes, ends exactly at
+        /// the terminator, in one chunk or split anywhere.
+        #[test]
+        fn stuffed_message_round_trips(message in message_bytes(), split in any::<prop::sample::Index>()) {
+            let mut wire = transmit(&message);
+            let end = wire.len();
+            wire.extend_from_slice(b"QUIT\r\n");
+            let (out, got_end, bare) = decode_all(&wire);
+            prop_assert_eq!(&out, &expected(&message));
+            prop_assert_eq!(got_end, Some(end));
+            prop_assert_eq!(bare, has_bare_newline(&message));
+            prop_assert!(!has_bare_newline(&out));
+
+            let cut = split.index(end + 1);
+            let mut d = DataDecoder::new();
+            let mut out2 = Vec::new();
+            let first = d.decode(&wire[..cut], &mut out2);
+            let total = match first {
+                Some(n) => Some(n),
+                None => d.decode(&wire[cut..], &mut out2).map(|n| cut + n),
+            };
+            prop_assert_eq!(total, Some(end));
+            prop_assert_eq!(out2, out);
+        }
+
+        /// Arbitrary input (not necessarily well stuffed): the output never holds a bare CR or
+        /// LF, and the decoder stops only right after a real CRLF "." CRLF.
+        #[test]
+        fn arbitrary_input_ends_only_at_the_real_terminator(input in message_bytes()) {
+            let (out, end, _) = decode_all(&input);
+            prop_assert!(!has_bare_newline(&out));
+            if let Some(n) = end {
+                let head = &input[..n];
+                prop_assert!(head == b".\r\n" || head.ends_with(b"\r\n.\r\n"), "{:?}", head);
+            }
+            prop_assert_eq!(decode_bytewise(&input), (out, end));
+        }
+
+        /// BDAT's normaliser agrees with `normalize` however the data is chunked.
+        #[test]
+        fn normalizer_is_chunking_independent(message in message_bytes(), split in any::<prop::sample::Index>()) {
+            let cut = split.index(message.len() + 1);
+            let mut n = Normalizer::default();
+            let mut out = Vec::new();
+            n.push(&message[..cut], &mut out);
+            n.push(&message[cut..], &mut out);
+            n.finish(&mut out);
+            prop_assert_eq!(out, normalize(&message));
+            prop_assert_eq!(n.saw_bare_newline(), has_bare_newline(&message));
+        }
     }
 
     fn has_bare_newline(b: &[u8]) -> bool {

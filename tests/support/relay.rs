@@ -150,10 +150,10 @@ log:
             rsa = rsa_key().display(),
             ed = ed_key().display(),
             // A relative `directory: outbox` would land in the working directory (the repo).
-            extra = extra.replace(
+            extra = with_loopback_dns(&extra.replace(
                 "directory: outbox",
                 &format!("directory: {}", dir.path().join("outbox").display())
-            ),
+            )),
         );
         std::fs::write(&config, yaml).expect("write config");
         let mut relay = Relay {
@@ -320,4 +320,14 @@ fn python_with_dkimpy() -> Option<&'static str> {
             .map(|s| s.success())
             .unwrap_or(false)
     })
+}
+
+/// Tests talk to loopback only: a config without a `dns:` section gets a resolver pointed at
+/// a closed loopback port and no DNS doctor, instead of the system resolver.
+fn with_loopback_dns(extra: &str) -> String {
+    if extra.lines().any(|l| l.starts_with("dns:")) {
+        extra.to_string()
+    } else {
+        format!("{extra}\ndns:\n  nameservers: [\"127.0.0.1:9\"]\n  check_interval: 0s\n")
+    }
 }

@@ -29,6 +29,13 @@ impl Client {
         }
     }
 
+    /// A client on a stream the test set up itself (e.g. bound to a chosen source address).
+    pub fn from_stream(s: impl Stream + 'static) -> Client {
+        Client {
+            r: BufReader::new(Box::new(s)),
+        }
+    }
+
     pub async fn connect_tls(addr: SocketAddr) -> Client {
         let s = TcpStream::connect(addr).await.expect("connect");
         let tls = connector()
