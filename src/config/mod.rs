@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use locate::KeyPath;
+pub(crate) use validate::is_hostname;
 
 /// Where the configuration is looked for when `-c` is not given.
 pub const DEFAULT_PATH: &str = "/etc/dkim-relay/config.yaml";

@@ -217,16 +217,9 @@ pub fn parse_zone_strings(record: &str) -> Vec<String> {
     out
 }
 
-/// Is `s` a plausible domain name (letters, digits, `-`, `_`, dot-separated labels)?
+/// Is `s` a plausible domain name or selector (the configuration's rule)?
 fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+    crate::config::is_hostname(s)
 }
 
 /// Generate a key for `domain`/`selector`, write it to `DIR/D.S.pem` (mode 0600, created

@@ -13,17 +13,8 @@ pub struct FileError {
 
 /// `YYYY-MM-DD` (UTC) of a Unix time.
 pub fn utc_date(secs: u64) -> String {
-    // Days to civil date, proleptic Gregorian (H. Hinnant's algorithm), on i64 so that any u64
-    // a report carries gives some date rather than an overflow.
-    let z = (secs / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    // i64 days, so that any u64 a report carries gives some date rather than an overflow.
+    let (year, month, day) = crate::dkim::fixups::civil_from_days((secs / 86_400) as i64);
     format!("{year:04}-{month:02}-{day:02}")
 }
 
