@@ -311,7 +311,12 @@ fn check_config(config: Option<PathBuf>) -> ExitCode {
             println!("hostname: {}", s.hostname);
             println!("spool: {}", s.spool_dir.display());
             for l in &s.listeners {
-                println!("listener: {} (tls: {:?})", l.name(), l.tls);
+                let tls = match l.tls {
+                    dkim_relay::config::ListenerTls::None => "none",
+                    dkim_relay::config::ListenerTls::StartTls => "starttls",
+                    dkim_relay::config::ListenerTls::Implicit => "implicit",
+                };
+                println!("listener: {} (tls: {tls})", l.name());
             }
             for c in &s.clients {
                 let who = match &c.kind {
