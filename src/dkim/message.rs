@@ -118,12 +118,10 @@ impl<'s> MessageSigning<'s> {
                     public_key: &s.public_key,
                     relaxed_headers,
                     header: header.as_bytes(),
-                    bh: &sig.bh,
                     b: &sig.b,
                     h: &sig.h,
                 },
                 &fields,
-                bh,
             )?;
             made.push(MadeField {
                 domain: s.domain.clone(),
