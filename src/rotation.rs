@@ -19,9 +19,6 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// How long the replaced selectors stay published after the new one starts signing.
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(7 * 86_400);
-
 /// One rotation of one domain.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Rotation {

@@ -287,16 +287,6 @@ impl Spool {
         ids.sort();
         Ok(ids)
     }
-
-    /// Is the spool writable right now (for /readyz)?
-    pub fn probe(&self) -> Result<(), SpoolError> {
-        let p = self
-            .tmp
-            .join(format!("probe.{:08x}", rand::random::<u32>()));
-        let r = File::create(&p).and_then(|mut f| f.write_all(b"ok").and_then(|_| f.sync_data()));
-        let _ = fs::remove_file(&p);
-        r.map_err(|e| io_err(&p, e))
-    }
 }
 
 fn write_synced(path: &Path, envelope: &Envelope) -> Result<(), SpoolError> {

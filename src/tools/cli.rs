@@ -22,6 +22,20 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the async runtime: {e}"))
 }
 
+/// The resolver and a runtime to run the lookups on; `None` (after saying why on stderr) when
+/// either cannot be had.
+fn resolver_and_runtime(
+    resolver: Result<mail_auth::MessageAuthenticator, String>,
+) -> Option<(mail_auth::MessageAuthenticator, tokio::runtime::Runtime)> {
+    match resolver.and_then(|r| runtime().map(|rt| (r, rt))) {
+        Ok(pair) => Some(pair),
+        Err(e) => {
+            eprintln!("{e}");
+            None
+        }
+    }
+}
+
 /// `keygen --domain D --selector S [--algorithm A] [--out DIR]`.
 pub fn keygen_command(domain: &str, selector: &str, algorithm: &str, out: &Path) -> u8 {
     let Some(alg) = KeygenAlgorithm::parse(algorithm) else {
@@ -84,19 +98,10 @@ pub fn dns_check_command(config: Option<&Path>, domain: Option<&str>, json: bool
         );
         return EXIT_FAIL;
     }
-    let resolver = match crate::resolver::build(settings.dns.nameservers.as_deref()) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{e}");
-            return EXIT_FAIL;
-        }
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("{e}");
-            return EXIT_FAIL;
-        }
+    let Some((resolver, rt)) =
+        resolver_and_runtime(crate::resolver::build(settings.dns.nameservers.as_deref()))
+    else {
+        return EXIT_FAIL;
     };
     let results = rt.block_on(run_checks(&settings, &resolver, domain));
     if json {
@@ -148,19 +153,9 @@ pub fn verify_command(
             None
         }
     };
-    let resolver = match verify_resolver(local.is_some(), config) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{e}");
-            return EXIT_FAIL;
-        }
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("{e}");
-            return EXIT_FAIL;
-        }
+    let Some((resolver, rt)) = resolver_and_runtime(verify_resolver(local.is_some(), config))
+    else {
+        return EXIT_FAIL;
     };
     match rt.block_on(verify_message(&raw, &resolver, local.as_ref())) {
         Ok(reports) => {
