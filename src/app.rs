@@ -89,6 +89,17 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     readiness.set_spool_dir(core.settings.spool_dir.join("tmp"));
     readiness.set_config_loaded(true);
 
+    // Every socket is bound before anything starts: a taken port (SMTP or metrics) stops the
+    // start with its address, before the scheduler has picked up a single message, and once
+    // the SMTP ports answer, /metrics does too.
+    let metrics_listener = match core.settings.metrics {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("metrics listener {addr}"))?,
+        ),
+        None => None,
+    };
     let bound = listener::bind(&core).map_err(|e| anyhow!(e))?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (queued_tx, queued_rx) = mpsc::unbounded_channel();
@@ -97,7 +108,6 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         core.settings.limits.max_connections,
         core.settings.limits.max_connections_per_ip,
     );
-    let metrics_addr = core.settings.metrics;
     let live = Arc::new(ArcSwap::from_pointee(core));
 
     let shared = Arc::new(Shared {
@@ -111,10 +121,7 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     let scheduler = Scheduler::new(spool, live.clone(), metrics.clone());
     let scheduler_task = tokio::spawn(scheduler.run(queued_rx, retry_rx, shutdown_rx.clone()));
 
-    if let Some(addr) = metrics_addr {
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("metrics listener {addr}"))?;
+    if let Some(l) = metrics_listener {
         tokio::spawn(crate::metrics::serve(
             l,
             metrics.clone(),

@@ -54,12 +54,33 @@ pub fn dkim_records() -> Vec<(String, String)> {
     ]
 }
 
-/// A TCP port free on 127.0.0.1 right now.
+/// A TCP port free on 127.0.0.1 right now, and likely to stay free until the relay binds it.
+///
+/// Port 0 would hand out a port from the kernel's ephemeral range, which every outgoing
+/// connection of every test (and of the relay) draws from too: between our probe and the
+/// relay's bind, a client socket can take it (CI saw exactly that, "Address already in use").
+/// So we walk the range below it (10000..32768), from a start that differs per test process,
+/// and never hand out the same port twice in one process.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_768;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let seed = {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        std::process::id().wrapping_mul(7919).wrapping_add(nanos) % SPAN
+    };
+    let _ = NEXT.compare_exchange(u32::MAX, seed, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free TCP port on 127.0.0.1 in 10000..32768")
 }
 
 pub struct Relay {
@@ -96,16 +117,30 @@ impl Relay {
     }
 
     fn start_full(hostname: &str, with_unix: bool, clients: &str, extra: &str) -> Relay {
+        // A port can still be taken between our probe and the relay's bind (another test
+        // process): then start again on fresh ports rather than fail the test.
+        for attempt in 1.. {
+            let mut relay = Self::configure(hostname, with_unix, clients, extra);
+            match relay.try_spawn() {
+                Ok(()) => return relay,
+                Err(log) if attempt < 4 && log.contains("Address already in use") => continue,
+                Err(log) => panic!("{log}"),
+            }
+        }
+        unreachable!()
+    }
+
+    fn configure(hostname: &str, with_unix: bool, clients: &str, extra: &str) -> Relay {
         let dir = tempfile::tempdir().expect("tempdir");
         let unix = with_unix.then(|| dir.path().join("submit.sock"));
         let unix_listener = unix
             .as_ref()
             .map(|p| format!("  - unix: {}\n", p.display()))
             .unwrap_or_default();
-        let plain: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let starttls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let implicit: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let plain = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let starttls = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let implicit = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config = dir.path().join("config.yaml");
         let yaml = format!(
             r#"hostname: {hostname}
@@ -156,7 +191,7 @@ log:
             )),
         );
         std::fs::write(&config, yaml).expect("write config");
-        let mut relay = Relay {
+        Relay {
             dir,
             config,
             plain,
@@ -165,9 +200,7 @@ log:
             metrics,
             unix,
             child: None,
-        };
-        relay.spawn();
-        relay
+        }
     }
 
     pub fn outbox(&self) -> PathBuf {
@@ -180,6 +213,13 @@ log:
 
     /// Start the process and wait until it accepts connections.
     pub fn spawn(&mut self) {
+        if let Err(log) = self.try_spawn() {
+            panic!("{log}");
+        }
+    }
+
+    /// As `spawn`, returning what went wrong (with the relay's log) instead of panicking.
+    pub fn try_spawn(&mut self) -> Result<(), String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -198,17 +238,19 @@ log:
         let start = Instant::now();
         while TcpStream::connect(self.plain).is_err() {
             if start.elapsed() > Duration::from_secs(20) {
-                panic!("relay did not start:\n{}", self.log());
+                return Err(format!("relay did not start:\n{}", self.log()));
             }
             if let Some(status) = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!("relay exited with {status}:\n{}", self.log());
+                self.child = None;
+                return Err(format!("relay exited with {status}:\n{}", self.log()));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        Ok(())
     }
 
     pub fn log(&self) -> String {
