@@ -7,7 +7,7 @@
 //! as done. The daemon is found through the pid file it keeps in the spool directory.
 
 use crate::config::Settings;
-use crate::spool::{Envelope, QueueId, RecipientState, Spool, SpoolError};
+use crate::spool::{Envelope, QueueId, RecipientState, Spool, SpoolError, StoredMessage};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -283,7 +283,7 @@ fn show(
         writeln!(out, "  {}  {}", r.address, status(r, now))?;
     }
     writeln!(out, "Header:")?;
-    let head = read_head(&spool.message_path(id));
+    let head = read_head(&spool.message(id, env));
     for line in head.lines() {
         writeln!(out, "  {line}")?;
     }
@@ -291,12 +291,14 @@ fn show(
 }
 
 /// The header section of a stored message (at most 64 KiB of it), for `show`.
-fn read_head(path: &Path) -> String {
+fn read_head(message: &StoredMessage) -> String {
     use std::io::Read;
     let mut buf = Vec::new();
-    let read = std::fs::File::open(path).and_then(|f| f.take(64 * 1024).read_to_end(&mut buf));
+    let read = message
+        .open()
+        .and_then(|f| f.take(64 * 1024).read_to_end(&mut buf));
     if let Err(e) = read {
-        return format!("(cannot read {}: {e})", path.display());
+        return format!("(cannot read {}: {e})", message.path.display());
     }
     let end = memchr::memmem::find(&buf, b"\r\n\r\n").unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()

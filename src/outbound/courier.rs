@@ -249,7 +249,9 @@ async fn send_message<S: AsyncWrite + Unpin>(
     for sig in parcel.signatures {
         out.extend_from_slice(sig.as_bytes());
     }
-    let mut file = tokio::fs::File::open(parcel.message).await?;
+    let mut file = tokio::fs::File::open(&parcel.message.path)
+        .await?
+        .take(parcel.message.len);
     let mut chunk = vec![0u8; 64 * 1024];
     let mut at_line_start = true;
     let mut last_two = [b'\r', b'\n'];

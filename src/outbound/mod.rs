@@ -38,7 +38,7 @@ pub struct Parcel<'a> {
     /// DKIM-Signature fields to send before the stored bytes.
     pub signatures: &'a [String],
     /// The stored message (Received, header section, body).
-    pub message: &'a std::path::Path,
+    pub message: &'a crate::spool::StoredMessage,
     pub eight_bit: bool,
     pub smtputf8: bool,
 }

@@ -6,7 +6,7 @@
 
 use super::{dsn, unix_now, Scheduler};
 use crate::core::Core;
-use crate::spool::{Envelope, QueueId, RecipientState, RecipientStatus, SpoolError};
+use crate::spool::{Envelope, QueueId, RecipientState, RecipientStatus, SpoolError, StoredMessage};
 
 impl Scheduler {
     /// Queue one DSN for the recipients that failed for good since the last one, and mark
@@ -16,7 +16,7 @@ impl Scheduler {
         core: &Core,
         id: &QueueId,
         env: &mut Envelope,
-        message: &std::path::Path,
+        message: &StoredMessage,
     ) -> Option<QueueId> {
         let failed: Vec<usize> = (0..env.recipients.len())
             .filter(|&i| {
@@ -68,7 +68,7 @@ impl Scheduler {
         core: &Core,
         id: &QueueId,
         env: &mut Envelope,
-        message: &std::path::Path,
+        message: &StoredMessage,
     ) -> Option<QueueId> {
         let d = &core.settings.delivery;
         let waited = unix_now() - env.received_at;

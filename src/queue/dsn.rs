@@ -3,8 +3,8 @@
 //! for recipients that failed for good (`Action: failed`) or, once, for recipients still being
 //! retried after `delivery.delay_warning` (`Action: delayed`).
 
+use crate::spool::StoredMessage;
 use std::io::Read;
-use std::path::Path;
 
 /// One recipient to report, with the reply (or local finding) that explains it.
 pub struct Failure<'a> {
@@ -31,7 +31,7 @@ pub struct About<'a> {
     /// When the relay accepted it (Unix time).
     pub arrived: i64,
     /// The stored message, for its header section.
-    pub original: &'a Path,
+    pub original: &'a StoredMessage,
 }
 
 /// Build the DSN message (header section and body), CRLF throughout.
@@ -167,9 +167,9 @@ fn clean(s: &str) -> String {
 }
 
 /// The header section of the stored message (bounded).
-fn original_headers(path: &Path) -> Vec<u8> {
+fn original_headers(message: &StoredMessage) -> Vec<u8> {
     let mut buf = Vec::new();
-    if let Ok(f) = std::fs::File::open(path) {
+    if let Ok(f) = message.open() {
         let _ = f.take(256 * 1024).read_to_end(&mut buf);
     }
     let end = memchr::memmem::find(&buf, b"\r\n\r\n").map_or(buf.len(), |p| p + 2);
@@ -196,12 +196,12 @@ mod tests {
     #[test]
     fn an_expired_recipient_shows_the_last_remote_reply() {
         let dir = tempfile::tempdir().unwrap();
-        let original = dir.path().join("m");
-        std::fs::write(
-            &original,
-            b"Subject: hi\r\nFrom: a@example.com\r\n\r\nbody\r\n",
-        )
-        .unwrap();
+        let bytes = b"Subject: hi\r\nFrom: a@example.com\r\n\r\nbody\r\n";
+        let original = StoredMessage {
+            path: dir.path().join("m"),
+            len: bytes.len() as u64,
+        };
+        std::fs::write(&original.path, bytes).unwrap();
         let reply = format!("{EXPIRED}3 attempts: 451 4.2.0 busy");
         let about = About {
             hostname: "relay.test",

@@ -246,7 +246,7 @@ impl Scheduler {
             }
         };
         let now = unix_now();
-        let message = self.spool.message_path(id);
+        let message = self.spool.message(id, &env);
         let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (i, r) in env.recipients.iter().enumerate() {
             if r.state == RecipientState::Pending && r.next_attempt <= now {
@@ -344,7 +344,7 @@ impl Scheduler {
                 let recipients: Vec<String> =
                     parcel.recipients.iter().map(|r| r.to_string()).collect();
                 let signatures = parcel.signatures.to_vec();
-                let message = parcel.message.to_path_buf();
+                let message = parcel.message.clone();
                 let written = tokio::task::spawn_blocking(move || {
                     let owned = Parcel {
                         queue_id: &queue_id,

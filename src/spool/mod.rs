@@ -1,17 +1,20 @@
 //! The spool: the durable queue on disk, and the source of truth for what is to be delivered.
 //!
-//! Layout under `spool_dir`: `tmp/` holds messages being received; `queue/<id>.msg` is the
-//! message as it will be sent after its signatures (Received + header section + body, never
-//! changed once written); `queue/<id>.env` is its envelope (sender, recipients and their state,
-//! the DKIM-Signature fields). A message exists once its `.env` is in `queue/`: commit writes and
-//! fsyncs both files, renames the `.msg` then the `.env` into place and fsyncs the directory,
-//! and only then may the client hear 250. Must not import other modules of ours.
+//! Layout under `spool_dir`: `tmp/` holds messages being received; `queue/<id>.msg` is a
+//! queued message: the bytes as they will be sent after its signatures (Received + header
+//! section + body, `size` bytes, never changed once written), then its envelope as committed
+//! (sender, recipients and their state, the DKIM-Signature fields) and a 16-byte trailer that
+//! finds it. A message exists once its `.msg` is in `queue/`: commit fsyncs the file, renames it
+//! into place and fsyncs the directory, and only then may the client hear 250. When the
+//! envelope changes later (a deferral, `queue retry`), the new one is `queue/<id>.env`, written
+//! aside and renamed over, and wins over the committed one. Must not import other modules of
+//! ours.
 
 mod envelope;
 mod store;
 
 pub use envelope::{Envelope, RecipientState, RecipientStatus};
-pub use store::{Draft, Spool, SpoolError};
+pub use store::{Draft, Spool, SpoolError, StoredMessage};
 
 use std::fmt;
 

@@ -301,7 +301,7 @@ log:
         std::fs::read_dir(self.spool().join("queue"))
             .map(|d| {
                 d.flatten()
-                    .filter(|e| e.path().extension().is_some_and(|x| x == "env"))
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "msg"))
                     .count()
             })
             .unwrap_or(0)
