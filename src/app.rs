@@ -74,7 +74,8 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     let readiness = Arc::new(Readiness::new());
 
     let spool = Spool::open(&core.settings.spool_dir)
-        .with_context(|| format!("spool {}", core.settings.spool_dir.display()))?;
+        .with_context(|| format!("spool {}", core.settings.spool_dir.display()))?
+        .with_recycling();
     let recovered = spool.recover()?;
     if recovered > 0 {
         tracing::warn!(

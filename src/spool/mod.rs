@@ -7,8 +7,9 @@
 //! finds it. A message exists once its `.msg` is in `queue/`: commit fsyncs the file, renames it
 //! into place and fsyncs the directory, and only then may the client hear 250. When the
 //! envelope changes later (a deferral, `queue retry`), the new one is `queue/<id>.env`, written
-//! aside and renamed over, and wins over the committed one. Must not import other modules of
-//! ours.
+//! aside and renamed over, and wins over the committed one. The daemon's spool recycles the
+//! files of delivered messages: emptied, they wait in `tmp/` as `<id>.spare` and hold the next
+//! drafts (`Spares`). Must not import other modules of ours.
 
 mod envelope;
 mod store;
