@@ -165,6 +165,52 @@ async fn rejected_recipients_get_one_signed_dsn_at_the_senders_mx() {
     assert_eq!(relay.queued(), 0, "{}", relay.log());
 }
 
+/// Submit a message to a mix of refused and accepted recipients and one to refused
+/// recipients only; the sink must see the right deliveries and one DSN per message.
+async fn refusals_at_the_envelope(sink: &Sink) {
+    let dns = dns("127.0.0.1");
+    sink.script_rcpt("nobody@example.net", &["550 5.1.1 nobody here"]);
+    sink.script_rcpt("gone@example.net", &["550 5.1.1 mailbox gone"]);
+    let relay = Relay::start(&mx_config(&dns, sink.addr.port(), ""));
+    submit(&relay, &["nobody@example.net", "ok@example.net"], "mixed").await;
+    submit(&relay, &["gone@example.net"], "all-refused").await;
+    let got = sink.wait_for(3, Duration::from_secs(20)).await;
+    assert_eq!(got.len(), 3, "{}", relay.log());
+    let originals: Vec<&Delivered> = got.iter().filter(|m| !m.sender.is_empty()).collect();
+    assert_eq!(originals.len(), 1, "{originals:?}");
+    assert_eq!(originals[0].recipients, vec!["ok@example.net".to_string()]);
+    let bounces = dsns(&got);
+    assert_eq!(bounces.len(), 2, "one DSN per message");
+    for dsn in &bounces {
+        assert_eq!(dsn.recipients, vec!["app@example.com".to_string()]);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(sink.messages().len(), 3, "no empty message went through");
+    assert_eq!(relay.queued(), 0, "{}", relay.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipelining_server_gets_the_envelope_in_one_batch() {
+    let sink = Sink::start(None).await;
+    refusals_at_the_envelope(&sink).await;
+    // MAIL came with RCPT and DATA right behind it (RFC 2920), for every transaction.
+    assert_eq!(
+        sink.pipelined(),
+        sink.mails(),
+        "{} of {}",
+        sink.pipelined(),
+        sink.mails()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_without_pipelining_gets_one_command_at_a_time() {
+    let sink = Sink::start(None).await;
+    sink.no_pipelining();
+    refusals_at_the_envelope(&sink).await;
+    assert_eq!(sink.pipelined(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn null_mx_bounces_without_a_connection_attempt() {
     // The sender's MX is 127.0.0.2; 127.0.0.1 would be the null-MX domain's implicit MX.

@@ -11,7 +11,7 @@ use super::pool::Pool;
 use super::{Outcome, Parcel};
 use crate::smtp::data::dot_stuff;
 use mail_auth::MessageAuthenticator;
-use smtp_proto::{Response, EXT_8BIT_MIME, EXT_SMTP_UTF8};
+use smtp_proto::{Response, EXT_8BIT_MIME, EXT_PIPELINING, EXT_SMTP_UTF8};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -151,7 +151,6 @@ async fn transaction(
     parcel: &Parcel<'_>,
 ) -> HopResult<Done> {
     conn.transactions += 1;
-    let client = &mut conn.client;
     let mut mail = format!("MAIL FROM:<{}>", parcel.sender);
     if parcel.eight_bit && conn.caps.has_capability(EXT_8BIT_MIME) {
         mail.push_str(" BODY=8BITMIME");
@@ -160,55 +159,31 @@ async fn transaction(
         mail.push_str(" SMTPUTF8");
     }
     mail.push_str("\r\n");
-    let reply = client
-        .cmd(mail.as_bytes())
-        .await
-        .map_err(|e| format!("MAIL: {e}"))?;
-    if reply.code >= 400 {
-        return Ok(Done {
-            outcomes: parcel.all(outcome_of(&reply)),
-            reusable: reply.code != 421,
-        });
-    }
-    let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(parcel.recipients.len());
-    for rcpt in &parcel.recipients {
-        let reply = client
-            .cmd(format!("RCPT TO:<{rcpt}>\r\n").as_bytes())
-            .await
-            .map_err(|e| format!("RCPT: {e}"))?;
-        if reply.code == 421 {
-            // The server is closing: what was not answered yet is for later.
-            let o = outcome_of(&reply);
-            outcomes.resize(parcel.recipients.len(), Some(o.clone()));
-            return Ok(Done {
-                outcomes: outcomes
-                    .into_iter()
-                    .map(|x| x.unwrap_or_else(|| o.clone()))
-                    .collect(),
-                reusable: false,
-            });
-        }
-        outcomes.push((reply.code >= 400).then(|| outcome_of(&reply)));
-    }
+    let rcpts: Vec<String> = parcel
+        .recipients
+        .iter()
+        .map(|r| format!("RCPT TO:<{r}>\r\n"))
+        .collect();
+    let envelope = if conn.caps.has_capability(EXT_PIPELINING) {
+        pipelined(conn, &mail, &rcpts).await?
+    } else {
+        one_by_one(conn, &mail, &rcpts).await?
+    };
+    let outcomes = match envelope {
+        Envelope::Finished(done) => return Ok(done),
+        Envelope::DataGo(outcomes) => outcomes,
+    };
+    let client = &mut conn.client;
     if outcomes.iter().all(Option::is_some) {
-        // Nobody to send to; the next transaction starts with RSET.
+        // Only a pipelining server that accepted DATA with no recipient gets here (RFC 2920
+        // says it must refuse): end the empty message and let it answer.
+        client
+            .cmd(b".\r\n")
+            .await
+            .map_err(|e| format!("after an empty DATA: {e}"))?;
         return Ok(Done {
             outcomes: outcomes.into_iter().flatten().collect(),
             reusable: true,
-        });
-    }
-    let reply = client
-        .cmd(b"DATA\r\n")
-        .await
-        .map_err(|e| format!("DATA: {e}"))?;
-    if reply.code != 354 {
-        let o = outcome_of(&reply);
-        return Ok(Done {
-            outcomes: outcomes
-                .into_iter()
-                .map(|x| x.unwrap_or_else(|| o.clone()))
-                .collect(),
-            reusable: reply.code != 421,
         });
     }
     tokio::time::timeout(
@@ -232,12 +207,128 @@ async fn transaction(
         outcome_of(&reply)
     };
     Ok(Done {
-        outcomes: outcomes
-            .into_iter()
-            .map(|x| x.unwrap_or_else(|| o.clone()))
-            .collect(),
+        outcomes: fill(outcomes, &o),
         reusable: reply.code != 421,
     })
+}
+
+/// Where the envelope commands left the transaction.
+enum Envelope {
+    /// Over without a message: every recipient has its outcome.
+    Finished(Done),
+    /// The server said 354: send the message. `None`: accepted, its outcome is the final reply.
+    DataGo(Vec<Option<Outcome>>),
+}
+
+/// Every recipient without an outcome gets `o`.
+fn fill(outcomes: Vec<Option<Outcome>>, o: &Outcome) -> Vec<Outcome> {
+    outcomes
+        .into_iter()
+        .map(|x| x.unwrap_or_else(|| o.clone()))
+        .collect()
+}
+
+/// RFC 2920: MAIL, every RCPT and DATA in one write, then their replies in order. A round
+/// trip per command is what a transaction costs otherwise, on both ends.
+async fn pipelined(conn: &mut Connection, mail: &str, rcpts: &[String]) -> HopResult<Envelope> {
+    let client = &mut conn.client;
+    let mut batch = Vec::with_capacity(mail.len() + rcpts.len() * 40 + 6);
+    batch.extend_from_slice(mail.as_bytes());
+    for r in rcpts {
+        batch.extend_from_slice(r.as_bytes());
+    }
+    batch.extend_from_slice(b"DATA\r\n");
+    let wanted = rcpts.len() + 2;
+    let replies = tokio::time::timeout(client.timeout, async {
+        client.stream.write_all(&batch).await?;
+        client.stream.flush().await?;
+        client.read_many(wanted).await
+    })
+    .await
+    .map_err(|_| "timed out waiting for the envelope replies".to_string())?
+    .map_err(|e| format!("MAIL/RCPT/DATA: {e}"))?;
+    let [mail_reply, rcpt_replies @ .., data_reply] = replies.as_slice() else {
+        return Err("too few replies to the pipelined envelope".into());
+    };
+    let closing = replies.iter().any(|r| r.code == 421);
+    let mut outcomes: Vec<Option<Outcome>> = if mail_reply.code >= 400 {
+        vec![Some(outcome_of(mail_reply)); rcpts.len()]
+    } else {
+        rcpt_replies
+            .iter()
+            .map(|r| (r.code >= 400).then(|| outcome_of(r)))
+            .collect()
+    };
+    if data_reply.code == 354 {
+        if mail_reply.code >= 400 {
+            // A server that took DATA after refusing MAIL: end the empty message.
+            client
+                .cmd(b".\r\n")
+                .await
+                .map_err(|e| format!("after an empty DATA: {e}"))?;
+        } else {
+            return Ok(Envelope::DataGo(outcomes));
+        }
+    }
+    if outcomes.iter().any(Option::is_none) {
+        // Recipients were accepted but DATA was refused: its reply is theirs.
+        let o = outcome_of(data_reply);
+        outcomes = fill(outcomes, &o).into_iter().map(Some).collect();
+    }
+    Ok(Envelope::Finished(Done {
+        outcomes: outcomes.into_iter().flatten().collect(),
+        reusable: !closing,
+    }))
+}
+
+/// MAIL, each RCPT, DATA, each waiting for its reply: for servers without PIPELINING.
+async fn one_by_one(conn: &mut Connection, mail: &str, rcpts: &[String]) -> HopResult<Envelope> {
+    let client = &mut conn.client;
+    let reply = client
+        .cmd(mail.as_bytes())
+        .await
+        .map_err(|e| format!("MAIL: {e}"))?;
+    if reply.code >= 400 {
+        return Ok(Envelope::Finished(Done {
+            outcomes: vec![outcome_of(&reply); rcpts.len()],
+            reusable: reply.code != 421,
+        }));
+    }
+    let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(rcpts.len());
+    for rcpt in rcpts {
+        let reply = client
+            .cmd(rcpt.as_bytes())
+            .await
+            .map_err(|e| format!("RCPT: {e}"))?;
+        if reply.code == 421 {
+            // The server is closing: what was not answered yet is for later.
+            let o = outcome_of(&reply);
+            outcomes.resize(rcpts.len(), Some(o.clone()));
+            return Ok(Envelope::Finished(Done {
+                outcomes: fill(outcomes, &o),
+                reusable: false,
+            }));
+        }
+        outcomes.push((reply.code >= 400).then(|| outcome_of(&reply)));
+    }
+    if outcomes.iter().all(Option::is_some) {
+        // Nobody to send to; the next transaction starts with RSET.
+        return Ok(Envelope::Finished(Done {
+            outcomes: outcomes.into_iter().flatten().collect(),
+            reusable: true,
+        }));
+    }
+    let reply = client
+        .cmd(b"DATA\r\n")
+        .await
+        .map_err(|e| format!("DATA: {e}"))?;
+    if reply.code != 354 {
+        return Ok(Envelope::Finished(Done {
+            outcomes: fill(outcomes, &outcome_of(&reply)),
+            reusable: reply.code != 421,
+        }));
+    }
+    Ok(Envelope::DataGo(outcomes))
 }
 
 /// Signatures, then the stored bytes dot-stuffed, then the terminator.

@@ -37,6 +37,10 @@ struct State {
     stall: Option<Duration>,
     starttls: bool,
     auth: Option<(String, String)>,
+    /// Do not offer PIPELINING.
+    no_pipelining: bool,
+    /// MAIL commands that arrived with more commands right behind them (RFC 2920 batches).
+    pipelined: usize,
 }
 
 pub struct Sink {
@@ -92,6 +96,16 @@ impl Sink {
 
     pub fn stop(&self) {
         self.task.abort();
+    }
+
+    /// Stop offering PIPELINING: clients must wait for each reply.
+    pub fn no_pipelining(&self) {
+        self.state.lock().unwrap().no_pipelining = true;
+    }
+
+    /// How many MAIL commands arrived with the next command already behind them.
+    pub fn pipelined(&self) -> usize {
+        self.state.lock().unwrap().pipelined
     }
 
     /// Answer RCPT TO:<rcpt> with these replies first (then 250).
@@ -179,17 +193,14 @@ fn serve(
             }
             let upper = line.to_ascii_uppercase();
             let reply: String = if upper.starts_with("EHLO") {
-                let (starttls, auth) = {
+                let (starttls, auth, pipelining) = {
                     let s = st.lock().unwrap();
-                    (s.starttls && !tls, s.auth.is_some())
+                    (s.starttls && !tls, s.auth.is_some(), !s.no_pipelining)
                 };
-                let mut caps = vec![
-                    "sink.test",
-                    "PIPELINING",
-                    "8BITMIME",
-                    "SMTPUTF8",
-                    "SIZE 100000000",
-                ];
+                let mut caps = vec!["sink.test", "8BITMIME", "SMTPUTF8", "SIZE 100000000"];
+                if pipelining {
+                    caps.push("PIPELINING");
+                }
                 if starttls {
                     caps.push("STARTTLS");
                 }
@@ -237,7 +248,13 @@ fn serve(
                     _ => "535 5.7.8 bad credentials\r\n".into(),
                 }
             } else if upper.starts_with("MAIL FROM:") {
-                st.lock().unwrap().mails += 1;
+                {
+                    let mut s = st.lock().unwrap();
+                    s.mails += 1;
+                    if !r.buffer().is_empty() {
+                        s.pipelined += 1;
+                    }
+                }
                 if st.lock().unwrap().auth.is_some() && !authed {
                     "530 5.7.0 auth first\r\n".into()
                 } else {
@@ -260,6 +277,9 @@ fn serve(
                         "250 2.1.5 ok\r\n".into()
                     }
                 }
+            } else if upper.starts_with("DATA") && rcpts.is_empty() {
+                // RFC 2920: a pipelined DATA after no accepted recipient is refused.
+                "554 5.5.1 no valid recipients\r\n".into()
             } else if upper.starts_with("DATA") {
                 r.get_mut().write_all(b"354 go\r\n").await?;
                 let mut data = Vec::new();
