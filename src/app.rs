@@ -80,7 +80,7 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     if recovered > 0 {
         tracing::warn!(
             files = recovered,
-            "removed half-written spool files left by a crash"
+            "cleared half-written spool files left by a crash"
         );
     }
     // `dkim-relay queue retry` finds the daemon through this file to send it SIGUSR1.
