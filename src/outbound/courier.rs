@@ -340,9 +340,9 @@ async fn send_message<S: AsyncWrite + Unpin>(
     for sig in parcel.signatures {
         out.extend_from_slice(sig.as_bytes());
     }
-    let mut file = tokio::fs::File::open(&parcel.message.path)
+    let mut file = tokio::fs::File::open(parcel.message)
         .await?
-        .take(parcel.message.len);
+        .take(parcel.message_len);
     let mut chunk = vec![0u8; 64 * 1024];
     let mut at_line_start = true;
     let mut last_two = [b'\r', b'\n'];

@@ -24,7 +24,7 @@ fn write(dir: &Path, parcel: &Parcel<'_>) -> std::io::Result<std::path::PathBuf>
     for sig in parcel.signatures {
         out.write_all(sig.as_bytes())?;
     }
-    let mut msg = parcel.message.open()?;
+    let mut msg = std::io::Read::take(std::fs::File::open(parcel.message)?, parcel.message_len);
     std::io::copy(&mut msg, &mut out)?;
     out.sync_data()?;
     std::fs::rename(&tmp, &target)?;

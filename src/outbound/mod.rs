@@ -37,8 +37,10 @@ pub struct Parcel<'a> {
     pub recipients: Vec<&'a str>,
     /// DKIM-Signature fields to send before the stored bytes.
     pub signatures: &'a [String],
-    /// The stored message (Received, header section, body).
-    pub message: &'a crate::spool::StoredMessage,
+    /// The file of the stored message (Received, header section, body): its first
+    /// `message_len` bytes (the spool keeps the envelope behind them).
+    pub message: &'a std::path::Path,
+    pub message_len: u64,
     pub eight_bit: bool,
     pub smtputf8: bool,
 }

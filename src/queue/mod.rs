@@ -270,7 +270,8 @@ impl Scheduler {
                 sender: &env.sender,
                 recipients,
                 signatures: &env.signatures,
-                message: &message,
+                message: &message.path,
+                message_len: message.len,
                 eight_bit: env.eight_bit,
                 smtputf8: env.smtputf8,
             };
@@ -344,7 +345,8 @@ impl Scheduler {
                 let recipients: Vec<String> =
                     parcel.recipients.iter().map(|r| r.to_string()).collect();
                 let signatures = parcel.signatures.to_vec();
-                let message = parcel.message.clone();
+                let message = parcel.message.to_path_buf();
+                let message_len = parcel.message_len;
                 let written = tokio::task::spawn_blocking(move || {
                     let owned = Parcel {
                         queue_id: &queue_id,
@@ -352,6 +354,7 @@ impl Scheduler {
                         recipients: recipients.iter().map(String::as_str).collect(),
                         signatures: &signatures,
                         message: &message,
+                        message_len,
                         eight_bit: false,
                         smtputf8: false,
                     };
