@@ -498,3 +498,42 @@ async fn a_message_still_being_retried_gets_one_delay_warning() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(sink.messages().len(), 2, "no second warning, no bounce");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_destination_does_not_hold_up_the_others() {
+    // slow.test answers each message after 2 s; fast.test at once. One connection per
+    // destination, two overall: a backlog for slow.test must not take every delivery slot.
+    let slow = Sink::start(None).await;
+    slow.stall_after_data(Duration::from_secs(2));
+    let fast = Sink::start(None).await;
+    let config = format!(
+        "delivery:\n  mode: mx\n  max_connections: 2\n  max_connections_per_domain: 1\n  retry: [1s]\n  command_timeout: 30s\n  routes:\n    slow.test: \"127.0.0.1:{}\"\n    fast.test: \"127.0.0.1:{}\"\n",
+        slow.addr.port(),
+        fast.addr.port()
+    );
+    let relay = Relay::start(&config);
+    for i in 0..6 {
+        submit(&relay, &["someone@slow.test"], &format!("slow-{i}")).await;
+    }
+    // Let the slow backlog reach the delivery side first.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent = std::time::Instant::now();
+    submit(&relay, &["someone@fast.test"], "fast").await;
+    let got = fast.wait_for(1, Duration::from_secs(30)).await;
+    let waited = sent.elapsed();
+    assert_eq!(got.len(), 1, "{}", relay.log());
+    // Behind the backlog it would wait for at least three 2 s deliveries to slow.test.
+    assert!(
+        waited < Duration::from_secs(4),
+        "fast.test waited {waited:?} behind slow.test ({} delivered there)\n{}",
+        slow.messages().len(),
+        relay.log()
+    );
+    assert!(slow.messages().len() < 6, "the backlog was still there");
+    // The parked backlog still goes out, one connection at a time.
+    let all = slow.wait_for(6, Duration::from_secs(40)).await;
+    assert_eq!(all.len(), 6, "{}", relay.log());
+    assert!(slow.max_open() <= 1, "one connection to slow.test");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(relay.queued(), 0, "{}", relay.log());
+}

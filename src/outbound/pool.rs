@@ -5,7 +5,8 @@
 //! An idle connection keeps its two permits: it still counts as an open connection. When the
 //! overall limit is reached and a message for another destination is waiting, the oldest idle
 //! connection is closed to make room, so idle connections never starve a destination. A
-//! destination at its limit waits for one of its own connections to come back.
+//! destination at its limit waits for one of its own connections to come back; the pool
+//! counts who waits, so the scheduler can park messages for a crowded destination.
 
 use super::connection::Connection;
 use std::collections::HashMap;
@@ -36,6 +37,38 @@ impl Drop for Permits {
     }
 }
 
+/// One delivery waiting in `Pool::lease`, counted while it waits (also when abandoned).
+struct Waiting<'a> {
+    pool: &'a Pool,
+    destination: String,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(pool: &'a Pool, destination: &str) -> Waiting<'a> {
+        *pool
+            .lock()
+            .waiting
+            .entry(destination.to_string())
+            .or_default() += 1;
+        Waiting {
+            pool,
+            destination: destination.to_string(),
+        }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut st = self.pool.lock();
+        if let Some(n) = st.waiting.get_mut(&self.destination) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                st.waiting.remove(&self.destination);
+            }
+        }
+    }
+}
+
 /// What `Pool::lease` hands out: permits for one connection to `destination`, and an idle
 /// connection to it when one was kept.
 pub struct Lease {
@@ -56,6 +89,8 @@ struct State {
     per_destination_max: usize,
     per_destination: HashMap<String, Arc<Semaphore>>,
     idle: HashMap<String, Vec<Idle>>,
+    /// Deliveries waiting for a connection, per destination (see `crowded`).
+    waiting: HashMap<String, usize>,
     /// Bumped by `reconfigure`: connections opened under an older configuration are not reused.
     epoch: u64,
 }
@@ -74,6 +109,7 @@ impl Pool {
                 per_destination_max: per_destination.max(1),
                 per_destination: HashMap::new(),
                 idle: HashMap::new(),
+                waiting: HashMap::new(),
                 epoch: 0,
             }),
             changed: Arc::new(Notify::new()),
@@ -103,6 +139,7 @@ impl Pool {
     /// Wait for the right to use a connection to `destination`: an idle one when kept, else
     /// permits to open a new one.
     pub async fn lease(&self, destination: &str) -> Lease {
+        let mut waiting: Option<Waiting<'_>> = None;
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
@@ -113,8 +150,19 @@ impl Pool {
             if let Some(lease) = lease {
                 return lease;
             }
+            if waiting.is_none() {
+                waiting = Some(Waiting::new(self, destination));
+            }
             notified.await;
         }
+    }
+
+    /// As many deliveries already wait for `destination` as it may have connections: one more
+    /// would only wait too. The scheduler then parks the message instead of holding one of
+    /// its delivery slots, so a slow destination cannot take them all.
+    pub fn crowded(&self, destination: &str) -> bool {
+        let st = self.lock();
+        st.waiting.get(destination).copied().unwrap_or(0) >= st.per_destination_max
     }
 
     fn try_lease(&self, destination: &str) -> (Option<Lease>, Vec<Idle>) {

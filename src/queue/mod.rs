@@ -18,7 +18,7 @@ use crate::outbound::pool::Pool;
 use crate::outbound::{directory, Outcome, Parcel};
 use crate::spool::{QueueId, RecipientState, RecipientStatus, Spool, SpoolError};
 use arc_swap::ArcSwap;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -36,6 +36,10 @@ pub fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// A message parked behind a crowded destination goes again when a delivery there ends, or
+/// after this long at the latest.
+const PARKED_AT_MOST: i64 = 15;
+
 /// What an attempt leaves for the scheduler.
 #[derive(Default)]
 struct Attempted {
@@ -43,6 +47,10 @@ struct Attempted {
     next: Option<i64>,
     /// DSNs it queued (a bounce, a delay warning).
     dsns: Vec<QueueId>,
+    /// Recipients were left for later because this destination was crowded (`Pool::crowded`).
+    parked_on: Option<String>,
+    /// Destinations it delivered to (a connection slot there is free again).
+    used: Vec<String>,
 }
 
 /// The delivery side of the relay.
@@ -90,6 +98,9 @@ impl Scheduler {
         // gauges come from here, not from listing the spool at every event.
         let mut queued: BTreeSet<QueueId> = BTreeSet::new();
         let mut tasks: JoinSet<(QueueId, Attempted)> = JoinSet::new();
+        // Messages waiting for a crowded destination, with the time they are due at the
+        // latest (their entry in `due`).
+        let mut parked: HashMap<String, VecDeque<(i64, QueueId)>> = HashMap::new();
         tokio::spawn(self.pool.clone().reap(shutdown.clone()));
         self.rescan(&mut due, &mut queued);
         // Attempts wait for connection slots in the pool; this bounds the envelopes in memory.
@@ -129,11 +140,21 @@ impl Scheduler {
                     match joined {
                         Ok((id, attempted)) => {
                             in_flight.remove(&id);
-                            match attempted.next {
-                                Some(t) => {
+                            let now = unix_now();
+                            // A delivery there ended: the next message parked for it goes.
+                            for d in &attempted.used {
+                                unpark_one(&mut parked, &mut due, d, now);
+                            }
+                            match (attempted.next, attempted.parked_on) {
+                                (Some(_), Some(d)) => {
+                                    let at = now + PARKED_AT_MOST;
+                                    due.insert((at, id.clone()));
+                                    parked.entry(d).or_default().push_back((at, id));
+                                }
+                                (Some(t), None) => {
                                     due.insert((t, id));
                                 }
-                                None => {
+                                (None, _) => {
                                     queued.remove(&id);
                                 }
                             }
@@ -148,6 +169,7 @@ impl Scheduler {
                             tracing::error!(error = %e, "delivery attempt failed; rescanning the spool");
                             in_flight.clear();
                             due.clear();
+                            parked.clear();
                             self.rescan(&mut due, &mut queued);
                         }
                     }
@@ -157,6 +179,7 @@ impl Scheduler {
                     // `queue retry`/`delete` changed the spool behind our back: start over
                     // from it, everything due now.
                     due.clear();
+                    parked.clear();
                     self.rescan(&mut due, &mut queued);
                     due = due.into_iter().map(|(_, id)| (0, id)).filter(|(_, id)| !in_flight.contains(id)).collect();
                     self.update_gauges(&queued);
@@ -241,11 +264,14 @@ impl Scheduler {
                 tracing::error!(queue_id = %id, error = %e, "cannot read envelope");
                 return Attempted {
                     next: Some(unix_now() + 300),
-                    dsns: Vec::new(),
+                    ..Attempted::default()
                 };
             }
         };
         let now = unix_now();
+        let loaded = env.clone();
+        let mut parked_on: Option<String> = None;
+        let mut used: Vec<String> = Vec::new();
         let message = self.spool.message(id, &env);
         let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (i, r) in env.recipients.iter().enumerate() {
@@ -261,6 +287,14 @@ impl Scheduler {
             }
         }
         for (domain, indexes) in groups {
+            let pool_key = pool_key(&core, &domain);
+            if let Some(key) = &pool_key {
+                if self.pool.crowded(key) {
+                    // Enough deliveries already wait there; this one would only hold a slot.
+                    parked_on.get_or_insert_with(|| key.clone());
+                    continue;
+                }
+            }
             let recipients: Vec<&str> = indexes
                 .iter()
                 .map(|&i| env.recipients[i].address.as_str())
@@ -277,6 +311,7 @@ impl Scheduler {
             };
             let started = std::time::Instant::now();
             let outcomes = self.deliver(&core, &domain, &parcel).await;
+            used.extend(pool_key);
             self.metrics
                 .delivery_seconds
                 .observe(started.elapsed().as_secs_f64());
@@ -299,9 +334,13 @@ impl Scheduler {
         let id2 = id.clone();
         let done = env.is_done();
         let next = env.next_due();
+        let unchanged = env == loaded;
         let result = tokio::task::spawn_blocking(move || {
             if done {
                 spool.remove(&id2)
+            } else if unchanged {
+                // Parked without an attempt: nothing to record.
+                Ok(())
             } else {
                 spool.update(&id2, &env)
             }
@@ -320,7 +359,12 @@ impl Scheduler {
             // Nothing pending but a DSN still owed (it could not be queued): try again soon.
             (false, None) => Some(unix_now() + 60),
         };
-        Attempted { next, dsns }
+        Attempted {
+            next,
+            dsns,
+            parked_on,
+            used,
+        }
     }
 
     async fn deliver(&self, core: &Core, domain: &str, parcel: &Parcel<'_>) -> Vec<Outcome> {
@@ -380,7 +424,7 @@ impl Scheduler {
                     host: r.host.clone(),
                     port: r.port,
                 };
-                let destination = format!("{}:{}", r.host, r.port);
+                let destination = pool_key(core, domain).unwrap_or_default();
                 courier(&policy).deliver(&destination, &[hop], parcel).await
             }
             DeliveryMode::Mx => {
@@ -406,6 +450,38 @@ impl Scheduler {
                 courier(&policy).deliver(domain, &hops, parcel).await
             }
         }
+    }
+}
+
+/// The connection pool's name for where a group of recipients goes: the recipient domain, or
+/// the relay host; `None` when no connection is involved (directory delivery).
+fn pool_key(core: &Core, domain: &str) -> Option<String> {
+    match &core.settings.delivery.mode {
+        DeliveryMode::Mx => Some(domain.to_string()),
+        DeliveryMode::RelayHost(r) => Some(format!("{}:{}", r.host, r.port)),
+        DeliveryMode::Directory(_) => None,
+    }
+}
+
+/// Make the first message still parked for `destination` due now.
+fn unpark_one(
+    parked: &mut HashMap<String, VecDeque<(i64, QueueId)>>,
+    due: &mut BTreeSet<(i64, QueueId)>,
+    destination: &str,
+    now: i64,
+) {
+    let Some(waiting) = parked.get_mut(destination) else {
+        return;
+    };
+    // Entries whose time came meanwhile went out already; they are skipped.
+    while let Some((at, id)) = waiting.pop_front() {
+        if due.remove(&(at, id.clone())) {
+            due.insert((now, id));
+            break;
+        }
+    }
+    if waiting.is_empty() {
+        parked.remove(destination);
     }
 }
 
