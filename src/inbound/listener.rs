@@ -186,8 +186,10 @@ pub async fn serve(
                 tokio::spawn(async move {
                     shared.metrics.sessions_active.inc();
                     handle(conn, Peer { ip, uid }, tls, core, shared.clone(), shutdown, permit).await;
-                    shared.metrics.sessions_active.dec();
+                    // The address's slot first: once the gauge says the session is gone, a
+                    // new connection from that address must find its slot free.
                     drop(slot);
+                    shared.metrics.sessions_active.dec();
                 });
             }
         }

@@ -236,7 +236,10 @@ log:
             .expect("spawn dkim-relay");
         self.child = Some(child);
         let start = Instant::now();
-        while TcpStream::connect(self.plain).is_err() {
+        // Ready means /readyz says so (listeners bound, spool writable). An SMTP connection as
+        // the probe would hold a session, and its per-address slot, until the relay saw it end:
+        // a test that counts connections would race it.
+        while !self.ready() {
             if start.elapsed() > Duration::from_secs(20) {
                 return Err(format!("relay did not start:\n{}", self.log()));
             }
@@ -251,6 +254,11 @@ log:
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(())
+    }
+
+    /// `GET /readyz` answers 200.
+    pub fn ready(&self) -> bool {
+        http_get(self.metrics, "/readyz").is_some_and(|(code, _)| code == 200)
     }
 
     pub fn log(&self) -> String {
@@ -372,4 +380,22 @@ fn with_loopback_dns(extra: &str) -> String {
     } else {
         format!("{extra}\ndns:\n  nameservers: [\"127.0.0.1:9\"]\n  check_interval: 0s\n")
     }
+}
+
+/// A blocking HTTP/1.1 GET on loopback: (status, body), or `None` when nothing answers.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).ok()?;
+    let out = String::from_utf8_lossy(&out);
+    let code = out.get(9..12)?.parse().ok()?;
+    let body = out
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Some((code, body))
 }
