@@ -16,6 +16,8 @@ pub struct Core {
     pub resolver: MessageAuthenticator,
     /// Read from `delivery.relay_host.password_file`.
     pub relay_password: Option<String>,
+    /// `envelope_tagging` with its secrets file read.
+    pub tagging: Option<crate::backscatter::Tagging>,
 }
 
 impl Core {
@@ -98,6 +100,16 @@ impl Core {
             },
             _ => None,
         };
+        let tagging = settings.envelope_tagging.as_ref().and_then(|conf| {
+            crate::backscatter::Tagging::load(conf)
+                .map_err(|e| {
+                    let kp = crate::config::KeyPath::default()
+                        .key("envelope_tagging")
+                        .key("secret_file");
+                    errors.push(settings.origin.error(&kp, e));
+                })
+                .ok()
+        });
         let resolver = match crate::resolver::build(settings.dns.nameservers.as_deref()) {
             Ok(r) => Some(r),
             Err(e) => {
@@ -116,6 +128,7 @@ impl Core {
                 tls,
                 resolver,
                 relay_password,
+                tagging,
             }),
             _ => Err(ConfigErrors(errors)),
         }

@@ -20,10 +20,13 @@
 //! - `resolver`: the shared DNS resolver (`dns.nameservers` or the system one).
 //! - `tools`: `keygen`, `dns-check` (also the daemon's DNS doctor) `verify` and `dmarc-report`.
 //! - `sendmail`: the sendmail-compatible front end (flags, stdin, submission, sysexits).
+//! - `backscatter`: BATV tags on envelope senders at delivery, and `bounce-check` (a Postfix
+//!   policy server and a one-shot command) that refuses bounces to untagged addresses.
 //! - `queue_admin`: `queue list|show|retry|delete` and `mailq`, on the spool while `serve` runs.
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod app;
+pub mod backscatter;
 pub mod config;
 pub mod core;
 pub mod dkim;

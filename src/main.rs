@@ -133,7 +133,49 @@ enum Command {
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         format: String,
     },
+    /// Tell real bounces from backscatter (BATV): a Postfix policy server, or one check.
+    #[command(long_about = BOUNCE_CHECK_HELP)]
+    BounceCheck {
+        /// Configuration file (default: $DKIM_RELAY_CONFIG, else /etc/dkim-relay/config.yaml).
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        /// One check: the message's envelope recipient.
+        #[arg(long, requires = "sender", conflicts_with_all = ["listen", "metrics"])]
+        recipient: Option<String>,
+        /// One check: the message's envelope sender ('' or '<>' for a bounce).
+        #[arg(long, requires = "recipient", allow_hyphen_values = true)]
+        sender: Option<String>,
+        /// Serve Postfix policy requests here: unix:/path or inet:127.0.0.1:10040 (repeatable).
+        #[arg(long, value_name = "ENDPOINT", required_unless_present = "recipient")]
+        listen: Vec<String>,
+        /// File mode of the unix sockets, octal.
+        #[arg(long, default_value = "0666")]
+        socket_mode: String,
+        /// Serve /metrics and /healthz on this address (ip:port).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<String>,
+    },
 }
+
+const BOUNCE_CHECK_HELP: &str =
+    "Tell real bounces from backscatter (BATV, see docs/backscatter.md).
+
+With envelope_tagging in the configuration, the relay sends the mail of the listed domains with \
+a tagged envelope sender (prvs=KDDDSSSSSS=user@example.com). A bounce (null sender) that comes \
+back to an untagged address of those domains, or with an expired or wrong tag, answers mail the \
+domain never sent: backscatter. Only the configuration's envelope_tagging section and its \
+secrets file are read.
+
+As a Postfix policy server (check_policy_service in smtpd_recipient_restrictions):
+  dkim-relay bounce-check -c FILE --listen inet:127.0.0.1:10040 [--metrics 127.0.0.1:9188]
+answers `action=REJECT 5.7.1 ...` for backscatter and `action=DUNNO` for everything else. \
+SIGHUP reloads the configuration and secrets; SIGTERM stops it.
+
+As one check, for other MTAs and Sieve filters:
+  dkim-relay bounce-check -c FILE --sender '' --recipient prvs=0123abcdef=user@example.com
+prints the verdict. Exit status: 0 accept (a valid tag, or nothing to check: not a bounce, \
+another domain, postmaster), 1 backscatter, 2 usage error, 3 the configuration or secrets file \
+cannot be used.";
 
 #[derive(Subcommand)]
 enum QueueCommand {
@@ -290,6 +332,21 @@ fn main() -> ExitCode {
             selector.as_deref(),
             config.as_deref(),
         )),
+        Command::BounceCheck {
+            config,
+            recipient,
+            sender,
+            listen,
+            socket_mode,
+            metrics,
+        } => {
+            use dkim_relay::backscatter::command;
+            let path = dkim_relay::config::resolve_path(config.as_deref());
+            ExitCode::from(match (recipient, sender) {
+                (Some(r), Some(s)) => command::one_shot(&path, &s, &r),
+                _ => command::daemon(&path, &listen, &socket_mode, metrics.as_deref()),
+            })
+        }
         Command::DmarcReport {
             files,
             config,
@@ -346,6 +403,15 @@ fn check_config(config: Option<PathBuf>) -> ExitCode {
                 }
             };
             println!("delivery: {mode}");
+            if let Some(t) = &core.tagging {
+                let domains: Vec<&str> = t.domains().collect();
+                println!(
+                    "envelope tagging: {} (tags valid {}d, {} secret(s))",
+                    domains.join(", "),
+                    t.max_age_days(),
+                    t.secrets()
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

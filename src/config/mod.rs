@@ -118,6 +118,7 @@ pub struct Settings {
     pub limits: Limits,
     pub metrics: Option<SocketAddr>,
     pub log: Log,
+    pub envelope_tagging: Option<EnvelopeTagging>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -285,6 +286,17 @@ pub enum LogFormat {
 pub struct Log {
     pub format: LogFormat,
     pub level: String,
+}
+
+/// `envelope_tagging`: BATV tags on the envelope senders of some domains (see `backscatter`).
+#[derive(Debug, Clone)]
+pub struct EnvelopeTagging {
+    /// Envelope sender domains whose mail is tagged (lower case, no trailing dot).
+    pub domains: Vec<String>,
+    /// One secret per line; the first signs, every line verifies (read by `core`).
+    pub secret_file: PathBuf,
+    /// How many days a tag stays valid after the day it was made.
+    pub max_age_days: u16,
 }
 
 impl Settings {

@@ -25,6 +25,7 @@ pub struct RawConfig {
     pub limits: Option<RawLimits>,
     pub metrics: Option<RawMetrics>,
     pub log: Option<RawLog>,
+    pub envelope_tagging: Option<RawEnvelopeTagging>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,4 +135,13 @@ pub struct RawMetrics {
 pub struct RawLog {
     pub format: Option<String>,
     pub level: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEnvelopeTagging {
+    #[serde(default)]
+    pub domains: Vec<String>,
+    pub secret_file: Option<String>,
+    pub max_age: Option<String>,
 }

@@ -258,6 +258,26 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("log", "", "logging"),
     ("log.format", "text", "text | json"),
     ("log.level", "info", "error | warn | info | debug | trace"),
+    (
+        "envelope_tagging",
+        "(off)",
+        "BATV tags on envelope senders, checked by `dkim-relay bounce-check`",
+    ),
+    (
+        "envelope_tagging.domains",
+        "(required)",
+        "envelope sender domains whose mail leaves tagged",
+    ),
+    (
+        "envelope_tagging.secret_file",
+        "(required)",
+        "file of secrets, one per line: the first signs, all verify",
+    ),
+    (
+        "envelope_tagging.max_age",
+        "7d",
+        "how long a tag is valid (whole days, 1d to 365d)",
+    ),
 ];
 
 /// Is `path` (as `a.b[0].c`, segments given) a known key?

@@ -6,6 +6,8 @@ use super::units::{parse_duration, parse_size};
 use super::*;
 use std::collections::BTreeMap;
 
+mod tagging;
+
 struct Checker {
     origin: Origin,
     errors: Vec<ConfigError>,
@@ -287,6 +289,7 @@ fn check(c: &mut Checker, raw: RawConfig) -> Settings {
     let clients = check_clients(c, &raw.clients);
     let dkim = check_dkim(c, raw.dkim.as_ref());
     let delivery = check_delivery(c, raw.delivery.as_ref());
+    let envelope_tagging = tagging::check(c, raw.envelope_tagging.as_ref());
 
     let dns = {
         let p = root().key("dns");
@@ -430,6 +433,7 @@ fn check(c: &mut Checker, raw: RawConfig) -> Settings {
         limits,
         metrics,
         log,
+        envelope_tagging,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Every metric the relay exports, declared once with its help text, in a registry of its own
 //! (never prometheus' global default registry), plus the HTTP endpoint that serves them
-//! ([`http`]: `/metrics`, `/healthz`, `/readyz`).
+//! ([`http`]: `/metrics`, `/healthz`, `/readyz`). The `bounce-check` daemon, a process of its
+//! own, has its own small set in [`bounce_check`].
 //!
 //! The rest of the relay updates the public fields of [`Metrics`] directly (they are cheap,
 //! lock-free handles), or through the typed helpers below, which keep label values inside their
@@ -10,6 +11,7 @@
 //!
 //! This module imports nothing else of ours.
 
+pub mod bounce_check;
 pub mod http;
 
 pub use http::{serve, Readiness};

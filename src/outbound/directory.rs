@@ -1,6 +1,8 @@
 //! `mode: directory`: each signed message becomes `<queue id>.eml` in a directory — the
 //! staging and demo mode. Written to a temporary name, fsynced and renamed, so a reader never
-//! sees half a message.
+//! sees half a message. Like a final delivery (RFC 5321 §4.4), the file starts with a
+//! `Return-Path` field holding the envelope sender as it would leave (BATV-tagged when
+//! envelope tagging applies): what a receiver would see.
 
 use super::{Outcome, Parcel};
 use std::io::Write;
@@ -21,6 +23,7 @@ fn write(dir: &Path, parcel: &Parcel<'_>) -> std::io::Result<std::path::PathBuf>
     let tmp = dir.join(format!(".{}.eml.tmp", parcel.queue_id));
     let target = dir.join(format!("{}.eml", parcel.queue_id));
     let mut out = std::fs::File::create(&tmp)?;
+    out.write_all(format!("Return-Path: <{}>\r\n", parcel.sender).as_bytes())?;
     for sig in parcel.signatures {
         out.write_all(sig.as_bytes())?;
     }
