@@ -405,11 +405,12 @@ fn check_config(config: Option<PathBuf>) -> ExitCode {
             println!("delivery: {mode}");
             if let Some(t) = &core.tagging {
                 let domains: Vec<&str> = t.domains().collect();
+                let n = t.secrets();
                 println!(
-                    "envelope tagging: {} (tags valid {}d, {} secret(s))",
+                    "envelope tagging: {} (tags valid {}d, {n} secret{})",
                     domains.join(", "),
                     t.max_age_days(),
-                    t.secrets()
+                    if n == 1 { "" } else { "s" }
                 );
             }
             ExitCode::SUCCESS
