@@ -138,14 +138,17 @@ pub fn daemon(config: &Path, listen: &[String], socket_mode: &str, metrics: Opti
     }
 }
 
-/// Logging as the configuration's `log` section says (`RUST_LOG` overrides the level).
+/// Logging as the configuration's `log` section says (`RUST_LOG` overrides the level), as
+/// `serve` does; colours only on a terminal (not in journald or a log file).
 fn init_logging(settings: &Settings) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("dkim_relay={},warn", settings.log.level)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let _ = match settings.log.format {
         LogFormat::Json => builder.json().try_init(),
