@@ -509,3 +509,50 @@ fn policy_daemon_refuses_bad_arguments_and_a_taken_port() {
         "{out:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn directory_mode_shows_the_envelope_sender_as_it_would_leave() {
+    let keys = tempfile::tempdir().unwrap();
+    let secrets = keys.path().join("batv.key");
+    bounce_check::write_secrets(&secrets, &[bounce_check::SECRET]);
+    let relay = Relay::start(&format!(
+        "delivery:\n  mode: directory\n  directory: outbox\n\
+         envelope_tagging:\n  domains: [example.com]\n  secret_file: {}\n",
+        secrets.display()
+    ));
+    let r = submit(&relay, "app@example.com", &["someone@example.net"], MESSAGE).await;
+    assert_eq!(r.code, 250, "{r:?}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let eml = loop {
+        let found = std::fs::read_dir(relay.outbox()).ok().and_then(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "eml"))
+        });
+        if let Some(p) = found {
+            break std::fs::read(p).unwrap();
+        }
+        assert!(Instant::now() < deadline, "no .eml; log:\n{}", relay.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let first = String::from_utf8_lossy(&eml)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let sender = first
+        .strip_prefix("Return-Path: <")
+        .and_then(|s| s.strip_suffix('>'))
+        .unwrap_or_else(|| panic!("first line: {first}"));
+    assert!(
+        sender.starts_with("prvs=") && sender.ends_with("=app@example.com"),
+        "{first}"
+    );
+    let (code, out) = bounce_check::one_shot(&relay.config, "", sender);
+    assert_eq!(code, 0, "{out}");
+    // Return-Path is not signed: the signatures still verify.
+    match relay::dkimpy_verify(&eml, &relay::dkim_records()) {
+        Some((ok, out)) => assert!(ok, "dkimpy: {out}"),
+        None => eprintln!("SKIP dkimpy: python3-dkim not installed"),
+    }
+}
