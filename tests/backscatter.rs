@@ -550,9 +550,21 @@ async fn directory_mode_shows_the_envelope_sender_as_it_would_leave() {
     );
     let (code, out) = bounce_check::one_shot(&relay.config, "", sender);
     assert_eq!(code, 0, "{out}");
-    // Return-Path is not signed: the signatures still verify.
+    // Return-Path is not signed: the signatures still verify, with dkimpy and with the
+    // README's `dkim-relay verify outbox/*.eml --key ...`.
     match relay::dkimpy_verify(&eml, &relay::dkim_records()) {
         Some((ok, out)) => assert!(ok, "dkimpy: {out}"),
         None => eprintln!("SKIP dkimpy: python3-dkim not installed"),
     }
+    let file = keys.path().join("out.eml");
+    std::fs::write(&file, &eml).unwrap();
+    let verify = std::process::Command::new(bounce_check::BIN)
+        .arg("verify")
+        .arg(&file)
+        .arg("--key")
+        .arg(relay::rsa_key())
+        .args(["--domain", "example.com", "--selector", relay::RSA_SELECTOR])
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{verify:?}");
 }
