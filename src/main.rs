@@ -145,6 +145,9 @@ enum Command {
         /// One check: the message's envelope sender ('' or '<>' for a bounce).
         #[arg(long, requires = "recipient", allow_hyphen_values = true)]
         sender: Option<String>,
+        /// One check: the address the message came from (for envelope_tagging.accept_bounces_from).
+        #[arg(long, requires = "recipient", value_name = "IP")]
+        client: Option<std::net::IpAddr>,
         /// Serve Postfix policy requests here: unix:/path or inet:127.0.0.1:10040 (repeatable).
         #[arg(long, value_name = "ENDPOINT", required_unless_present = "recipient")]
         listen: Vec<String>,
@@ -172,8 +175,10 @@ answers `action=REJECT 5.7.1 ...` for backscatter and `action=DUNNO` for everyth
 SIGHUP reloads the configuration and secrets; SIGTERM stops it.
 
 As one check, for other MTAs and Sieve filters:
-  dkim-relay bounce-check -c FILE --sender '' --recipient prvs=0123abcdef=user@example.com
-prints the verdict. Exit status: 0 accept (a valid tag, or nothing to check: not a bounce, \
+  dkim-relay bounce-check -c FILE --sender '' --recipient prvs=0123abcdef=user@example.com \
+      [--client 203.0.113.7]
+prints the verdict. A bounce from an address in envelope_tagging.accept_bounces_from (the \
+relay's own DSNs, which go to the untagged sender) is accepted. Exit status: 0 accept (a valid tag, or nothing to check: not a bounce, \
 another domain, postmaster), 1 backscatter, 2 usage error, 3 the configuration or secrets file \
 cannot be used.";
 
@@ -336,6 +341,7 @@ fn main() -> ExitCode {
             config,
             recipient,
             sender,
+            client,
             listen,
             socket_mode,
             metrics,
@@ -343,7 +349,7 @@ fn main() -> ExitCode {
             use dkim_relay::backscatter::command;
             let path = dkim_relay::config::resolve_path(config.as_deref());
             ExitCode::from(match (recipient, sender) {
-                (Some(r), Some(s)) => command::one_shot(&path, &s, &r),
+                (Some(r), Some(s)) => command::one_shot(&path, &s, &r, client),
                 _ => command::daemon(&path, &listen, &socket_mode, metrics.as_deref()),
             })
         }

@@ -2,7 +2,8 @@
 //! on its way to a real receiving SMTP server, the tag verifies with `bounce-check`, and the
 //! receiver still sees SPF, DKIM and DMARC pass (authheaders, an independent implementation,
 //! and mail-auth, both resolving through the test DNS server). The relay's own DSN to a tagged
-//! sender goes out with the tag on its recipient. The `bounce-check` policy daemon answers
+//! sender goes to the untagged address and passes a bounce check that trusts the relay. The
+//! `bounce-check` policy daemon answers
 //! Postfix's protocol on TCP and unix sockets, bounds what it reads, reloads on SIGHUP and
 //! counts its verdicts.
 
@@ -44,7 +45,7 @@ fn tagging_relay(dns: &DnsServer, sink: &Sink, secrets: &Path) -> Relay {
     Relay::start(&format!(
         "delivery:\n  mode: mx\n  tls: none\n  retry: [1s]\n  delay_warning: 0s\n  routes:\n    example.net: \"{sink}\"\n    example.com: \"{sink}\"\n\
          dns:\n  nameservers: [\"{dns}\"]\n  check_interval: 0s\n\
-         envelope_tagging:\n  domains: [example.com]\n  secret_file: {secrets}\n  max_age: 7d\n",
+         envelope_tagging:\n  domains: [example.com]\n  secret_file: {secrets}\n  max_age: 7d\n  accept_bounces_from: [\"127.0.0.1\"]\n",
         sink = sink.addr,
         dns = dns.addr(),
         secrets = secrets.display()
@@ -218,7 +219,8 @@ async fn tagged_sender_verifies_and_the_receiver_still_sees_spf_dkim_dmarc_pass(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_relays_own_dsn_reaches_a_tagged_sender_through_its_bounce_check() {
+async fn the_relays_own_dsn_goes_to_the_untagged_sender_and_passes_a_bounce_check_that_trusts_the_relay(
+) {
     let dns = dns();
     let sink = Sink::start(None).await;
     sink.script_rcpt("nobody@example.net", &["550 5.1.1 no such user"]);
@@ -244,15 +246,19 @@ async fn the_relays_own_dsn_reaches_a_tagged_sender_through_its_bounce_check() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(dsn.recipients.len(), 1);
-    let rcpt = &dsn.recipients[0];
-    assert!(
-        rcpt.starts_with("prvs=") && rcpt.ends_with("=app@example.com"),
-        "DSN recipient {rcpt}"
-    );
-    // What the sender domain's bounce check says about it: a valid bounce.
-    let (code, out) = bounce_check::one_shot(&relay.config, "", rcpt);
+    // The DSN goes to the address the sender submitted from, untagged (the relay knows it).
+    assert_eq!(dsn.recipients, ["app@example.com"]);
+    // The sender domain's bounce check refuses it from anywhere but the relay's own address,
+    // which envelope_tagging.accept_bounces_from lists.
+    let (code, out) = bounce_check::one_shot(&relay.config, "", "app@example.com");
+    assert_eq!(code, 1, "{out}");
+    let (code, out) =
+        bounce_check::one_shot_from(&relay.config, "", "app@example.com", "127.0.0.1");
     assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("trusted-source"), "{out}");
+    let (code, out) =
+        bounce_check::one_shot_from(&relay.config, "", "app@example.com", "192.0.2.1");
+    assert_eq!(code, 1, "{out}");
     // The spool and the log keep the address as submitted.
     assert!(
         relay.log().contains("bounce queued for the sender"),
@@ -567,4 +573,32 @@ async fn directory_mode_shows_the_envelope_sender_as_it_would_leave() {
         .output()
         .unwrap();
     assert!(verify.status.success(), "{verify:?}");
+
+    // A message whose sender is not tagged is written exactly as it would be sent.
+    let plain = b"From: o@other.test\r\nTo: someone@example.net\r\nSubject: x\r\n\r\nx\r\n";
+    let mut c = Client::connect(relay.plain).await;
+    assert_eq!(c.read_reply().await.code, 220);
+    assert_eq!(c.cmd("EHLO client.test").await.code, 250);
+    assert_eq!(c.auth_plain("other", relay::PASSWORD).await.code, 235);
+    let r = c
+        .send("o@other.test", &["someone@example.net"], plain)
+        .await;
+    assert_eq!(r.code, 250, "{r:?}");
+    let id = r.text.rsplit(' ').next().unwrap_or_default().to_string();
+    let path = relay.outbox().join(format!("{id}.eml"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no {id}.eml; log:\n{}",
+            relay.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let eml = std::fs::read(&path).unwrap();
+    assert!(
+        eml.starts_with(b"DKIM-Signature:"),
+        "{}",
+        String::from_utf8_lossy(&eml)
+    );
 }

@@ -42,7 +42,12 @@ fn load_settings(config: &Path) -> Result<(Settings, Tagging), String> {
 }
 
 /// `bounce-check --sender S --recipient R`: print the verdict, return the exit status.
-pub fn one_shot(config: &Path, sender: &str, recipient: &str) -> u8 {
+pub fn one_shot(
+    config: &Path,
+    sender: &str,
+    recipient: &str,
+    client: Option<std::net::IpAddr>,
+) -> u8 {
     if recipient.trim().is_empty() {
         eprintln!("bounce-check: --recipient is empty");
         return EXIT_USAGE;
@@ -54,7 +59,7 @@ pub fn one_shot(config: &Path, sender: &str, recipient: &str) -> u8 {
             return EXIT_CONFIG;
         }
     };
-    let verdict = tagging.check(sender, recipient, super::unix_now());
+    let verdict = tagging.check(sender, recipient, client, super::unix_now());
     println!("{}: {}", label(verdict), verdict.describe());
     if verdict.is_backscatter() {
         EXIT_BACKSCATTER
@@ -66,6 +71,7 @@ pub fn one_shot(config: &Path, sender: &str, recipient: &str) -> u8 {
 fn label(v: Verdict) -> &'static str {
     match v {
         Verdict::NotChecked => "not-checked",
+        Verdict::TrustedSource => "trusted-source",
         Verdict::Valid => "valid",
         Verdict::Untagged => "untagged",
         Verdict::Expired => "expired",

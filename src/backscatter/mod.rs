@@ -44,6 +44,8 @@ pub struct Tagging {
     /// Lower case, no trailing dot.
     domains: BTreeSet<String>,
     max_age_days: u16,
+    /// Null-sender mail from these networks is not judged (the relay's own DSNs).
+    accept_bounces_from: Vec<ipnet::IpNet>,
 }
 
 impl Tagging {
@@ -59,14 +61,23 @@ impl Tagging {
                 .map(|d| normal_domain(d.as_ref()))
                 .collect(),
             max_age_days,
+            accept_bounces_from: Vec::new(),
         }
+    }
+
+    /// Null-sender mail from `networks` is let in whatever its recipient: the relay's own
+    /// outbound addresses, whose DSNs go to the untagged sender.
+    pub fn accepting_bounces_from(mut self, networks: &[ipnet::IpNet]) -> Tagging {
+        self.accept_bounces_from = networks.to_vec();
+        self
     }
 
     /// The configuration section, with its secrets file read (errors say why, for the
     /// `envelope_tagging.secret_file` key).
     pub fn load(conf: &crate::config::EnvelopeTagging) -> Result<Tagging, String> {
         let keys = Keys::load(&conf.secret_file)?;
-        Ok(Tagging::new(keys, &conf.domains, conf.max_age_days))
+        Ok(Tagging::new(keys, &conf.domains, conf.max_age_days)
+            .accepting_bounces_from(&conf.accept_bounces_from))
     }
 
     pub fn domains(&self) -> impl Iterator<Item = &str> {
@@ -108,10 +119,17 @@ impl Tagging {
         tagged
     }
 
-    /// Is a message from `sender` to `recipient` backscatter? Only a bounce (`sender` empty, or
-    /// `<>`) to an address of a tagged domain is judged; `postmaster` is always let in (RFC
-    /// 5321 §4.5.1).
-    pub fn check(&self, sender: &str, recipient: &str, now: i64) -> Verdict {
+    /// Is a message from `sender` to `recipient`, sent from `client` (when known), backscatter?
+    /// Only a bounce (`sender` empty, or `<>`) to an address of a tagged domain is judged;
+    /// `postmaster` is always let in (RFC 5321 §4.5.1), and so is a bounce from one of
+    /// `accept_bounces_from` (the relay itself, whose DSNs go to the untagged sender).
+    pub fn check(
+        &self,
+        sender: &str,
+        recipient: &str,
+        client: Option<std::net::IpAddr>,
+        now: i64,
+    ) -> Verdict {
         let sender = sender.trim();
         if !(sender.is_empty() || sender == "<>") {
             return Verdict::NotChecked;
@@ -126,6 +144,9 @@ impl Tagging {
         };
         if local.is_empty() || local.eq_ignore_ascii_case("postmaster") {
             return Verdict::NotChecked;
+        }
+        if client.is_some_and(|ip| self.accept_bounces_from.iter().any(|n| n.contains(&ip))) {
+            return Verdict::TrustedSource;
         }
         match prvs::parse(local) {
             None => Verdict::Untagged,
@@ -150,6 +171,8 @@ fn normal_domain(d: &str) -> String {
 pub enum Verdict {
     /// Not a bounce, not to a tagged domain, or to postmaster: not ours to judge.
     NotChecked,
+    /// A bounce from one of `accept_bounces_from`: the relay's own DSN.
+    TrustedSource,
     /// A bounce to an address we tagged, within `max_age`.
     Valid,
     /// A bounce to an address of a tagged domain without a tag: we never sent from it.
@@ -171,6 +194,7 @@ impl Verdict {
     pub fn describe(self) -> &'static str {
         match self {
             Verdict::NotChecked => "not a bounce to a tagged domain: nothing to check",
+            Verdict::TrustedSource => "bounce from an address listed in accept_bounces_from",
             Verdict::Valid => "bounce to a valid BATV-tagged address",
             Verdict::Untagged => {
                 "bounce to an untagged address of a domain that tags its mail (BATV): backscatter"
@@ -181,14 +205,13 @@ impl Verdict {
     }
 }
 
-/// The envelope of one delivery attempt as it goes on the wire. The sender is tagged when its
-/// domain is tagged. A message from `<>` (a DSN of ours, or an auto-reply an application
-/// sends) has no sender to tag; its recipients of tagged domains are tagged instead, so that
-/// the domain's own bounce check, which refuses null-sender mail to untagged addresses, lets
-/// it in.
+/// The envelope of one delivery attempt as it goes on the wire: the sender is tagged when its
+/// domain is tagged. A message from `<>` (a DSN of ours) leaves as it is: it goes to the
+/// untagged address the sender submitted from, and the domain's bounce check lets it in
+/// through `accept_bounces_from`.
 pub struct WireEnvelope<'a> {
     pub sender: Cow<'a, str>,
-    pub recipients: Vec<Cow<'a, str>>,
+    pub recipients: Vec<&'a str>,
 }
 
 impl<'a> WireEnvelope<'a> {
@@ -198,31 +221,25 @@ impl<'a> WireEnvelope<'a> {
         recipients: &[&'a str],
         now: i64,
     ) -> WireEnvelope<'a> {
-        let as_is = || recipients.iter().map(|r| Cow::Borrowed(*r)).collect();
-        let Some(t) = tagging else {
-            return WireEnvelope {
-                sender: Cow::Borrowed(sender),
-                recipients: as_is(),
-            };
+        let sender = match tagging {
+            Some(t) if !sender.is_empty() => {
+                t.tag(sender, now).map_or(Cow::Borrowed(sender), Cow::Owned)
+            }
+            _ => Cow::Borrowed(sender),
         };
-        if sender.is_empty() {
-            WireEnvelope {
-                sender: Cow::Borrowed(sender),
-                recipients: recipients
-                    .iter()
-                    .map(|r| t.tag(r, now).map_or(Cow::Borrowed(*r), Cow::Owned))
-                    .collect(),
-            }
-        } else {
-            WireEnvelope {
-                sender: t.tag(sender, now).map_or(Cow::Borrowed(sender), Cow::Owned),
-                recipients: as_is(),
-            }
+        WireEnvelope {
+            sender,
+            recipients: recipients.to_vec(),
         }
     }
 
+    /// The sender carries a tag it did not have in the spool.
+    pub fn is_tagged(&self) -> bool {
+        matches!(self.sender, Cow::Owned(_))
+    }
+
     pub fn recipients(&self) -> Vec<&str> {
-        self.recipients.iter().map(|r| r.as_ref()).collect()
+        self.recipients.clone()
     }
 }
 
@@ -235,6 +252,30 @@ mod tests {
     fn tagging() -> Tagging {
         let keys = Keys::from_secrets(&["current-secret-0123456789"]).unwrap();
         Tagging::new(keys, ["Example.com."], 7)
+    }
+
+    impl Tagging {
+        fn check_now(&self, sender: &str, recipient: &str, now: i64) -> Verdict {
+            self.check(sender, recipient, None, now)
+        }
+    }
+
+    #[test]
+    fn bounces_from_the_relay_itself_are_let_in() {
+        let net: ipnet::IpNet = "203.0.113.0/24".parse().unwrap();
+        let t = tagging().accepting_bounces_from(&[net]);
+        let relay = Some("203.0.113.7".parse().unwrap());
+        let other = Some("198.51.100.1".parse().unwrap());
+        assert_eq!(
+            t.check("", "app@example.com", relay, NOW),
+            Verdict::TrustedSource
+        );
+        assert_eq!(
+            t.check("", "app@example.com", other, NOW),
+            Verdict::Untagged
+        );
+        assert_eq!(t.check("", "app@example.com", None, NOW), Verdict::Untagged);
+        assert!(!Verdict::TrustedSource.is_backscatter());
     }
 
     #[test]
@@ -255,32 +296,32 @@ mod tests {
         let t = tagging();
         let tagged = t.tag("app@example.com", NOW).unwrap();
         let day = 86_400;
-        assert_eq!(t.check("", &tagged, NOW), Verdict::Valid);
+        assert_eq!(t.check_now("", &tagged, NOW), Verdict::Valid);
         assert_eq!(
-            t.check("<>", &format!("<{tagged}>"), NOW + 7 * day),
+            t.check_now("<>", &format!("<{tagged}>"), NOW + 7 * day),
             Verdict::Valid
         );
-        assert_eq!(t.check("", &tagged, NOW + 8 * day), Verdict::Expired);
-        assert_eq!(t.check("", &tagged.to_uppercase(), NOW), Verdict::Valid);
-        assert_eq!(t.check("", "app@example.com", NOW), Verdict::Untagged);
-        assert_eq!(t.check("", "App@Example.COM.", NOW), Verdict::Untagged);
+        assert_eq!(t.check_now("", &tagged, NOW + 8 * day), Verdict::Expired);
+        assert_eq!(t.check_now("", &tagged.to_uppercase(), NOW), Verdict::Valid);
+        assert_eq!(t.check_now("", "app@example.com", NOW), Verdict::Untagged);
+        assert_eq!(t.check_now("", "App@Example.COM.", NOW), Verdict::Untagged);
         let forged = tagged.replace("=app@", "=ceo@");
-        assert_eq!(t.check("", &forged, NOW), Verdict::BadTag);
+        assert_eq!(t.check_now("", &forged, NOW), Verdict::BadTag);
         assert_eq!(
-            t.check("", "prvs=junk=app@example.com", NOW),
+            t.check_now("", "prvs=junk=app@example.com", NOW),
             Verdict::BadTag
         );
         // Not ours to judge.
         assert_eq!(
-            t.check("a@example.net", "app@example.com", NOW),
+            t.check_now("a@example.net", "app@example.com", NOW),
             Verdict::NotChecked
         );
-        assert_eq!(t.check("", "app@example.org", NOW), Verdict::NotChecked);
+        assert_eq!(t.check_now("", "app@example.org", NOW), Verdict::NotChecked);
         assert_eq!(
-            t.check("", "Postmaster@example.com", NOW),
+            t.check_now("", "Postmaster@example.com", NOW),
             Verdict::NotChecked
         );
-        assert_eq!(t.check("", "", NOW), Verdict::NotChecked);
+        assert_eq!(t.check_now("", "", NOW), Verdict::NotChecked);
         assert!(Verdict::Untagged.is_backscatter());
         assert!(!Verdict::Valid.is_backscatter());
         assert!(!Verdict::NotChecked.is_backscatter());
@@ -293,10 +334,10 @@ mod tests {
         let keys = Keys::from_secrets(&["the-next-secret-0123456789", "current-secret-0123456789"])
             .unwrap();
         let rotated = Tagging::new(keys, ["example.com"], 7);
-        assert_eq!(rotated.check("", &tagged, NOW), Verdict::Valid);
+        assert_eq!(rotated.check_now("", &tagged, NOW), Verdict::Valid);
         let fresh = rotated.tag("app@example.com", NOW).unwrap();
-        assert_eq!(rotated.check("", &fresh, NOW), Verdict::Valid);
-        assert_eq!(old.check("", &fresh, NOW), Verdict::BadTag);
+        assert_eq!(rotated.check_now("", &fresh, NOW), Verdict::Valid);
+        assert_eq!(old.check_now("", &fresh, NOW), Verdict::BadTag);
     }
 
     #[test]
@@ -310,11 +351,12 @@ mod tests {
         );
         assert!(w.sender.starts_with("prvs="));
         assert_eq!(w.recipients(), ["a@example.net", "b@example.com"]);
-        // From <>: the recipients of tagged domains get the tag instead.
+        assert!(w.is_tagged());
+        // From <> (our DSNs): nothing is tagged; the recipient is the address as submitted.
         let w = WireEnvelope::new(Some(&t), "", &["a@example.net", "b@example.com"], NOW);
         assert_eq!(w.sender, "");
-        assert_eq!(w.recipients()[0], "a@example.net");
-        assert_eq!(t.check("", w.recipients()[1], NOW), Verdict::Valid);
+        assert!(!w.is_tagged());
+        assert_eq!(w.recipients(), ["a@example.net", "b@example.com"]);
         // Without tagging nothing changes.
         let w = WireEnvelope::new(None, "app@example.com", &["b@example.com"], NOW);
         assert_eq!(w.sender, "app@example.com");

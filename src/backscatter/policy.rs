@@ -96,7 +96,12 @@ pub fn answer(
     }
     // A request without a sender attribute is not a bounce we can recognise.
     let verdict = match (request.get("sender"), request.get("recipient")) {
-        (Some(sender), Some(recipient)) => tagging.check(sender, recipient, now),
+        (Some(sender), Some(recipient)) => {
+            let client = request
+                .get("client_address")
+                .and_then(|a| a.parse::<std::net::IpAddr>().ok());
+            tagging.check(sender, recipient, client, now)
+        }
         _ => Verdict::NotChecked,
     };
     let action = if verdict.is_backscatter() {
@@ -162,6 +167,13 @@ mod tests {
         assert_eq!((v, a.as_str()), (Verdict::NotChecked, "action=DUNNO\n\n"));
         let (v, _) = answer(&t, &request(&postfix("", "someone@example.org")), NOW).unwrap();
         assert_eq!(v, Verdict::NotChecked);
+        // The same bounce from the relay's own address (its DSN) is let in.
+        let ours = tagging().accepting_bounces_from(&["192.0.2.0/24".parse().unwrap()]);
+        let (v, a) = answer(&ours, &request(&postfix("", "app@example.com")), NOW).unwrap();
+        assert_eq!(
+            (v, a.as_str()),
+            (Verdict::TrustedSource, "action=DUNNO\n\n")
+        );
     }
 
     #[test]

@@ -430,6 +430,7 @@ fn metrics_response<B>(
 fn metric(v: Verdict) -> BounceVerdict {
     match v {
         Verdict::NotChecked => BounceVerdict::NotChecked,
+        Verdict::TrustedSource => BounceVerdict::TrustedSource,
         Verdict::Valid => BounceVerdict::Valid,
         Verdict::Untagged => BounceVerdict::Untagged,
         Verdict::Expired => BounceVerdict::Expired,

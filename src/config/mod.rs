@@ -297,6 +297,9 @@ pub struct EnvelopeTagging {
     pub secret_file: PathBuf,
     /// How many days a tag stays valid after the day it was made.
     pub max_age_days: u16,
+    /// Networks whose null-sender mail is never judged: the relay's own outbound addresses,
+    /// so the DSNs it sends to untagged senders pass the domain's bounce check.
+    pub accept_bounces_from: Vec<ipnet::IpNet>,
 }
 
 impl Settings {

@@ -144,4 +144,6 @@ pub struct RawEnvelopeTagging {
     pub domains: Vec<String>,
     pub secret_file: Option<String>,
     pub max_age: Option<String>,
+    #[serde(default)]
+    pub accept_bounces_from: Vec<String>,
 }

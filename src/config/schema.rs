@@ -278,6 +278,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "7d",
         "how long a tag is valid (whole days, 1d to 365d)",
     ),
+    (
+        "envelope_tagging.accept_bounces_from",
+        "[]",
+        "addresses/networks whose bounces bounce-check never refuses (the relay's own outbound addresses, for its DSNs)",
+    ),
 ];
 
 /// Is `path` (as `a.b[0].c`, segments given) a known key?

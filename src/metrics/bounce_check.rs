@@ -18,15 +18,18 @@ pub enum BounceVerdict {
     BadTag,
     /// Not a bounce, or not to a tagged domain (no opinion: `DUNNO`).
     NotChecked,
+    /// A bounce from `accept_bounces_from`: the relay's own DSN (`DUNNO`).
+    TrustedSource,
 }
 
 impl BounceVerdict {
-    pub const ALL: [BounceVerdict; 5] = [
+    pub const ALL: [BounceVerdict; 6] = [
         BounceVerdict::Valid,
         BounceVerdict::Untagged,
         BounceVerdict::Expired,
         BounceVerdict::BadTag,
         BounceVerdict::NotChecked,
+        BounceVerdict::TrustedSource,
     ];
 
     /// The label value.
@@ -37,6 +40,7 @@ impl BounceVerdict {
             BounceVerdict::Expired => "expired",
             BounceVerdict::BadTag => "bad_tag",
             BounceVerdict::NotChecked => "not_checked",
+            BounceVerdict::TrustedSource => "trusted_source",
         }
     }
 }

@@ -67,11 +67,21 @@ pub fn unix_now() -> i64 {
 
 /// `bounce-check --sender S --recipient R`: (exit code, stdout + stderr).
 pub fn one_shot(config: &Path, sender: &str, recipient: &str) -> (i32, String) {
+    one_shot_with(config, sender, recipient, &[])
+}
+
+/// `one_shot` for a message that came from `client`.
+pub fn one_shot_from(config: &Path, sender: &str, recipient: &str, client: &str) -> (i32, String) {
+    one_shot_with(config, sender, recipient, &[format!("--client={client}")])
+}
+
+fn one_shot_with(config: &Path, sender: &str, recipient: &str, more: &[String]) -> (i32, String) {
     let out = Command::new(BIN)
         .args(["bounce-check", "-c"])
         .arg(config)
         .arg(format!("--sender={sender}"))
         .arg(format!("--recipient={recipient}"))
+        .args(more)
         .output()
         .expect("run bounce-check");
     (

@@ -60,10 +60,25 @@ pub(super) fn check(c: &mut Checker, raw: Option<&RawEnvelopeTagging>) -> Option
             }
         }
     };
+    let mut accept_bounces_from = Vec::new();
+    for (i, net) in raw.accept_bounces_from.iter().enumerate() {
+        match net.trim().parse::<ipnet::IpNet>().or_else(|_| {
+            net.trim()
+                .parse::<std::net::IpAddr>()
+                .map(ipnet::IpNet::from)
+        }) {
+            Ok(n) => accept_bounces_from.push(n),
+            Err(_) => c.err(
+                &p.key("accept_bounces_from").index(i),
+                format!("'{net}' is not an IP address or network (203.0.113.7, 2001:db8::/48)"),
+            ),
+        }
+    }
     Some(EnvelopeTagging {
         domains,
         secret_file,
         max_age_days,
+        accept_bounces_from,
     })
 }
 
