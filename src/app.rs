@@ -20,20 +20,10 @@ use tokio::sync::{mpsc, watch};
 /// How long SIGTERM waits for sessions to finish.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 
-/// Set up logging as the configuration says (`RUST_LOG` overrides the level).
+/// Set up logging as the configuration says (`RUST_LOG` overrides the level); see
+/// [`crate::logging`].
 pub fn init_logging(core: &Core) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(format!("dkim_relay={0},warn", core.settings.log.level))
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false);
-    let _ = match core.settings.log.format {
-        crate::config::LogFormat::Json => builder.json().try_init(),
-        crate::config::LogFormat::Text => builder.try_init(),
-    };
+    crate::logging::init(core.settings.log.format, &core.settings.log.level);
 }
 
 /// Label pairs (domain, algorithm) of the configured signers, for the metrics.

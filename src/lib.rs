@@ -14,6 +14,7 @@
 //! - `spool`: the durable queue on disk (queue id, envelope, atomic commit).
 //! - `queue`: scheduler, retry schedule, DSNs.
 //! - `outbound`: next hop (routes, MX, A/AAAA), SMTP courier, directory delivery.
+//! - `logging`: the daemon's log (format, colour only on a terminal, peer noise lowered).
 //! - `metrics`: every Prometheus metric with its help text; the `/metrics`, `/healthz`, `/readyz`
 //!   endpoint.
 //! - `rotation`: staged DKIM key rotation gated on DNS (`rotate`), state in the spool.
@@ -28,6 +29,7 @@ pub mod config;
 pub mod core;
 pub mod dkim;
 pub mod inbound;
+pub mod logging;
 pub mod metrics;
 pub mod outbound;
 pub mod queue;
