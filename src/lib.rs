@@ -5,6 +5,7 @@
 //! durably and delivers it to the recipients' MX hosts (or a smarthost, or a directory).
 //!
 //! # Layout
+//! - `cli_io`: every command exits quietly (status 0) when the reader of its output goes away.
 //! - `config`: YAML file -> validated `Settings` (every error with file, line, column).
 //! - `core`: the loaded configuration (settings, keys, TLS, resolver), swapped whole on reload.
 //! - `smtp`: I/O-free protocol pieces: replies, DATA framing, header section, addresses.
@@ -25,6 +26,7 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod app;
+pub mod cli_io;
 pub mod config;
 pub mod core;
 pub mod dkim;
