@@ -100,6 +100,18 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         core.settings.limits.max_connections_per_ip,
     );
     let live = Arc::new(ArcSwap::from_pointee(core));
+    // Not ready while the spool is short of space: a load balancer sends clients to a replica
+    // that can take their mail (the minimum of the current configuration, reloads included).
+    {
+        let (spool, live) = (spool.clone(), live.clone());
+        readiness.add_check(Box::new(move || {
+            let min_free = live.load().settings.limits.spool_min_free;
+            spool
+                .free_space()
+                .check(min_free, 0)
+                .map_err(|short| short.to_string())
+        }));
+    }
 
     let shared = Arc::new(Shared {
         spool: spool.clone(),

@@ -33,13 +33,29 @@ pub const MAX_CONNECTIONS: usize = 64;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// What `/readyz` reports. The relay sets the flags as it starts (and on reload); each `/readyz`
-/// also probes the spool directory for writability.
+/// also runs the checks added with [`Readiness::add_check`] (the spool's free space) and probes
+/// the spool directory for writability.
 #[derive(Debug, Default)]
 pub struct Readiness {
     config_loaded: AtomicBool,
     listeners_bound: AtomicBool,
     spool_dir: Mutex<Option<PathBuf>>,
     probe_seq: AtomicU64,
+    checks: Checks,
+}
+
+/// A readiness condition owned elsewhere: `Err(reason)` while not met. Called on the blocking
+/// thread pool.
+pub type ReadyCheck = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+#[derive(Default)]
+struct Checks(Mutex<Vec<Arc<ReadyCheck>>>);
+
+impl std::fmt::Debug for Checks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().map_or(0, |c| c.len());
+        write!(f, "{n} check(s)")
+    }
 }
 
 impl Readiness {
@@ -63,6 +79,16 @@ impl Readiness {
         *self.spool_dir.lock().unwrap_or_else(|p| p.into_inner()) = Some(dir);
     }
 
+    /// One more condition for `/readyz` (e.g. the spool's free space above
+    /// `limits.spool_min_free`); it is asked at every `/readyz`, so it recovers by itself.
+    pub fn add_check(&self, check: ReadyCheck) {
+        self.checks
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::new(check));
+    }
+
     fn spool_dir(&self) -> Option<PathBuf> {
         self.spool_dir
             .lock()
@@ -78,6 +104,15 @@ impl Readiness {
         }
         if !self.listeners_bound.load(Ordering::Acquire) {
             return Err("listeners not bound".into());
+        }
+        let checks: Vec<Arc<ReadyCheck>> = self
+            .checks
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for check in checks {
+            check()?;
         }
         let Some(dir) = self.spool_dir() else {
             return Err("spool directory not set".into());
