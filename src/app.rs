@@ -123,6 +123,7 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
 
     let scheduler = Scheduler::new(spool, live.clone(), metrics.clone());
     let scheduler_task = tokio::spawn(scheduler.run(queued_rx, retry_rx, shutdown_rx.clone()));
+    crate::service::spawn_watchdog(scheduler_task.abort_handle(), shutdown_rx.clone());
 
     if let Some(l) = metrics_listener {
         tokio::spawn(crate::metrics::serve(
@@ -153,6 +154,11 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         spawn_dns_doctor(live.clone(), metrics.clone(), shutdown_rx.clone());
     }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "dkim-relay started");
+    let running = format!(
+        "accepting mail on {} listener(s)",
+        live.load().settings.listeners.len()
+    );
+    crate::service::ready(&running);
 
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -160,7 +166,15 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     let mut usr1 = signal(SignalKind::user_defined1())?;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(config_path, &live, &metrics),
+            _ = hup.recv() => {
+                crate::service::reloading();
+                let status = if reload(config_path, &live, &metrics) {
+                    running.clone()
+                } else {
+                    format!("{running}; the last reload was refused (see the log)")
+                };
+                crate::service::ready(&status);
+            }
             _ = usr1.recv() => {
                 tracing::info!("retrying the whole queue now");
                 let _ = retry_tx.send(());
@@ -171,6 +185,7 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     }
 
     tracing::info!("shutting down: no new connections; waiting for sessions to finish");
+    crate::service::stopping();
     readiness.set_listeners_bound(false);
     let _ = shutdown_tx.send(true);
     // Sessions finish (new commands get 421 4.3.2; a message in DATA is received to its end)
@@ -273,20 +288,23 @@ fn spawn_rotation_watch(
     });
 }
 
-/// SIGHUP: load the configuration again; swap it in only if all of it is good.
-fn reload(path: &Path, live: &ArcSwap<Core>, metrics: &Metrics) {
+/// SIGHUP: load the configuration again; swap it in only if all of it is good. Returns
+/// whether it was.
+fn reload(path: &Path, live: &ArcSwap<Core>, metrics: &Metrics) -> bool {
     match Core::load(path) {
         Ok(core) => {
             init_labels(metrics, &core);
             live.store(Arc::new(core));
             metrics.config_reload(true);
             tracing::info!("configuration reloaded");
+            true
         }
         Err(e) => {
             metrics.config_reload(false);
             for err in &e.0 {
                 tracing::error!(error = %err, "reload refused; keeping the running configuration");
             }
+            false
         }
     }
 }

@@ -21,6 +21,7 @@
 //! - `rotation`: staged DKIM key rotation gated on DNS (`rotate`), state in the spool.
 //! - `resolver`: the shared DNS resolver (`dns.nameservers` or the system one).
 //! - `tools`: `keygen`, `dns-check` (also the daemon's DNS doctor) `verify` and `dmarc-report`.
+//! - `service`: systemd notifications (READY, RELOADING, STOPPING, WATCHDOG).
 //! - `sendmail`: the sendmail-compatible front end (flags, stdin, submission, sysexits).
 //! - `queue_admin`: `queue list|show|retry|delete` and `mailq`, on the spool while `serve` runs.
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -39,6 +40,7 @@ pub mod queue_admin;
 pub mod resolver;
 pub mod rotation;
 pub mod sendmail;
+pub mod service;
 pub mod smtp;
 pub mod spool;
 pub mod tools;
