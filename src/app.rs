@@ -121,15 +121,22 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         metrics: metrics.clone(),
     });
 
+    let board = Arc::new(crate::status::StatusBoard::new(
+        metrics.clone(),
+        live.clone(),
+        spool.clone(),
+    ));
+    board.spawn_ticker(shutdown_rx.clone());
     let scheduler = Scheduler::new(spool, live.clone(), metrics.clone());
     let scheduler_task = tokio::spawn(scheduler.run(queued_rx, retry_rx, shutdown_rx.clone()));
     crate::service::spawn_watchdog(scheduler_task.abort_handle(), shutdown_rx.clone());
 
     if let Some(l) = metrics_listener {
-        tokio::spawn(crate::metrics::serve(
+        tokio::spawn(crate::metrics::serve_with_status(
             l,
             metrics.clone(),
             readiness.clone(),
+            Some(board.clone() as Arc<dyn crate::metrics::StatusPage>),
             shutdown_rx.clone(),
         ));
     }
@@ -151,7 +158,12 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         shutdown_rx.clone(),
     );
     if !live.load().settings.dns.check_interval.is_zero() {
-        spawn_dns_doctor(live.clone(), metrics.clone(), shutdown_rx.clone());
+        spawn_dns_doctor(
+            live.clone(),
+            metrics.clone(),
+            board.clone(),
+            shutdown_rx.clone(),
+        );
     }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "dkim-relay started");
     let running = format!(
@@ -226,6 +238,7 @@ impl std::ops::Deref for SettingsOf {
 fn spawn_dns_doctor(
     live: Arc<ArcSwap<Core>>,
     metrics: Arc<Metrics>,
+    board: Arc<crate::status::StatusBoard>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     tokio::spawn(async move {
@@ -242,6 +255,7 @@ fn spawn_dns_doctor(
             &resolver,
             stop,
             |results| {
+                board.record_doctor(results);
                 // A reload may have removed a domain or selector: start each pass from scratch.
                 metrics.dns_check_ok.reset();
                 for (domain, check, ok) in crate::tools::dns_check::gauge_values(results) {

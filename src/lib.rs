@@ -18,6 +18,7 @@
 //! - `logging`: the daemon's log (format, colour only on a terminal, peer noise lowered).
 //! - `metrics`: every Prometheus metric with its help text; the `/metrics`, `/healthz`, `/readyz`
 //!   endpoint.
+//! - `status`: the `/status` page for a person (HTML) or a program (`?format=json`).
 //! - `rotation`: staged DKIM key rotation gated on DNS (`rotate`), state in the spool.
 //! - `resolver`: the shared DNS resolver (`dns.nameservers` or the system one).
 //! - `tools`: `keygen`, `dns-check` (also the daemon's DNS doctor) `verify` and `dmarc-report`.
@@ -43,4 +44,5 @@ pub mod sendmail;
 pub mod service;
 pub mod smtp;
 pub mod spool;
+pub mod status;
 pub mod tools;
