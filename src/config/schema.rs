@@ -258,7 +258,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "metrics.address",
         "(off)",
-        "address for /metrics, /healthz and /readyz",
+        "address for /metrics, /healthz, /readyz and /status",
     ),
     ("log", "", "logging"),
     ("log.format", "text", "text | json"),
