@@ -59,7 +59,7 @@ pub fn init(format: LogFormat, level: &str) {
 /// address given as SNI (msmtp does that for `host 127.0.0.1`), a duplicated or malformed
 /// host name, a meaningless CertificateRequest. Nothing in the relay's configuration changes
 /// them, so they go to debug level; the handshake's outcome is logged (and counted) anyway.
-const PEER_NOISE_TARGETS: &[&str] = &[];
+const PEER_NOISE_TARGETS: &[&str] = &["rustls::msgs::handshake"];
 
 /// The `log` -> `tracing` bridge, with peer noise lowered to debug.
 struct ClientNoise(tracing_log::LogTracer);
