@@ -2,9 +2,10 @@
 # Install, once, what the test suite uses besides Rust: Debian's python3-dkim (dkimpy, the
 # independent DKIM verifier the tests check every signature with), python3-authheaders (the
 # receiver's SPF/DKIM/DMARC view, Authentication-Results), postfix (a private instance is the
-# inbound MX of the bounce-check tests) and bsd-mailx (the `mail -s` the sendmail tests drive
-# through a sendmail symlink). Idempotent: installs only what is missing. Needs root or sudo for
-# apt-get; without either it says what to install.
+# inbound MX of the bounce-check tests), bsd-mailx (the `mail -s` the sendmail tests drive
+# through a sendmail symlink), chromium, openssl, swaks and libnet-ssleay-perl (see below).
+# Idempotent: installs only what is missing. Needs root or sudo for apt-get; without either it
+# says what to install.
 #
 # postfix comes first, in the same apt-get call: bsd-mailx needs some MTA and would otherwise pull
 # in exim4, which conflicts with postfix. postfix is installed with "No configuration"
@@ -16,6 +17,13 @@ need=()
 /usr/bin/python3 -c 'import dkim' 2>/dev/null || need+=(python3-dkim)
 /usr/bin/python3 -c 'import authheaders' 2>/dev/null || need+=(python3-authheaders)
 [[ -x /usr/bin/bsd-mailx ]] || need+=(bsd-mailx)
+# Headless Chromium reads the status page (tests/ops_status_page.rs); openssl s_client sends an
+# IP address as TLS SNI (tests/ops_logs.rs); swaks with Net::SSLeay runs the README's demo
+# command verbatim (tests/readme_demo.rs).
+[[ -x /usr/bin/chromium ]] || need+=(chromium)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v swaks >/dev/null 2>&1 || need+=(swaks)
+/usr/bin/perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl)
 if (( ${#need[@]} == 0 )); then exit 0; fi
 sudo=()
 if (( EUID != 0 )); then

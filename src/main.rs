@@ -87,8 +87,10 @@ enum Command {
     },
     /// Verify every DKIM signature of a message and say why one fails.
     Verify {
-        /// The message file, or - for stdin (default).
-        file: Option<PathBuf>,
+        /// The message files, or - for stdin (default). With several, each result line starts
+        /// with its file's name; the exit status is 1 when any message fails.
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
         /// Verify with this private key's public half instead of DNS.
         #[arg(long)]
         key: Option<PathBuf>,
@@ -114,7 +116,8 @@ enum Command {
     /// Look at and act on the queue (safe while serve runs). Invoked as `mailq`: list.
     Queue {
         /// Configuration file (default: $DKIM_RELAY_CONFIG, else /etc/dkim-relay/config.yaml).
-        #[arg(short = 'c', long = "config")]
+        /// Before or after the action: `queue -c FILE list` and `queue list -c FILE`.
+        #[arg(short = 'c', long = "config", global = true)]
         config: Option<PathBuf>,
         #[command(subcommand)]
         action: QueueCommand,
@@ -244,6 +247,8 @@ one, could not be read (each is named on stderr and left out; the others are sti
 or when -c names a configuration that cannot be loaded.";
 
 fn main() -> ExitCode {
+    // Every command: a reader that goes away (`| head`) ends us quietly, never with a panic.
+    dkim_relay::cli_io::install();
     // Invoked through a `sendmail` or `mailq` symlink: behave as that program.
     let mut argv = std::env::args_os();
     let program = argv
@@ -325,13 +330,13 @@ fn main() -> ExitCode {
             format == "json",
         )),
         Command::Verify {
-            file,
+            files,
             key,
             domain,
             selector,
             config,
         } => ExitCode::from(tools::verify_command(
-            file.as_deref(),
+            &files,
             key.as_deref(),
             domain.as_deref(),
             selector.as_deref(),

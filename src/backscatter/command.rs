@@ -5,7 +5,7 @@
 
 use super::server::{self, Endpoint, Options};
 use super::{Tagging, Verdict};
-use crate::config::{KeyPath, LogFormat, Settings};
+use crate::config::{KeyPath, Settings};
 use std::path::Path;
 
 /// Exit status: the message is acceptable (a valid tag, or nothing to check).
@@ -117,7 +117,7 @@ pub fn daemon(config: &Path, listen: &[String], socket_mode: &str, metrics: Opti
             return EXIT_CONFIG;
         }
     };
-    init_logging(&settings);
+    crate::logging::init(settings.log.format, &settings.log.level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -142,22 +142,4 @@ pub fn daemon(config: &Path, listen: &[String], socket_mode: &str, metrics: Opti
             1
         }
     }
-}
-
-/// Logging as the configuration's `log` section says (`RUST_LOG` overrides the level), as
-/// `serve` does; colours only on a terminal (not in journald or a log file).
-fn init_logging(settings: &Settings) {
-    use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("dkim_relay={},warn", settings.log.level)));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false);
-    let _ = match settings.log.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
 }

@@ -264,6 +264,9 @@ pub enum BareNewlines {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_message_size: u64,
+    /// Free bytes the spool's file system must keep: below, MAIL gets 452 4.3.1 and /readyz
+    /// 503. 0: no such check (a full disk still gets 452 4.3.1 from the write itself).
+    pub spool_min_free: u64,
     pub max_recipients: usize,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,

@@ -112,6 +112,7 @@ pub struct RawDns {
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     pub max_message_size: Option<String>,
+    pub spool_min_free: Option<String>,
     pub max_recipients: Option<usize>,
     pub max_connections: Option<usize>,
     pub max_connections_per_ip: Option<usize>,

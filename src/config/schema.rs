@@ -207,6 +207,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "25MiB",
         "largest message accepted (SIZE)",
     ),
+    (
+        "limits.spool_min_free",
+        "max_message_size",
+        "free space the spool keeps: below it MAIL gets 452 4.3.1 and /readyz 503 (0: off)",
+    ),
     ("limits.max_recipients", "100", "recipients per message"),
     (
         "limits.max_connections",
@@ -253,7 +258,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "metrics.address",
         "(off)",
-        "address for /metrics, /healthz and /readyz",
+        "address for /metrics, /healthz, /readyz and /status",
     ),
     ("log", "", "logging"),
     ("log.format", "text", "text | json"),

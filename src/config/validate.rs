@@ -326,11 +326,19 @@ fn check(c: &mut Checker, raw: RawConfig) -> Settings {
     let limits = {
         let p = root().key("limits");
         let l = raw.limits.as_ref();
+        let max_message_size = c.size(
+            p.key("max_message_size"),
+            l.and_then(|l| l.max_message_size.as_ref()),
+            25 << 20,
+        );
         Limits {
-            max_message_size: c.size(
-                p.key("max_message_size"),
-                l.and_then(|l| l.max_message_size.as_ref()),
-                25 << 20,
+            max_message_size,
+            // Room for at least one more message of the largest size, as Postfix's
+            // queue_minfree.
+            spool_min_free: c.size(
+                p.key("spool_min_free"),
+                l.and_then(|l| l.spool_min_free.as_ref()),
+                max_message_size,
             ),
             max_recipients: c.positive(
                 p.key("max_recipients"),

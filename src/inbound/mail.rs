@@ -59,6 +59,22 @@ impl Session<'_> {
                 );
             }
         }
+        // Below limits.spool_min_free (with room for the declared SIZE): a temporary refusal
+        // now rather than a message received in full and then refused (Postfix: queue_minfree).
+        let min_free = self.core.settings.limits.spool_min_free;
+        if let Err(short) = self
+            .shared
+            .spool
+            .free_space()
+            .check(min_free, from.size as u64)
+        {
+            tracing::debug!(%short, "MAIL refused: spool short of space");
+            self.shared.metrics.rejected(RejectReason::Spool);
+            return self.error(
+                conn,
+                Reply::new(452, "4.3.1", "Insufficient system storage, try again later"),
+            );
+        }
         let per_minute = self.core.settings.limits.messages_per_minute_per_client;
         if !self
             .shared

@@ -14,7 +14,7 @@
 pub mod bounce_check;
 pub mod http;
 
-pub use http::{serve, Readiness};
+pub use http::{serve, serve_with_status, Page, Readiness, StatusPage};
 
 use prometheus::core::Collector;
 use prometheus::{
@@ -513,6 +513,55 @@ impl Metrics {
     pub fn config_reload(&self, ok: bool) {
         let result = if ok { "success" } else { "failure" };
         self.config_reloads_total.with_label_values(&[result]).inc();
+    }
+}
+
+/// The running totals behind the status page's "last hour" (it keeps per-minute snapshots of
+/// these and subtracts): read from the counters themselves, so whatever counts them counts here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Totals {
+    /// Messages accepted (250 after the data): `messages_received_total`.
+    pub accepted: u64,
+    /// Per-recipient outcomes: `deliveries_total{result}`.
+    pub delivered: u64,
+    pub deferred: u64,
+    pub bounced: u64,
+    /// Messages refused, every reason: `messages_rejected_total`.
+    pub rejected: u64,
+}
+
+impl Totals {
+    /// What happened between `earlier` and `self` (counters only grow; a restart starts over).
+    pub fn since(&self, earlier: &Totals) -> Totals {
+        Totals {
+            accepted: self.accepted.saturating_sub(earlier.accepted),
+            delivered: self.delivered.saturating_sub(earlier.delivered),
+            deferred: self.deferred.saturating_sub(earlier.deferred),
+            bounced: self.bounced.saturating_sub(earlier.bounced),
+            rejected: self.rejected.saturating_sub(earlier.rejected),
+        }
+    }
+}
+
+impl Metrics {
+    /// The counters behind [`Totals`], now.
+    pub fn totals(&self) -> Totals {
+        let delivery =
+            |r: DeliveryResult| self.deliveries_total.with_label_values(&[r.as_str()]).get();
+        Totals {
+            accepted: self.messages_received_total.get(),
+            delivered: delivery(DeliveryResult::Delivered),
+            deferred: delivery(DeliveryResult::Deferred),
+            bounced: delivery(DeliveryResult::Bounced),
+            rejected: RejectReason::ALL
+                .iter()
+                .map(|r| {
+                    self.messages_rejected_total
+                        .with_label_values(&[r.as_str()])
+                        .get()
+                })
+                .sum(),
+        }
     }
 }
 
