@@ -117,6 +117,15 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         rate_limiter: RateLimiter::default(),
         queued: queued_tx,
         metrics: metrics.clone(),
+        hash_pool: crate::inbound::hash_pool::HashPool::new(
+            live.load().settings.limits.auth_hash_concurrency,
+            metrics.auth_hash_waiting.clone(),
+        ),
+        buffer_budget: crate::inbound::budget::BufferBudget::new(
+            live.load().settings.limits.buffer_memory,
+            live.load().settings.limits.max_connections,
+            metrics.buffer_memory_bytes.clone(),
+        ),
     });
 
     let scheduler = Scheduler::new(spool, live.clone(), metrics.clone());

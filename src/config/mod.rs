@@ -273,6 +273,10 @@ pub struct Limits {
     pub max_header_size: u64,
     pub max_commands: usize,
     pub max_errors: usize,
+    /// Password verifications running at once (read at start).
+    pub auth_hash_concurrency: usize,
+    /// Bytes clients may hold in buffers before their data is spooled (read at start).
+    pub buffer_memory: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

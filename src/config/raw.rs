@@ -121,6 +121,8 @@ pub struct RawLimits {
     pub max_header_size: Option<String>,
     pub max_commands: Option<usize>,
     pub max_errors: Option<usize>,
+    pub auth_hash_concurrency: Option<usize>,
+    pub buffer_memory: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

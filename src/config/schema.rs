@@ -249,6 +249,16 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "10",
         "failed commands per session before 421",
     ),
+    (
+        "limits.auth_hash_concurrency",
+        "number of CPUs",
+        "password checks (argon2/bcrypt) running at once; the rest wait (454 4.7.0 after 5 s)",
+    ),
+    (
+        "limits.buffer_memory",
+        "256MiB",
+        "memory clients may hold in the relay before it is spooled (451 4.3.2 beyond)",
+    ),
     ("metrics", "", "Prometheus endpoint"),
     (
         "metrics.address",

@@ -377,8 +377,28 @@ fn check(c: &mut Checker, raw: RawConfig) -> Settings {
                 10_000,
             ),
             max_errors: c.positive(p.key("max_errors"), l.and_then(|l| l.max_errors), 10),
+            auth_hash_concurrency: c.positive(
+                p.key("auth_hash_concurrency"),
+                l.and_then(|l| l.auth_hash_concurrency),
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
+            buffer_memory: c.size(
+                p.key("buffer_memory"),
+                l.and_then(|l| l.buffer_memory.as_ref()),
+                256 << 20,
+            ),
         }
     };
+    if limits.buffer_memory < limits.max_header_size {
+        c.err(
+            &root().key("limits").key("buffer_memory"),
+            format!(
+                "{} bytes is less than limits.max_header_size ({} bytes): a header section that \
+                 large could never be received; raise buffer_memory or lower max_header_size",
+                limits.buffer_memory, limits.max_header_size
+            ),
+        );
+    }
 
     let metrics = raw
         .metrics

@@ -4,8 +4,10 @@
 //! Must not import `outbound` or `queue`: new messages are announced on a channel.
 
 pub mod auth;
+pub mod budget;
 mod data;
 mod ehlo;
+pub mod hash_pool;
 pub mod listener;
 mod mail;
 pub mod policy;
@@ -34,6 +36,10 @@ pub struct Shared {
     /// Accepted messages are announced here to the delivery side.
     pub queued: tokio::sync::mpsc::UnboundedSender<QueueId>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Password checks, bounded by `limits.auth_hash_concurrency`.
+    pub hash_pool: hash_pool::HashPool,
+    /// What clients may hold in memory before spooling: `limits.buffer_memory`.
+    pub buffer_budget: budget::BufferBudget,
 }
 
 /// Who is on the other end of the connection.

@@ -51,11 +51,13 @@ pub enum RejectReason {
     Spool,
     /// SMTP protocol violation that aborted the transaction.
     Protocol,
+    /// Its header section would have pushed `limits.buffer_memory` over (`451 4.3.2`).
+    BufferMemory,
 }
 
 impl RejectReason {
     /// Every reason, in a stable order (used to pre-initialise the label set).
-    pub const ALL: [RejectReason; 11] = [
+    pub const ALL: [RejectReason; 12] = [
         RejectReason::Auth,
         RejectReason::SenderNotAllowed,
         RejectReason::HeaderPolicy,
@@ -67,6 +69,7 @@ impl RejectReason {
         RejectReason::SelfVerify,
         RejectReason::Spool,
         RejectReason::Protocol,
+        RejectReason::BufferMemory,
     ];
 
     /// The label value.
@@ -83,6 +86,7 @@ impl RejectReason {
             RejectReason::SelfVerify => "self_verify",
             RejectReason::Spool => "spool",
             RejectReason::Protocol => "protocol",
+            RejectReason::BufferMemory => "buffer_memory",
         }
     }
 }
@@ -250,6 +254,38 @@ pub struct Metrics {
     pub config_reloads_total: IntCounterVec,
     /// `build_info{version}`: always 1.
     pub build_info: IntGaugeVec,
+    /// `auth_hash_waiting`: AUTH attempts waiting for a password-check slot (or for their
+    /// address's turn).
+    pub auth_hash_waiting: IntGauge,
+    /// `buffer_memory_bytes`: bytes clients hold in the relay's buffers before spooling
+    /// (counted against `limits.buffer_memory`).
+    pub buffer_memory_bytes: IntGauge,
+    /// `overload_refusals_total{reason}`: requests refused to keep memory and CPU bounded,
+    /// by [`OverloadReason`].
+    pub overload_refusals_total: IntCounterVec,
+}
+
+/// Why a request was refused under load: the `reason` label of
+/// `dkim_relay_overload_refusals_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OverloadReason {
+    /// No password-check slot within the bounded wait (`454 4.7.0`).
+    AuthHashBusy,
+    /// `limits.buffer_memory` would be exceeded (`451 4.3.2`).
+    BufferMemory,
+}
+
+impl OverloadReason {
+    pub const ALL: [OverloadReason; 2] =
+        [OverloadReason::AuthHashBusy, OverloadReason::BufferMemory];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OverloadReason::AuthHashBusy => "auth_hash_busy",
+            OverloadReason::BufferMemory => "buffer_memory",
+        }
+    }
 }
 
 /// Building the metric set failed. Only possible through a programming error (an invalid or
@@ -376,6 +412,21 @@ impl Metrics {
                 opts("build_info", "Build information; the value is always 1."),
                 &["version"],
             )?,
+            auth_hash_waiting: IntGauge::with_opts(opts(
+                "auth_hash_waiting",
+                "AUTH attempts waiting for a password-check slot.",
+            ))?,
+            buffer_memory_bytes: IntGauge::with_opts(opts(
+                "buffer_memory_bytes",
+                "Bytes clients hold in buffers before spooling (limit: limits.buffer_memory).",
+            ))?,
+            overload_refusals_total: IntCounterVec::new(
+                opts(
+                    "overload_refusals_total",
+                    "Requests refused to keep the relay bounded, by reason (auth_hash_busy, buffer_memory).",
+                ),
+                &["reason"],
+            )?,
             registry,
         };
 
@@ -401,6 +452,17 @@ impl Metrics {
         ];
         for c in collectors {
             m.registry.register(c)?;
+        }
+        let load: [Box<dyn Collector>; 3] = [
+            Box::new(m.auth_hash_waiting.clone()),
+            Box::new(m.buffer_memory_bytes.clone()),
+            Box::new(m.overload_refusals_total.clone()),
+        ];
+        for c in load {
+            m.registry.register(c)?;
+        }
+        for r in OverloadReason::ALL {
+            m.overload_refusals_total.with_label_values(&[r.as_str()]);
         }
 
         // Pre-initialise fixed label sets: a series that does not exist yet is invisible to
@@ -505,6 +567,13 @@ impl Metrics {
         self.dns_check_ok
             .with_label_values(&[domain, check.as_str()])
             .set(i64::from(ok));
+    }
+
+    /// Count a request refused under load.
+    pub fn overload_refusal(&self, reason: OverloadReason) {
+        self.overload_refusals_total
+            .with_label_values(&[reason.as_str()])
+            .inc();
     }
 
     /// Count a configuration reload.
