@@ -7,6 +7,9 @@ set -euo pipefail
 need=()
 /usr/bin/python3 -c 'import dkim' 2>/dev/null || need+=(python3-dkim)
 [[ -x /usr/bin/bsd-mailx ]] || need+=(bsd-mailx)
+# tests/cluster_redis.rs starts its own redis-server on a loopback port (the package's service
+# is not used).
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 if (( ${#need[@]} == 0 )); then exit 0; fi
 sudo=()
 if (( EUID != 0 )); then

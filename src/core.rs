@@ -16,6 +16,8 @@ pub struct Core {
     pub resolver: MessageAuthenticator,
     /// Read from `delivery.relay_host.password_file`.
     pub relay_password: Option<String>,
+    /// Read from `cluster.password_file`.
+    pub redis_password: Option<String>,
 }
 
 impl Core {
@@ -98,6 +100,27 @@ impl Core {
             },
             _ => None,
         };
+        let redis_password = match settings
+            .cluster
+            .as_ref()
+            .and_then(|c| c.password_file.as_ref())
+        {
+            Some(p) => match std::fs::read_to_string(p) {
+                Ok(s) => Some(s.trim_end_matches(['\r', '\n']).to_string()),
+                Err(e) => {
+                    let kp = crate::config::KeyPath::default()
+                        .key("cluster")
+                        .key("password_file");
+                    errors.push(
+                        settings
+                            .origin
+                            .error(&kp, format!("cannot read {}: {e}", p.display())),
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
         let resolver = match crate::resolver::build(settings.dns.nameservers.as_deref()) {
             Ok(r) => Some(r),
             Err(e) => {
@@ -116,6 +139,7 @@ impl Core {
                 tls,
                 resolver,
                 relay_password,
+                redis_password,
             }),
             _ => Err(ConfigErrors(errors)),
         }

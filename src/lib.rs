@@ -21,9 +21,11 @@
 //! - `tools`: `keygen`, `dns-check` (also the daemon's DNS doctor) `verify` and `dmarc-report`.
 //! - `sendmail`: the sendmail-compatible front end (flags, stdin, submission, sysexits).
 //! - `queue_admin`: `queue list|show|retry|delete` and `mailq`, on the spool while `serve` runs.
+//! - `cluster`: limits shared by replicas through Redis (`cluster.redis`), with their fallback.
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod app;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod dkim;

@@ -118,6 +118,27 @@ pub struct Settings {
     pub limits: Limits,
     pub metrics: Option<SocketAddr>,
     pub log: Log,
+    /// `cluster`: limits shared with other replicas through Redis.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// What the shared limits do when Redis cannot decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRedisDown {
+    /// Count per process, as without `cluster.redis`.
+    Local,
+    /// Answer MAIL `451 4.7.1` and AUTH `454 4.7.0` until Redis is back.
+    Defer,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// `redis://` or `rediss://` URL (user and password may be in it).
+    pub redis: String,
+    pub password_file: Option<PathBuf>,
+    pub on_redis_down: OnRedisDown,
+    /// The budget of one shared decision.
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -265,6 +265,31 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "(off)",
         "address for /metrics, /healthz and /readyz",
     ),
+    (
+        "cluster",
+        "",
+        "limits shared by several replicas through Redis",
+    ),
+    (
+        "cluster.redis",
+        "(off)",
+        "redis:// or rediss:// URL of the Redis (or Valkey) the replicas share",
+    ),
+    (
+        "cluster.password_file",
+        "(none)",
+        "file holding the Redis password (instead of one in the URL)",
+    ),
+    (
+        "cluster.on_redis_down",
+        "local",
+        "local (count per process) | defer (451 4.7.1 at MAIL, 454 4.7.0 at AUTH)",
+    ),
+    (
+        "cluster.timeout",
+        "5ms",
+        "longest one shared decision may wait for Redis before on_redis_down applies",
+    ),
     ("log", "", "logging"),
     ("log.format", "text", "text | json"),
     ("log.level", "info", "error | warn | info | debug | trace"),

@@ -10,7 +10,6 @@ use crate::metrics::{AuthMechanism, OverloadReason, RejectReason};
 use crate::smtp::reply::Reply;
 use base64::Engine;
 use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN};
-use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// A connection's failures before it is closed.
@@ -86,10 +85,13 @@ impl Session<'_> {
         let Ok(turn) = pool.turn(self.peer.ip).await else {
             return self.hash_busy(conn);
         };
-        let delay = self
-            .shared
-            .auth_throttle
-            .delay_before_check(self.peer.ip, Instant::now());
+        let Ok(delay) = shared.auth_delay(self.peer.ip).await else {
+            tracing::warn!(peer = ?self.peer.ip, "AUTH deferred: the shared failure count is unavailable (cluster.on_redis_down: defer)");
+            return self.error(
+                conn,
+                Reply::new(454, "4.7.0", "Temporary authentication failure"),
+            );
+        };
         if !delay.is_zero() {
             let _ = conn.flush().await;
             tokio::time::sleep(delay).await;
@@ -114,9 +116,7 @@ impl Session<'_> {
                 self.shared.metrics.rejected(RejectReason::Auth);
                 tracing::warn!(mechanism = mech_name, peer = ?self.peer.ip, failures = self.auth_failures, "authentication failed");
                 // Its delay was served before the check.
-                self.shared
-                    .auth_throttle
-                    .failure(self.peer.ip, Instant::now());
+                shared.auth_failed(self.peer.ip).await;
                 drop(turn);
                 if self.auth_failures >= MAX_FAILURES_PER_CONNECTION {
                     conn.reply(&Reply::new(

@@ -16,6 +16,7 @@ mod receive;
 mod session;
 #[cfg(test)]
 mod session_tests;
+mod shared_limits;
 pub mod throttle;
 pub mod tls;
 
@@ -40,6 +41,8 @@ pub struct Shared {
     pub hash_pool: hash_pool::HashPool,
     /// What clients may hold in memory before spooling: `limits.buffer_memory`.
     pub buffer_budget: budget::BufferBudget,
+    /// Limits shared with other replicas, when `cluster.redis` is set.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Who is on the other end of the connection.

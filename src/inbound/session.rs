@@ -341,7 +341,7 @@ impl<'c> Session<'c> {
                 self.auth(mechanism, initial_response.into_owned(), conn)
                     .await
             }
-            Request::Mail { from } => self.mail(from, conn),
+            Request::Mail { from } => self.mail(from, conn).await,
             Request::Rcpt { to } => self.rcpt(to, conn),
             Request::Data => self.data(conn).await,
             Request::Bdat {

@@ -56,6 +56,7 @@ fn shared(dir: &std::path::Path) -> Shared {
             4,
             prometheus::IntGauge::new("b", "b").unwrap(),
         ),
+        cluster: None,
     }
 }
 

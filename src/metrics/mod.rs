@@ -263,6 +263,43 @@ pub struct Metrics {
     /// `overload_refusals_total{reason}`: requests refused to keep memory and CPU bounded,
     /// by [`OverloadReason`].
     pub overload_refusals_total: IntCounterVec,
+    /// `cluster_redis_up`: 1 while the Redis of `cluster.redis` answers, else 0 (always 0
+    /// without `cluster.redis`).
+    pub cluster_redis_up: IntGauge,
+    /// `cluster_decisions_total{limit,outcome}`: decisions of the shared limits, by
+    /// [`ClusterLimit`] and outcome (`allowed`, `refused`, `unavailable`: Redis could not
+    /// decide and `cluster.on_redis_down` applied).
+    pub cluster_decisions_total: IntCounterVec,
+    /// `cluster_redis_seconds`: time Redis took to answer one shared decision.
+    pub cluster_redis_seconds: Histogram,
+}
+
+/// A limit shared through Redis: the `limit` label of `dkim_relay_cluster_decisions_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClusterLimit {
+    /// `limits.messages_per_minute_per_client`.
+    MessageRate,
+    /// The per-address AUTH failure count and its delays.
+    AuthFailures,
+    /// `limits.max_connections_per_ip`.
+    Connections,
+}
+
+impl ClusterLimit {
+    pub const ALL: [ClusterLimit; 3] = [
+        ClusterLimit::MessageRate,
+        ClusterLimit::AuthFailures,
+        ClusterLimit::Connections,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterLimit::MessageRate => "message_rate",
+            ClusterLimit::AuthFailures => "auth_failures",
+            ClusterLimit::Connections => "connections",
+        }
+    }
 }
 
 /// Why a request was refused under load: the `reason` label of
@@ -427,6 +464,23 @@ impl Metrics {
                 ),
                 &["reason"],
             )?,
+            cluster_redis_up: IntGauge::with_opts(opts(
+                "cluster_redis_up",
+                "1 while the Redis shared by the replicas (cluster.redis) answers, else 0.",
+            ))?,
+            cluster_decisions_total: IntCounterVec::new(
+                opts(
+                    "cluster_decisions_total",
+                    "Decisions of the limits shared through Redis, by limit and outcome (allowed, refused, unavailable).",
+                ),
+                &["limit", "outcome"],
+            )?,
+            // 100 µs .. ~200 ms: loopback answers in ~0.1 ms, a decision's budget is a few ms.
+            cluster_redis_seconds: Histogram::with_opts(hopts(
+                "cluster_redis_seconds",
+                "Time Redis took to answer one shared-limit decision, in seconds.",
+                exp_buckets(0.000_1, 2.0, 12),
+            ))?,
             registry,
         };
 
@@ -463,6 +517,20 @@ impl Metrics {
         }
         for r in OverloadReason::ALL {
             m.overload_refusals_total.with_label_values(&[r.as_str()]);
+        }
+        let cluster: [Box<dyn Collector>; 3] = [
+            Box::new(m.cluster_redis_up.clone()),
+            Box::new(m.cluster_decisions_total.clone()),
+            Box::new(m.cluster_redis_seconds.clone()),
+        ];
+        for c in cluster {
+            m.registry.register(c)?;
+        }
+        for l in ClusterLimit::ALL {
+            for o in ["allowed", "refused", "unavailable"] {
+                m.cluster_decisions_total
+                    .with_label_values(&[l.as_str(), o]);
+            }
         }
 
         // Pre-initialise fixed label sets: a series that does not exist yet is invisible to
@@ -573,6 +641,21 @@ impl Metrics {
     pub fn overload_refusal(&self, reason: OverloadReason) {
         self.overload_refusals_total
             .with_label_values(&[reason.as_str()])
+            .inc();
+    }
+
+    /// Count a decision Redis made for a shared limit.
+    pub fn cluster_decision(&self, limit: ClusterLimit, allowed: bool) {
+        let outcome = if allowed { "allowed" } else { "refused" };
+        self.cluster_decisions_total
+            .with_label_values(&[limit.as_str(), outcome])
+            .inc();
+    }
+
+    /// Count a shared-limit decision Redis could not make.
+    pub fn cluster_unavailable(&self, limit: ClusterLimit) {
+        self.cluster_decisions_total
+            .with_label_values(&[limit.as_str(), "unavailable"])
             .inc();
     }
 
