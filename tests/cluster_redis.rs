@@ -328,3 +328,92 @@ async fn auth_failures_count_across_replicas_and_421_stays_per_connection() {
         ) >= 1.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_per_address_are_counted_across_replicas() {
+    if !redis_server::available() {
+        return;
+    }
+    let redis = RedisServer::start(relay::free_port());
+    let start = || {
+        start_outbox_edited(
+            "  max_connections_per_ip: 2\n",
+            &format!("cluster:\n  redis: {}\n  timeout: 1s\n", redis.url()),
+            |yaml, _| yaml,
+        )
+    };
+    let (r1, r2) = (start(), start());
+    redis_up_on_both(&r1, &r2, true, Duration::from_secs(10)).await;
+    let greeted = |relay: &Relay| {
+        let to = relay.plain;
+        async move {
+            let mut c = client_from("127.0.0.81", to).await;
+            let r = c.read_reply().await;
+            (c, r)
+        }
+    };
+    let (_a, r) = greeted(&r1).await;
+    assert_eq!(r.code, 220, "{r:?}");
+    let (b, r) = greeted(&r2).await;
+    assert_eq!(r.code, 220, "{r:?}");
+    // The address has its two connections, one on each replica: a third on either is refused.
+    for relay in [&r1, &r2] {
+        let (_, r) = greeted(relay).await;
+        assert_eq!((r.code, r.text.get(..5)), (421, Some("4.7.0")), "{r:?}");
+    }
+    // One ends: its lease is given back, and the address may connect again.
+    drop(b);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_c, r) = greeted(&r1).await;
+        if r.code == 220 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lease was not given back: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn check_config_warns_about_an_unreachable_redis() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let closed = relay::free_port();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "hostname: relay.test\nspool_dir: {spool}\nlisteners:\n  - address: \"127.0.0.1:2525\"\n    tls: none\nclients:\n  - network: 127.0.0.1/32\n    allow_from: [\"example.com\"]\ndkim:\n  domains:\n    example.com:\n      - selector: {sel}\n        private_key: {key}\ncluster:\n  redis: redis://127.0.0.1:{closed}/0\n",
+            spool = dir.path().join("spool").display(),
+            sel = relay::ED_SELECTOR,
+            key = relay::ed_key().display(),
+        ),
+    )
+    .expect("write config");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dkim-relay"))
+        .arg("check-config")
+        .arg("-c")
+        .arg(&config)
+        .output()
+        .expect("run check-config");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    // A warning, not an error: Redis may well come up after the relay.
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "cluster: limits shared through redis://127.0.0.1:{closed}/0 (on_redis_down: local)"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "warning: cluster.redis redis://127.0.0.1:{closed}/0 is unreachable"
+        )),
+        "{stderr}"
+    );
+}
