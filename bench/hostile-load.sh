@@ -20,7 +20,8 @@ trap 'rm -rf "$WORK"' EXIT
 build() {  # commit name
   echo "building $2 ($1, release)" >&2
   mkdir "$WORK/src-$2"
-  git -C "$ROOT" archive "$1" | tar -x -C "$WORK/src-$2"
+  # -m: fresh mtimes, or cargo would take the other build's artifacts (same metadata) as up to date
+  git -C "$ROOT" archive "$1" | tar -x -m -C "$WORK/src-$2"
   (cd "$WORK/src-$2" && ./scripts/cargo.sh build --release --quiet --bin dkim-relay)
   cp "$CARGO_TARGET_DIR/release/dkim-relay" "$WORK/$2"
 }
