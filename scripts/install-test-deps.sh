@@ -24,6 +24,9 @@ need=()
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v swaks >/dev/null 2>&1 || need+=(swaks)
 /usr/bin/perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl)
+# tests/cluster_redis.rs starts its own redis-server on a loopback port (the package's service
+# is not used).
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 if (( ${#need[@]} == 0 )); then exit 0; fi
 sudo=()
 if (( EUID != 0 )); then

@@ -119,6 +119,16 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         rate_limiter: RateLimiter::default(),
         queued: queued_tx,
         metrics: metrics.clone(),
+        hash_pool: crate::inbound::hash_pool::HashPool::new(
+            live.load().settings.limits.auth_hash_concurrency,
+            metrics.auth_hash_waiting.clone(),
+        ),
+        buffer_budget: crate::inbound::budget::BufferBudget::new(
+            live.load().settings.limits.buffer_memory,
+            live.load().settings.limits.max_connections,
+            metrics.buffer_memory_bytes.clone(),
+        ),
+        cluster: start_cluster(&live.load(), &metrics, &shutdown_rx)?,
     });
 
     let board = Arc::new(crate::status::StatusBoard::new(
@@ -300,6 +310,27 @@ fn spawn_rotation_watch(
             }
         }
     });
+}
+
+/// Share limits through Redis when `cluster.redis` is set (read at start: a reload does not
+/// change it). Redis need not be up yet; until it answers, `on_redis_down` applies.
+fn start_cluster(
+    core: &Core,
+    metrics: &Arc<Metrics>,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<Option<Arc<crate::cluster::Cluster>>> {
+    let Some(settings) = &core.settings.cluster else {
+        return Ok(None);
+    };
+    let client =
+        crate::cluster::client(settings, core.redis_password.as_deref()).map_err(|e| anyhow!(e))?;
+    tracing::info!(redis = %crate::cluster::shown_url(&settings.redis), "sharing limits through Redis");
+    Ok(Some(crate::cluster::Cluster::start(
+        settings,
+        client,
+        metrics.clone(),
+        shutdown.clone(),
+    )))
 }
 
 /// SIGHUP: load the configuration again; swap it in only if all of it is good. Returns

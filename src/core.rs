@@ -18,6 +18,8 @@ pub struct Core {
     pub relay_password: Option<String>,
     /// `envelope_tagging` with its secrets file read.
     pub tagging: Option<crate::backscatter::Tagging>,
+    /// Read from `cluster.password_file`.
+    pub redis_password: Option<String>,
 }
 
 impl Core {
@@ -110,6 +112,27 @@ impl Core {
                 })
                 .ok()
         });
+        let redis_password = match settings
+            .cluster
+            .as_ref()
+            .and_then(|c| c.password_file.as_ref())
+        {
+            Some(p) => match std::fs::read_to_string(p) {
+                Ok(s) => Some(s.trim_end_matches(['\r', '\n']).to_string()),
+                Err(e) => {
+                    let kp = crate::config::KeyPath::default()
+                        .key("cluster")
+                        .key("password_file");
+                    errors.push(
+                        settings
+                            .origin
+                            .error(&kp, format!("cannot read {}: {e}", p.display())),
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
         let resolver = match crate::resolver::build(settings.dns.nameservers.as_deref()) {
             Ok(r) => Some(r),
             Err(e) => {
@@ -129,6 +152,7 @@ impl Core {
                 resolver,
                 relay_password,
                 tagging,
+                redis_password,
             }),
             _ => Err(ConfigErrors(errors)),
         }

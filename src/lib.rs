@@ -27,11 +27,13 @@
 //! - `backscatter`: BATV tags on envelope senders at delivery, and `bounce-check` (a Postfix
 //!   policy server and a one-shot command) that refuses bounces to untagged addresses.
 //! - `queue_admin`: `queue list|show|retry|delete` and `mailq`, on the spool while `serve` runs.
+//! - `cluster`: limits shared by replicas through Redis (`cluster.redis`), with their fallback.
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod app;
 pub mod backscatter;
 pub mod cli_io;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod dkim;

@@ -424,12 +424,38 @@ fn check_config(config: Option<PathBuf>) -> ExitCode {
                     if n == 1 { "" } else { "s" }
                 );
             }
+            if let Some(cluster) = &s.cluster {
+                check_cluster(cluster, core.redis_password.as_deref());
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("{e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// check-config: say where limits are shared, and warn (without failing: Redis may come up
+/// after the relay) when that Redis does not answer.
+fn check_cluster(cluster: &dkim_relay::config::ClusterSettings, password: Option<&str>) {
+    let url = dkim_relay::cluster::shown_url(&cluster.redis);
+    let mode = match cluster.on_redis_down {
+        dkim_relay::config::OnRedisDown::Local => "local",
+        dkim_relay::config::OnRedisDown::Defer => "defer",
+    };
+    println!("cluster: limits shared through {url} (on_redis_down: {mode})");
+    let reached = dkim_relay::cluster::client(cluster, password).and_then(|client| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?
+            .block_on(dkim_relay::cluster::probe(&client))
+    });
+    if let Err(e) = reached {
+        eprintln!(
+            "warning: cluster.redis {url} is unreachable ({e}); until it answers, the relay counts limits as on_redis_down: {mode} says"
+        );
     }
 }
 

@@ -119,6 +119,27 @@ pub struct Settings {
     pub metrics: Option<SocketAddr>,
     pub log: Log,
     pub envelope_tagging: Option<EnvelopeTagging>,
+    /// `cluster`: limits shared with other replicas through Redis.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// What the shared limits do when Redis cannot decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRedisDown {
+    /// Count per process, as without `cluster.redis`.
+    Local,
+    /// Answer MAIL `451 4.7.1` and AUTH `454 4.7.0` until Redis is back.
+    Defer,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// `redis://` or `rediss://` URL (user and password may be in it).
+    pub redis: String,
+    pub password_file: Option<PathBuf>,
+    pub on_redis_down: OnRedisDown,
+    /// The budget of one shared decision.
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,6 +298,10 @@ pub struct Limits {
     pub max_header_size: u64,
     pub max_commands: usize,
     pub max_errors: usize,
+    /// Password verifications running at once (read at start).
+    pub auth_hash_concurrency: usize,
+    /// Bytes clients may hold in buffers before their data is spooled (read at start).
+    pub buffer_memory: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,6 +26,7 @@ pub struct RawConfig {
     pub metrics: Option<RawMetrics>,
     pub log: Option<RawLog>,
     pub envelope_tagging: Option<RawEnvelopeTagging>,
+    pub cluster: Option<RawCluster>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,6 +124,17 @@ pub struct RawLimits {
     pub max_header_size: Option<String>,
     pub max_commands: Option<usize>,
     pub max_errors: Option<usize>,
+    pub auth_hash_concurrency: Option<usize>,
+    pub buffer_memory: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub redis: Option<String>,
+    pub password_file: Option<String>,
+    pub on_redis_down: Option<String>,
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -254,11 +254,46 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "10",
         "failed commands per session before 421",
     ),
+    (
+        "limits.auth_hash_concurrency",
+        "number of CPUs",
+        "password checks (argon2/bcrypt) running at once; the rest wait (454 4.7.0 after 5 s)",
+    ),
+    (
+        "limits.buffer_memory",
+        "256MiB",
+        "memory clients may hold in the relay before it is spooled (451 4.3.2 beyond)",
+    ),
     ("metrics", "", "Prometheus endpoint"),
     (
         "metrics.address",
         "(off)",
         "address for /metrics, /healthz, /readyz and /status",
+    ),
+    (
+        "cluster",
+        "",
+        "limits shared by several replicas through Redis",
+    ),
+    (
+        "cluster.redis",
+        "(off)",
+        "redis:// or rediss:// URL of the Redis (or Valkey) the replicas share",
+    ),
+    (
+        "cluster.password_file",
+        "(none)",
+        "file holding the Redis password (instead of one in the URL)",
+    ),
+    (
+        "cluster.on_redis_down",
+        "local",
+        "local (count per process) | defer (451 4.7.1 at MAIL, 454 4.7.0 at AUTH)",
+    ),
+    (
+        "cluster.timeout",
+        "5ms",
+        "longest one shared decision may wait for Redis before on_redis_down applies",
     ),
     ("log", "", "logging"),
     ("log.format", "text", "text | json"),

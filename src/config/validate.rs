@@ -388,8 +388,28 @@ fn check(c: &mut Checker, raw: RawConfig) -> Settings {
                 10_000,
             ),
             max_errors: c.positive(p.key("max_errors"), l.and_then(|l| l.max_errors), 10),
+            auth_hash_concurrency: c.positive(
+                p.key("auth_hash_concurrency"),
+                l.and_then(|l| l.auth_hash_concurrency),
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
+            buffer_memory: c.size(
+                p.key("buffer_memory"),
+                l.and_then(|l| l.buffer_memory.as_ref()),
+                256 << 20,
+            ),
         }
     };
+    if limits.buffer_memory < limits.max_header_size {
+        c.err(
+            &root().key("limits").key("buffer_memory"),
+            format!(
+                "{} bytes is less than limits.max_header_size ({} bytes): a header section that \
+                 large could never be received; raise buffer_memory or lower max_header_size",
+                limits.buffer_memory, limits.max_header_size
+            ),
+        );
+    }
 
     let metrics = raw
         .metrics
@@ -427,6 +447,45 @@ fn check(c: &mut Checker, raw: RawConfig) -> Settings {
         Log { format, level }
     };
 
+    let cluster = raw.cluster.as_ref().and_then(|cl| {
+        let p = root().key("cluster");
+        let on_redis_down = c.choice(
+            p.key("on_redis_down"),
+            cl.on_redis_down.as_ref(),
+            &[("local", OnRedisDown::Local), ("defer", OnRedisDown::Defer)],
+            OnRedisDown::Local,
+        );
+        let timeout = c.duration(
+            p.key("timeout"),
+            cl.timeout.as_ref(),
+            Duration::from_millis(5),
+        );
+        if timeout.is_zero() {
+            c.err(&p.key("timeout"), "must be more than 0s");
+        }
+        let Some(url) = cl.redis.as_ref().map(|u| u.trim().to_string()) else {
+            c.err(
+                &p.key("redis"),
+                "missing: the redis:// or rediss:// URL to share limits through",
+            );
+            return None;
+        };
+        let parsed = redis::IntoConnectionInfo::into_connection_info(url.as_str());
+        if !(url.starts_with("redis://") || url.starts_with("rediss://")) || parsed.is_err() {
+            c.err(
+                &p.key("redis"),
+                "not a redis://[user:password@]host[:port][/db] or rediss://… URL",
+            );
+            return None;
+        }
+        Some(ClusterSettings {
+            redis: url,
+            password_file: cl.password_file.as_ref().map(PathBuf::from),
+            on_redis_down,
+            timeout,
+        })
+    });
+
     Settings {
         origin: std::mem::take(&mut c.origin),
         hostname,
@@ -442,6 +501,7 @@ fn check(c: &mut Checker, raw: RawConfig) -> Settings {
         metrics,
         log,
         envelope_tagging,
+        cluster,
     }
 }
 

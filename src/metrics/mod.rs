@@ -53,11 +53,13 @@ pub enum RejectReason {
     Spool,
     /// SMTP protocol violation that aborted the transaction.
     Protocol,
+    /// Its header section would have pushed `limits.buffer_memory` over (`451 4.3.2`).
+    BufferMemory,
 }
 
 impl RejectReason {
     /// Every reason, in a stable order (used to pre-initialise the label set).
-    pub const ALL: [RejectReason; 11] = [
+    pub const ALL: [RejectReason; 12] = [
         RejectReason::Auth,
         RejectReason::SenderNotAllowed,
         RejectReason::HeaderPolicy,
@@ -69,6 +71,7 @@ impl RejectReason {
         RejectReason::SelfVerify,
         RejectReason::Spool,
         RejectReason::Protocol,
+        RejectReason::BufferMemory,
     ];
 
     /// The label value.
@@ -85,6 +88,7 @@ impl RejectReason {
             RejectReason::SelfVerify => "self_verify",
             RejectReason::Spool => "spool",
             RejectReason::Protocol => "protocol",
+            RejectReason::BufferMemory => "buffer_memory",
         }
     }
 }
@@ -252,6 +256,75 @@ pub struct Metrics {
     pub config_reloads_total: IntCounterVec,
     /// `build_info{version}`: always 1.
     pub build_info: IntGaugeVec,
+    /// `auth_hash_waiting`: AUTH attempts waiting for a password-check slot (or for their
+    /// address's turn).
+    pub auth_hash_waiting: IntGauge,
+    /// `buffer_memory_bytes`: bytes clients hold in the relay's buffers before spooling
+    /// (counted against `limits.buffer_memory`).
+    pub buffer_memory_bytes: IntGauge,
+    /// `overload_refusals_total{reason}`: requests refused to keep memory and CPU bounded,
+    /// by [`OverloadReason`].
+    pub overload_refusals_total: IntCounterVec,
+    /// `cluster_redis_up`: 1 while the Redis of `cluster.redis` answers, else 0 (always 0
+    /// without `cluster.redis`).
+    pub cluster_redis_up: IntGauge,
+    /// `cluster_decisions_total{limit,outcome}`: decisions of the shared limits, by
+    /// [`ClusterLimit`] and outcome (`allowed`, `refused`, `unavailable`: Redis could not
+    /// decide and `cluster.on_redis_down` applied).
+    pub cluster_decisions_total: IntCounterVec,
+    /// `cluster_redis_seconds`: time Redis took to answer one shared decision.
+    pub cluster_redis_seconds: Histogram,
+}
+
+/// A limit shared through Redis: the `limit` label of `dkim_relay_cluster_decisions_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClusterLimit {
+    /// `limits.messages_per_minute_per_client`.
+    MessageRate,
+    /// The per-address AUTH failure count and its delays.
+    AuthFailures,
+    /// `limits.max_connections_per_ip`.
+    Connections,
+}
+
+impl ClusterLimit {
+    pub const ALL: [ClusterLimit; 3] = [
+        ClusterLimit::MessageRate,
+        ClusterLimit::AuthFailures,
+        ClusterLimit::Connections,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterLimit::MessageRate => "message_rate",
+            ClusterLimit::AuthFailures => "auth_failures",
+            ClusterLimit::Connections => "connections",
+        }
+    }
+}
+
+/// Why a request was refused under load: the `reason` label of
+/// `dkim_relay_overload_refusals_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OverloadReason {
+    /// No password-check slot within the bounded wait (`454 4.7.0`).
+    AuthHashBusy,
+    /// `limits.buffer_memory` would be exceeded (`451 4.3.2`).
+    BufferMemory,
+}
+
+impl OverloadReason {
+    pub const ALL: [OverloadReason; 2] =
+        [OverloadReason::AuthHashBusy, OverloadReason::BufferMemory];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OverloadReason::AuthHashBusy => "auth_hash_busy",
+            OverloadReason::BufferMemory => "buffer_memory",
+        }
+    }
 }
 
 /// Building the metric set failed. Only possible through a programming error (an invalid or
@@ -378,6 +451,38 @@ impl Metrics {
                 opts("build_info", "Build information; the value is always 1."),
                 &["version"],
             )?,
+            auth_hash_waiting: IntGauge::with_opts(opts(
+                "auth_hash_waiting",
+                "AUTH attempts waiting for a password-check slot.",
+            ))?,
+            buffer_memory_bytes: IntGauge::with_opts(opts(
+                "buffer_memory_bytes",
+                "Bytes clients hold in buffers before spooling (limit: limits.buffer_memory).",
+            ))?,
+            overload_refusals_total: IntCounterVec::new(
+                opts(
+                    "overload_refusals_total",
+                    "Requests refused to keep the relay bounded, by reason (auth_hash_busy, buffer_memory).",
+                ),
+                &["reason"],
+            )?,
+            cluster_redis_up: IntGauge::with_opts(opts(
+                "cluster_redis_up",
+                "1 while the Redis shared by the replicas (cluster.redis) answers, else 0.",
+            ))?,
+            cluster_decisions_total: IntCounterVec::new(
+                opts(
+                    "cluster_decisions_total",
+                    "Decisions of the limits shared through Redis, by limit and outcome (allowed, refused, unavailable).",
+                ),
+                &["limit", "outcome"],
+            )?,
+            // 100 µs .. ~200 ms: loopback answers in ~0.1 ms, a decision's budget is a few ms.
+            cluster_redis_seconds: Histogram::with_opts(hopts(
+                "cluster_redis_seconds",
+                "Time Redis took to answer one shared-limit decision, in seconds.",
+                exp_buckets(0.000_1, 2.0, 12),
+            ))?,
             registry,
         };
 
@@ -403,6 +508,31 @@ impl Metrics {
         ];
         for c in collectors {
             m.registry.register(c)?;
+        }
+        let load: [Box<dyn Collector>; 3] = [
+            Box::new(m.auth_hash_waiting.clone()),
+            Box::new(m.buffer_memory_bytes.clone()),
+            Box::new(m.overload_refusals_total.clone()),
+        ];
+        for c in load {
+            m.registry.register(c)?;
+        }
+        for r in OverloadReason::ALL {
+            m.overload_refusals_total.with_label_values(&[r.as_str()]);
+        }
+        let cluster: [Box<dyn Collector>; 3] = [
+            Box::new(m.cluster_redis_up.clone()),
+            Box::new(m.cluster_decisions_total.clone()),
+            Box::new(m.cluster_redis_seconds.clone()),
+        ];
+        for c in cluster {
+            m.registry.register(c)?;
+        }
+        for l in ClusterLimit::ALL {
+            for o in ["allowed", "refused", "unavailable"] {
+                m.cluster_decisions_total
+                    .with_label_values(&[l.as_str(), o]);
+            }
         }
 
         // Pre-initialise fixed label sets: a series that does not exist yet is invisible to
@@ -507,6 +637,28 @@ impl Metrics {
         self.dns_check_ok
             .with_label_values(&[domain, check.as_str()])
             .set(i64::from(ok));
+    }
+
+    /// Count a request refused under load.
+    pub fn overload_refusal(&self, reason: OverloadReason) {
+        self.overload_refusals_total
+            .with_label_values(&[reason.as_str()])
+            .inc();
+    }
+
+    /// Count a decision Redis made for a shared limit.
+    pub fn cluster_decision(&self, limit: ClusterLimit, allowed: bool) {
+        let outcome = if allowed { "allowed" } else { "refused" };
+        self.cluster_decisions_total
+            .with_label_values(&[limit.as_str(), outcome])
+            .inc();
+    }
+
+    /// Count a shared-limit decision Redis could not make.
+    pub fn cluster_unavailable(&self, limit: ClusterLimit) {
+        self.cluster_decisions_total
+            .with_label_values(&[limit.as_str(), "unavailable"])
+            .inc();
     }
 
     /// Count a configuration reload.
