@@ -1,0 +1,173 @@
+//! The DNSSEC-aware lookups against a real validating resolver:
+//! Debian's unbound on loopback, with test zones signed in the test (ldns-signzone), one left
+//! unsigned, and one whose signatures were spoiled after signing (tests/support/unbound.rs).
+//! One unbound serves every test of this file.
+
+#[path = "support/unbound.rs"]
+mod unbound;
+
+use dkim_relay::dnssec::{fqdn, DnsError, Resolver, Security};
+use mail_auth::hickory_resolver::proto::rr::Name;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::OnceLock;
+use std::time::Duration;
+use unbound::{Unbound, Zone};
+
+const SHA256_A: &str = "0101010101010101010101010101010101010101010101010101010101010101";
+const SHA256_B: &str = "0202020202020202020202020202020202020202020202020202020202020202";
+
+fn resolver() -> Option<Resolver> {
+    static UNBOUND: OnceLock<Option<Unbound>> = OnceLock::new();
+    let u = UNBOUND
+        .get_or_init(|| unbound::available().then(start))
+        .as_ref()?;
+    Some(Resolver::new(vec![u.addr], Duration::from_secs(5), 2))
+}
+
+fn start() -> Unbound {
+    let mut signed = Zone::signed("signed.test")
+        .record("@ IN MX 10 mx")
+        .record("mx IN A 127.0.0.5")
+        .record(&format!("_25._tcp.mx IN TLSA 3 1 1 {SHA256_A}"))
+        .record(&format!("_25._tcp.mx IN TLSA 0 0 1 {SHA256_B}"))
+        .record("unusable IN A 127.0.0.6")
+        .record(&format!("_25._tcp.unusable IN TLSA 1 1 1 {SHA256_A}"))
+        .record("alias IN CNAME mx")
+        .record("alias2 IN CNAME notlsa")
+        .record("notlsa IN A 127.0.0.7")
+        .record(&format!("_25._tcp.alias2 IN TLSA 3 1 1 {SHA256_B}"))
+        .record("into-plain IN CNAME mx.plain.test.")
+        .record("mxplain IN MX 10 mx.plain.test.")
+        .record("tc IN A 127.0.0.8")
+        .record("_25._tcp.tc IN CNAME _25._tcp.mx");
+    for i in 1..=80 {
+        signed = signed.record(&format!("big IN A 127.0.1.{i}"));
+    }
+    let plain = Zone::unsigned("plain.test")
+        .record("@ IN MX 10 mx")
+        .record("mx IN A 127.0.0.9")
+        .record(&format!("_25._tcp.mx IN TLSA 3 1 1 {SHA256_A}"));
+    let bogus = Zone::signed("bogus.test")
+        .record("@ IN MX 10 mx")
+        .record("mx IN A 127.0.0.10")
+        .record(&format!("_25._tcp.mx IN TLSA 3 1 1 {SHA256_A}"))
+        .record("mx2 IN A 127.0.0.11")
+        .spoil("_25._tcp.mx", "TLSA")
+        .spoil("mx2", "A");
+    Unbound::start(vec![signed, plain, bogus])
+}
+
+fn name(s: &str) -> Name {
+    fqdn(s).unwrap()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[tokio::test]
+async fn secure_answers_carry_the_ad_bit() {
+    let Some(r) = resolver() else { return };
+    let mx = r.mx(&name("signed.test")).await.unwrap();
+    assert_eq!(mx.security, Security::Secure);
+    assert_eq!(mx.records.len(), 1);
+    assert_eq!(mx.records[0].preference, 10);
+    assert_eq!(mx.records[0].exchange, name("mx.signed.test"));
+
+    let a = r.addresses(&name("mx.signed.test")).await.unwrap();
+    assert_eq!(
+        (a.records.clone(), a.security),
+        (vec![ip("127.0.0.5")], Security::Secure)
+    );
+    assert!(!a.is_alias());
+
+    let tlsa = r.tlsa(&name("_25._tcp.mx.signed.test")).await.unwrap();
+    assert_eq!(tlsa.security, Security::Secure);
+    assert_eq!(tlsa.records.len(), 2);
+}
+
+#[tokio::test]
+async fn an_unsigned_zone_is_insecure() {
+    let Some(r) = resolver() else { return };
+    let mx = r.mx(&name("plain.test")).await.unwrap();
+    assert_eq!((mx.records.len(), mx.security), (1, Security::Insecure));
+    let a = r.addresses(&name("mx.plain.test")).await.unwrap();
+    assert_eq!(
+        (a.records.clone(), a.security),
+        (vec![ip("127.0.0.9")], Security::Insecure)
+    );
+    let tlsa = r.tlsa(&name("_25._tcp.mx.plain.test")).await.unwrap();
+    assert_eq!((tlsa.records.len(), tlsa.security), (1, Security::Insecure));
+}
+
+#[tokio::test]
+async fn a_spoiled_signature_is_a_servfail_not_an_insecure_answer() {
+    let Some(r) = resolver() else { return };
+    // The rest of the zone validates...
+    let mx = r.mx(&name("bogus.test")).await.unwrap();
+    assert_eq!(mx.security, Security::Secure);
+    // ...the spoiled RRsets do not: SERVFAIL, with unbound's Extended DNS Error.
+    let e = r.tlsa(&name("_25._tcp.mx.bogus.test")).await.unwrap_err();
+    assert!(e.is_bogus(), "{e}");
+    let DnsError::ServFail { ede: Some(ede), .. } = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(ede.code, 6, "DNSSEC Bogus: {e}");
+    let e = r.addresses(&name("mx2.bogus.test")).await.unwrap_err();
+    assert!(e.is_bogus(), "{e}");
+}
+
+#[tokio::test]
+async fn denial_of_existence_is_authenticated_too() {
+    let Some(r) = resolver() else { return };
+    let nx = r.mx(&name("nothing.signed.test")).await.unwrap();
+    assert!(nx.nx_domain && nx.records.is_empty());
+    assert_eq!(nx.security, Security::Secure);
+    // NODATA: the name exists, without TLSA records.
+    let nodata = r.tlsa(&name("mx.signed.test")).await.unwrap();
+    assert!(!nodata.nx_domain && nodata.records.is_empty());
+    assert_eq!(nodata.security, Security::Secure);
+    let nx = r.mx(&name("nothing.plain.test")).await.unwrap();
+    assert!(nx.nx_domain);
+    assert_eq!(nx.security, Security::Insecure);
+}
+
+#[tokio::test]
+async fn cname_chains_are_followed() {
+    let Some(r) = resolver() else { return };
+    let a = r.addresses(&name("alias.signed.test")).await.unwrap();
+    assert!(a.is_alias());
+    assert_eq!(a.owner, name("mx.signed.test"));
+    assert_eq!(
+        (a.records.clone(), a.security),
+        (vec![ip("127.0.0.5")], Security::Secure)
+    );
+    // A signed alias into an unsigned zone is insecure as a whole.
+    let a = r.addresses(&name("into-plain.signed.test")).await.unwrap();
+    assert_eq!(a.owner, name("mx.plain.test"));
+    assert_eq!(a.security, Security::Insecure);
+}
+
+#[tokio::test]
+async fn a_large_answer_comes_over_tcp() {
+    let Some(r) = resolver() else { return };
+    // 80 A records and their signature do not fit the 1232 bytes asked for over UDP.
+    let a = r.addresses(&name("big.signed.test")).await.unwrap();
+    assert_eq!(a.records.len(), 80);
+    assert_eq!(a.security, Security::Secure);
+}
+
+#[tokio::test]
+async fn a_dead_nameserver_is_skipped() {
+    let Some(r) = resolver() else { return };
+    let live = r.nameservers()[0];
+    let dead: SocketAddr = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap()
+    };
+    let r = Resolver::new(vec![dead, live], Duration::from_secs(2), 2);
+    let mx = r.mx(&name("signed.test")).await.unwrap();
+    assert_eq!(mx.security, Security::Secure);
+    let only_dead = Resolver::new(vec![dead], Duration::from_millis(300), 2);
+    assert!(only_dead.mx(&name("signed.test")).await.is_err());
+}
