@@ -28,6 +28,7 @@
 //!   policy server and a one-shot command) that refuses bounces to untagged addresses.
 //! - `queue_admin`: `queue list|show|retry|delete` and `mailq`, on the spool while `serve` runs.
 //! - `cluster`: limits shared by replicas through Redis (`cluster.redis`), with their fallback.
+//! - `dane`: DANE for SMTP (RFC 7672): TLSA records of MX hosts, the certificate check.
 //! - `dnssec`: lookups through trusted validating resolvers that say whether each answer was
 //!   DNSSEC-authenticated (`dns.dnssec: trust-ad`).
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -38,6 +39,7 @@ pub mod cli_io;
 pub mod cluster;
 pub mod config;
 pub mod core;
+pub mod dane;
 pub mod dkim;
 pub mod dnssec;
 pub mod inbound;

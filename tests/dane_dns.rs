@@ -1,4 +1,4 @@
-//! The DNSSEC-aware lookups against a real validating resolver:
+//! The DNSSEC-aware lookups and the DANE host logic against a real validating resolver:
 //! Debian's unbound on loopback, with test zones signed in the test (ldns-signzone), one left
 //! unsigned, and one whose signatures were spoiled after signing (tests/support/unbound.rs).
 //! One unbound serves every test of this file.
@@ -6,6 +6,7 @@
 #[path = "support/unbound.rs"]
 mod unbound;
 
+use dkim_relay::dane::{self, HostDane, NoDane};
 use dkim_relay::dnssec::{fqdn, DnsError, Resolver, Security};
 use mail_auth::hickory_resolver::proto::rr::Name;
 use std::net::{IpAddr, SocketAddr};
@@ -170,4 +171,86 @@ async fn a_dead_nameserver_is_skipped() {
     assert_eq!(mx.security, Security::Secure);
     let only_dead = Resolver::new(vec![dead], Duration::from_millis(300), 2);
     assert!(only_dead.mx(&name("signed.test")).await.is_err());
+}
+
+/// What DANE says about `host`, reached through an MX answer of security `mx`.
+async fn host(r: &Resolver, host: &str, mx: Security) -> Result<HostDane, DnsError> {
+    let host = name(host);
+    let addresses = r.addresses(&host).await?;
+    dane::for_host(r, &host, mx, &addresses).await
+}
+
+#[tokio::test]
+async fn dane_applies_only_along_a_secure_path() {
+    let Some(r) = resolver() else { return };
+    let secure = Security::Secure;
+    match host(&r, "mx.signed.test", secure).await.unwrap() {
+        HostDane::Usable(set) => {
+            assert_eq!(set.base_domain(), "mx.signed.test");
+            assert_eq!(set.usable.len(), 1, "PKIX-TA is not usable for SMTP");
+            assert_eq!(set.published.len(), 2);
+            assert!(set.published.iter().any(|p| p.starts_with("0 0 1 0202")));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        host(&r, "unusable.signed.test", secure).await.unwrap(),
+        HostDane::Unusable(_)
+    ));
+    assert_eq!(
+        host(&r, "notlsa.signed.test", secure).await.unwrap(),
+        HostDane::None(NoDane::NoRecords)
+    );
+    // An insecure MX answer, insecure addresses (also behind a signed CNAME), insecure TLSA.
+    assert_eq!(
+        host(&r, "mx.signed.test", Security::Insecure)
+            .await
+            .unwrap(),
+        HostDane::None(NoDane::InsecureMx)
+    );
+    let mx = r.mx(&name("mxplain.signed.test")).await.unwrap();
+    assert_eq!(mx.security, Security::Secure);
+    assert_eq!(
+        host(&r, "mx.plain.test", mx.security).await.unwrap(),
+        HostDane::None(NoDane::InsecureAddresses)
+    );
+    assert_eq!(
+        host(&r, "into-plain.signed.test", secure).await.unwrap(),
+        HostDane::None(NoDane::InsecureAddresses)
+    );
+    // Bogus TLSA records: no answer about the host's security at all.
+    let e = host(&r, "mx.bogus.test", secure).await.unwrap_err();
+    assert!(e.is_bogus(), "{e}");
+}
+
+#[tokio::test]
+async fn the_tlsa_base_domain_follows_secure_cnames() {
+    let Some(r) = resolver() else { return };
+    let base = |d: HostDane| match d {
+        HostDane::Usable(set) => set.base_domain(),
+        other => panic!("{other:?}"),
+    };
+    // The alias's target has TLSA records: they are the host's (RFC 7672 2.2.3).
+    assert_eq!(
+        base(
+            host(&r, "alias.signed.test", Security::Secure)
+                .await
+                .unwrap()
+        ),
+        "mx.signed.test"
+    );
+    // The target has none: the records at the alias itself.
+    assert_eq!(
+        base(
+            host(&r, "alias2.signed.test", Security::Secure)
+                .await
+                .unwrap()
+        ),
+        "alias2.signed.test"
+    );
+    // The TLSA RRset reached through its own CNAME.
+    assert_eq!(
+        base(host(&r, "tc.signed.test", Security::Secure).await.unwrap()),
+        "tc.signed.test"
+    );
 }
