@@ -8,85 +8,12 @@
 //! forger; a source whose failure the receiver attributes to forwarding, or whose relay
 //! signature broke on the way, is a forwarder or mailing list that no routing change fixes.
 
-use super::parse::Report;
-use super::render::utc_date;
+use super::model::{
+    utc_date, DomainSummary, PolicyPublished, RelayIdentity, Report, Source, SourceKind, Verdict,
+};
 use super::source::{classify, SourceAcc};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-
-pub use super::source::{SignatureSeen, Source, SourceKind, SpfSeen};
-
-/// Which mail is this relay's: its outbound addresses and the d=/s= pairs it signs with.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct RelayIdentity {
-    pub addresses: Vec<IpAddr>,
-    /// Signing domain → selectors (lower case), from `dkim.domains`.
-    pub signing: BTreeMap<String, Vec<String>>,
-    /// Why the relay may be recognised only partly (no config, hostname unresolved, …).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
-}
-
-impl RelayIdentity {
-    pub fn is_relay_address(&self, ip: IpAddr) -> bool {
-        self.addresses.contains(&ip)
-    }
-
-    /// A signature with one of the relay's configured domain/selector pairs.
-    pub fn signs_with(&self, domain: &str, selector: &str) -> bool {
-        self.signing
-            .get(domain)
-            .is_some_and(|sels| sels.iter().any(|s| s == selector))
-    }
-
-    /// The relay has a key for `domain`, a parent of it, or one of its subdomains.
-    pub fn signs_for(&self, domain: &str) -> bool {
-        self.signing.keys().any(|d| related(d, domain))
-    }
-}
-
-/// The same domain, or one is a subdomain of the other (relaxed alignment's view, without a
-/// public-suffix list: report domains are organizational domains or below).
-pub fn related(a: &str, b: &str) -> bool {
-    a == b || is_subdomain(a, b) || is_subdomain(b, a)
-}
-
-fn is_subdomain(child: &str, parent: &str) -> bool {
-    child.len() > parent.len() + 1
-        && child.ends_with(parent)
-        && child.as_bytes()[child.len() - parent.len() - 1] == b'.'
-}
-
-/// Everything known about one policy domain.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct DomainSummary {
-    pub domain: String,
-    /// The policy of the most recent report.
-    pub policy: super::parse::PolicyPublished,
-    pub reports: usize,
-    pub reporters: Vec<String>,
-    /// First and last day covered (UTC), `YYYY-MM-DD`.
-    pub first_day: Option<String>,
-    pub last_day: Option<String>,
-    pub messages: u64,
-    pub dmarc_pass: u64,
-    /// Whether `dkim.domains` has a key for this domain (or a parent or subdomain).
-    pub relay_signs_for_domain: bool,
-    /// By volume, largest first.
-    pub sources: Vec<Source>,
-    pub verdict: Verdict,
-}
-
-/// The answer to "ready for p=reject?".
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Verdict {
-    pub ready: bool,
-    pub summary: String,
-    /// What to fix first: one line per source that blocks `p=reject`.
-    pub actions: Vec<String>,
-    /// What else the evidence says, and its limits.
-    pub notes: Vec<String>,
-}
 
 #[derive(Default)]
 struct DomainAcc {
@@ -95,7 +22,7 @@ struct DomainAcc {
     begin: Option<u64>,
     end: Option<u64>,
     /// (report end, policy): the latest report's policy wins.
-    policy: Option<(u64, super::parse::PolicyPublished)>,
+    policy: Option<(u64, PolicyPublished)>,
     sources: BTreeMap<IpAddr, SourceAcc>,
 }
 

@@ -7,7 +7,8 @@
 //! hold at most [`MAX_ZIP_ENTRIES`] files, and every failure is an error value naming what is
 //! wrong, never a panic.
 
-use super::parse::{parse_report, ParseError, Report};
+use super::model::Report;
+use super::parse::{parse_report, ParseError};
 use std::borrow::Cow;
 use std::io::{Cursor, Read};
 use std::path::Path;

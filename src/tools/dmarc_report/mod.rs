@@ -5,21 +5,25 @@
 //! looks legitimate, and what to do about each such source.
 //!
 //! Layout: `input` (files, gzip, zip, size caps) → `parse` (XML → `Report`) → `analyze` and
-//! `source` (aggregation, classification, verdict) → `render` (text, JSON). Uses `config` and
-//! `resolver` only; nothing here touches the SMTP, spool or delivery modules.
+//! `source` (aggregation, classification, verdict) → `render` (text, JSON). `model` holds the
+//! plain data they pass along and imports none of them, so the stages form no cycle. Uses
+//! `config` and `resolver` only; nothing here touches the SMTP, spool or delivery modules.
 
 mod analyze;
 mod input;
+mod model;
 mod parse;
 mod render;
 mod source;
 
-pub use analyze::{
-    analyze, DomainSummary, RelayIdentity, SignatureSeen, Source, SourceKind, SpfSeen, Verdict,
-};
+pub use analyze::analyze;
 pub use input::{load_bytes, load_file, InputError, Loaded, MAX_REPORT_BYTES, MAX_ZIP_ENTRIES};
-pub use parse::{parse_report, DkimAuth, ParseError, PolicyPublished, Record, Report, SpfAuth};
-pub use render::{render_json, render_text, utc_date, FileError};
+pub use model::{
+    utc_date, DkimAuth, DomainSummary, FileError, PolicyPublished, Record, RelayIdentity, Report,
+    SignatureSeen, Source, SourceKind, SpfAuth, SpfSeen, Verdict,
+};
+pub use parse::{parse_report, ParseError};
+pub use render::{render_json, render_text};
 
 use crate::config::{resolve_path, Settings};
 use mail_auth::dns::NoCache;
@@ -108,7 +112,7 @@ pub fn relay_identity(config: Option<&Path>) -> Result<RelayIdentity, String> {
         .iter()
         .map(|(d, sels)| {
             (
-                parse::normalize_domain(d),
+                model::normalize_domain(d),
                 sels.iter()
                     .map(|s| s.selector.to_ascii_lowercase())
                     .collect(),

@@ -9,6 +9,7 @@
 //! numbers come from: a record without a valid source IP or count is left out and named in
 //! [`Report::problems`]; a document that is not a `<feedback>`, or is cut short, is an error.
 
+use super::model::{normalize_domain, DkimAuth, Record, Report, SpfAuth};
 use quick_xml::events::Event;
 use quick_xml::Reader;
 use std::net::IpAddr;
@@ -28,85 +29,6 @@ pub enum ParseError {
     NotAReport(String),
     #[error("truncated: the document ends inside <{0}>")]
     Truncated(String),
-}
-
-/// A parsed aggregate report.
-#[derive(Debug, Clone, Default)]
-pub struct Report {
-    /// The reporter (`report_metadata/org_name`), e.g. `google.com`.
-    pub org_name: String,
-    pub report_id: String,
-    /// The period covered, seconds since the epoch (UTC).
-    pub begin: Option<u64>,
-    pub end: Option<u64>,
-    pub policy: PolicyPublished,
-    pub records: Vec<Record>,
-    /// Records left out, each with why; the rest of the report still counts.
-    pub problems: Vec<String>,
-}
-
-/// `policy_published`: the DMARC record the reporter found. Values as reported, lower case.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct PolicyPublished {
-    /// The domain whose DMARC record applied (lower case, no final dot).
-    pub domain: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub p: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sp: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pct: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub adkim: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub aspf: Option<String>,
-}
-
-/// One `<record>`: `count` messages from one source with one set of results.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    pub source_ip: IpAddr,
-    pub count: u64,
-    /// What the receiver did: `none`, `quarantine`, `reject` (RFC 9990 adds `pass`); empty if
-    /// not reported.
-    pub disposition: String,
-    /// `policy_evaluated/dkim` = pass: a DKIM signature passed *and* aligned with the From domain.
-    pub dkim_aligned: bool,
-    /// `policy_evaluated/spf` = pass: SPF passed *and* aligned with the From domain.
-    pub spf_aligned: bool,
-    /// `policy_evaluated/reason/type`s: why the receiver overrode the policy (`forwarded`,
-    /// `mailing_list`, `local_policy`, …), plus `arc=pass` when a reason's comment says the
-    /// receiver trusted the message's ARC chain (Google's note on forwarded mail).
-    pub reasons: Vec<String>,
-    pub header_from: String,
-    pub envelope_from: String,
-    /// `auth_results/dkim`: every signature the receiver checked, aligned or not.
-    pub dkim: Vec<DkimAuth>,
-    /// `auth_results/spf`: the SPF check(s), for whichever domain was checked.
-    pub spf: Vec<SpfAuth>,
-}
-
-impl Record {
-    /// DMARC passes when DKIM or SPF passes aligned.
-    pub fn dmarc_pass(&self) -> bool {
-        self.dkim_aligned || self.spf_aligned
-    }
-}
-
-/// One DKIM signature's result (`d=`, `s=`, pass/fail/…).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DkimAuth {
-    pub domain: String,
-    pub selector: String,
-    pub result: String,
-}
-
-/// One SPF result: the domain checked (usually the envelope sender's), its scope and result.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SpfAuth {
-    pub domain: String,
-    pub scope: String,
-    pub result: String,
 }
 
 /// Parse one report document.
@@ -309,11 +231,6 @@ impl RecordDraft {
             spf: self.spf_auth,
         })
     }
-}
-
-/// Lower case, without a final dot: how domains are compared.
-pub fn normalize_domain(s: &str) -> String {
-    s.trim().trim_end_matches('.').to_ascii_lowercase()
 }
 
 #[derive(Default)]

@@ -1,22 +1,8 @@
 //! The report as an operator reads it (per domain: the policy, a table of sources by volume with
 //! their results, the verdict and what to do) and as JSON for scripts and dashboards.
 
-use super::analyze::{DomainSummary, RelayIdentity, Source, SourceKind};
+use super::model::{DomainSummary, FileError, RelayIdentity, Source, SourceKind};
 use std::fmt::Write;
-
-/// A file (or zip entry) that gave no report, or a record left out of one.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct FileError {
-    pub file: String,
-    pub error: String,
-}
-
-/// `YYYY-MM-DD` (UTC) of a Unix time.
-pub fn utc_date(secs: u64) -> String {
-    // i64 days, so that any u64 a report carries gives some date rather than an overflow.
-    let (year, month, day) = crate::dkim::fixups::civil_from_days((secs / 86_400) as i64);
-    format!("{year:04}-{month:02}-{day:02}")
-}
 
 fn percent(part: u64, whole: u64) -> String {
     if whole == 0 {
@@ -234,11 +220,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dates_and_percentages() {
-        assert_eq!(utc_date(0), "1970-01-01");
-        assert_eq!(utc_date(1_700_000_000), "2023-11-14");
-        assert_eq!(utc_date(951_782_400), "2000-02-29");
-        let _ = utc_date(u64::MAX);
+    fn percentages() {
         assert_eq!(percent(1, 3), "33.3%");
         assert_eq!(percent(u64::MAX, u64::MAX), "100.0%");
         assert_eq!(percent(0, 0), "-");
