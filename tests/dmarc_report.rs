@@ -464,7 +464,7 @@ fn broken_and_hostile_files_are_named_and_the_rest_still_reported() {
         "bomb.xml.gz: decompresses to more than 100 MiB: refused",
         "bomb.zip (bomb.xml): decompresses to more than 100 MiB: refused",
         "notes.txt: not a DMARC aggregate report: no <feedback> element",
-        "page.xml: not a DMARC aggregate report: the top-level element is <html>, not <feedback>",
+        "page.xml: not a DMARC aggregate report: no <feedback> element in it (its top-level element is <html>)",
         "counts.xml: record 3: <count> 99999999999999999999999 is too large to be a number of messages (record left out)",
         "fake.zip: not a readable zip archive",
         "report.eml: this is an e-mail message, not a report: save its attachment",

@@ -236,6 +236,12 @@ fn notes(d: &DomainSummary, relay: &RelayIdentity) -> Vec<String> {
             d.policy.pct.as_deref().unwrap_or("100")
         ));
     }
+    if d.policy.testing.as_deref() == Some("y") {
+        notes.push(
+            "The policy is in testing mode (t=y): receivers apply one step less than p= (reject as quarantine, quarantine as none)."
+                .to_string(),
+        );
+    }
     let period = match (&d.first_day, &d.last_day) {
         (Some(a), Some(b)) if a == b => format!(" for {a} (UTC)"),
         (Some(a), Some(b)) => format!(" covering {a} to {b} (UTC)"),

@@ -102,10 +102,25 @@ fn decode(raw: &[u8], budget: &mut u64) -> Result<Report, InputError> {
     } else {
         Cow::Borrowed(raw)
     };
-    // Reports declare UTF-8 but some carry stray Latin-1 bytes in free-text fields: those become
-    // U+FFFD instead of failing the whole report.
-    let text = String::from_utf8_lossy(&xml);
-    Ok(parse_report(&text)?)
+    Ok(parse_report(&xml_text(&xml))?)
+}
+
+/// The text of an XML document. Reports declare UTF-8 but some carry stray Latin-1 bytes in
+/// free-text fields: those become U+FFFD instead of failing the whole report. A UTF-16 byte
+/// order mark (a few Windows-based reporters) means UTF-16.
+fn xml_text(xml: &[u8]) -> Cow<'_, str> {
+    let utf16 = |unit: fn([u8; 2]) -> u16| {
+        let units: Vec<u16> = xml[2..]
+            .chunks_exact(2)
+            .map(|c| unit([c[0], c[1]]))
+            .collect();
+        Cow::Owned(String::from_utf16_lossy(&units))
+    };
+    match xml {
+        [0xff, 0xfe, ..] => utf16(u16::from_le_bytes),
+        [0xfe, 0xff, ..] => utf16(u16::from_be_bytes),
+        _ => String::from_utf8_lossy(xml),
+    }
 }
 
 fn gunzip(raw: &[u8], budget: u64) -> Result<Vec<u8>, InputError> {
@@ -207,5 +222,29 @@ fn looks_like_email(raw: &[u8]) -> bool {
     match line.iter().position(|&b| b == b':') {
         Some(colon) if colon > 0 => line[..colon].iter().all(|&b| (33..=126).contains(&b)),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf16_and_invalid_utf8_are_read() {
+        let xml = "<feedback><report_metadata><org_name>Zoë</org_name></report_metadata>\
+                   <policy_published><domain>example.com</domain></policy_published></feedback>";
+        let mut le = vec![0xff, 0xfe];
+        le.extend(xml.encode_utf16().flat_map(u16::to_le_bytes));
+        let mut be = vec![0xfe, 0xff];
+        be.extend(xml.encode_utf16().flat_map(u16::to_be_bytes));
+        let latin1 = xml.replace("Zoë", "Zo\u{0}").replace('\u{0}', "");
+        let mut latin1 = latin1.into_bytes();
+        let at = latin1.windows(2).position(|w| w == b"Zo").unwrap_or(0) + 2;
+        latin1.insert(at, 0xeb);
+        for (bytes, org) in [(le, "Zoë"), (be, "Zoë"), (latin1, "Zo\u{fffd}")] {
+            let loaded = load_bytes("r.xml", &bytes);
+            let report = loaded[0].report.as_ref().expect("report");
+            assert_eq!(report.org_name, org);
+        }
     }
 }

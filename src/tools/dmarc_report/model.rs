@@ -37,6 +37,12 @@ pub struct PolicyPublished {
     pub adkim: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aspf: Option<String>,
+    /// RFC 9990: the policy for non-existent subdomains.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub np: Option<String>,
+    /// RFC 9990: `y` when the record says `t=y` (testing: receivers apply one step less).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub testing: Option<String>,
 }
 
 /// One `<record>`: `count` messages from one source with one set of results.

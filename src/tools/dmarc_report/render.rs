@@ -57,6 +57,8 @@ fn render_domain(out: &mut String, d: &DomainSummary) {
         ("pct", &p.pct),
         ("adkim", &p.adkim),
         ("aspf", &p.aspf),
+        ("np", &p.np),
+        ("t", &p.testing),
     ] {
         if let Some(v) = value {
             policy.push(format!("{tag}={v}"));
