@@ -122,9 +122,10 @@ enum Command {
     /// Read DMARC aggregate reports and tell, per domain, whether p=reject would drop legitimate mail.
     #[command(long_about = DMARC_REPORT_HELP)]
     DmarcReport {
-        /// Aggregate report files: .xml, .xml.gz/.gz, or .zip (the format is told by the content).
-        #[arg(required = true, value_name = "FILE")]
-        files: Vec<PathBuf>,
+        /// Report files (.xml, .gz, .zip), e-mails (.eml), mbox files, Maildirs, or directories
+        /// of these (what each is, is told by the content).
+        #[arg(required = true, value_name = "INPUT")]
+        inputs: Vec<PathBuf>,
         /// Configuration file telling which sources are this relay (default: $DKIM_RELAY_CONFIG,
         /// else /etc/dkim-relay/config.yaml; without one no source is recognised as the relay).
         #[arg(short = 'c', long = "config")]
@@ -132,6 +133,12 @@ enum Command {
         /// Output format.
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         format: String,
+        /// Write the report to FILE (replaced whole) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Count only reports of this day (UTC) and later.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        since: Option<String>,
     },
 }
 
@@ -176,9 +183,7 @@ const DMARC_REPORT_HELP: &str =
     "Read DMARC aggregate reports and tell, per domain, whether moving to \
 p=reject would drop legitimate mail.
 
-Give the reports receivers send to your rua= address: .xml, .xml.gz/.gz, or .zip holding one or \
-more XML files (several files and globs at once; the same report given twice is counted once). \
-Each file may decompress to at most 100 MiB.
+Give the reports as they arrive at your rua= address: report files (.xml, .xml.gz/.gz, or .zip holding one or more XML files), e-mails (.eml: every attachment that is a report, whatever its Content-Type), mbox files, Maildir directories (cur/ and new/), or directories holding any of these; what each is, is told by its content. Messages without a report are skipped and counted. The same report (reporter and report id) seen twice is counted once. Each report may decompress to at most 100 MiB. --since YYYY-MM-DD counts only reports of that day (UTC) and later.
 
 Per policy domain it lists every source address that sent mail as the domain, largest first: \
 messages, how many passed DMARC, DKIM and SPF (aligned), the From domains, the DKIM signatures \
@@ -192,9 +197,10 @@ The verdict is READY when no legitimate-looking source fails DMARC, else NOT REA
 do for each such source (send it through the relay, fix its DKIM key, ...). It is a judgement on \
 the evidence in the reports, not proof: rare senders may not appear yet.
 
-Exit status: 0 when every file was read (whatever the verdict); 1 when a file, or a record in \
-one, could not be read (each is named on stderr and left out; the others are still reported), \
-or when -c names a configuration that cannot be loaded.";
+Exit status: 0 when every input was read (whatever the verdict); 1 when an input, or a record \
+in one, could not be read (each is named on stderr and left out; the others are still \
+reported), when -c names a configuration that cannot be loaded, or when --out cannot be \
+written; 2 for a --since that is not a date.";
 
 fn main() -> ExitCode {
     // Invoked through a `sendmail` or `mailq` symlink: behave as that program.
@@ -291,14 +297,33 @@ fn main() -> ExitCode {
             config.as_deref(),
         )),
         Command::DmarcReport {
-            files,
+            inputs,
             config,
             format,
-        } => ExitCode::from(dkim_relay::tools::dmarc_report::command(
-            &files,
-            config.as_deref(),
-            format == "json",
-        )),
+            out,
+            since,
+        } => {
+            use dkim_relay::tools::dmarc_report::{command, Format, Options, EXIT_FAIL};
+            let options = Options {
+                inputs,
+                config,
+                format: match format.as_str() {
+                    "json" => Format::Json,
+                    _ => Format::Text,
+                },
+                out,
+                since,
+            };
+            match command(&options) {
+                Ok(status) => ExitCode::from(status),
+                // Standard output closed early (`| head`): nothing more to say to anyone.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(EXIT_FAIL),
+                Err(e) => {
+                    eprintln!("dmarc-report: cannot write the report: {e}");
+                    ExitCode::from(EXIT_FAIL)
+                }
+            }
+        }
     }
 }
 

@@ -9,7 +9,8 @@
 //! signature broke on the way, is a forwarder or mailing list that no routing change fixes.
 
 use super::model::{
-    utc_date, DomainSummary, PolicyPublished, RelayIdentity, Report, Source, SourceKind, Verdict,
+    day_name, report_day, utc_date, DaySummary, DomainSummary, FailingDispositions, Outcomes,
+    PolicyPublished, RelayIdentity, Report, Source, SourceKind, Verdict,
 };
 use super::source::{classify, SourceAcc};
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,12 +27,26 @@ struct DomainAcc {
     sources: BTreeMap<IpAddr, SourceAcc>,
 }
 
-/// Aggregate reports (already de-duplicated) into one summary per policy domain, sorted by name.
-pub fn analyze(reports: &[Report], relay: &RelayIdentity) -> Vec<DomainSummary> {
-    let mut domains: BTreeMap<String, DomainAcc> = BTreeMap::new();
-    for report in reports {
+/// Reports added one at a time (already de-duplicated), so that only the running totals stay
+/// in memory, not every record read.
+pub struct Analysis<'r> {
+    relay: &'r RelayIdentity,
+    domains: BTreeMap<String, DomainAcc>,
+}
+
+impl<'r> Analysis<'r> {
+    pub fn new(relay: &'r RelayIdentity) -> Analysis<'r> {
+        Analysis {
+            relay,
+            domains: BTreeMap::new(),
+        }
+    }
+
+    /// Count one report.
+    pub fn add(&mut self, report: &Report) {
+        let relay = self.relay;
         let domain = &report.policy.domain;
-        let acc = domains.entry(domain.clone()).or_default();
+        let acc = self.domains.entry(domain.clone()).or_default();
         acc.reports += 1;
         let reporter = if report.org_name.is_empty() {
             "(unnamed reporter)".to_string()
@@ -45,17 +60,32 @@ pub fn analyze(reports: &[Report], relay: &RelayIdentity) -> Vec<DomainSummary> 
         if acc.policy.as_ref().is_none_or(|(t, _)| when >= *t) {
             acc.policy = Some((when, report.policy.clone()));
         }
+        let day = report_day(report);
         for record in &report.records {
             let source = acc.sources.entry(record.source_ip).or_insert_with(|| {
                 SourceAcc::new(record.source_ip, relay.is_relay_address(record.source_ip))
             });
-            source.add(record, domain, &reporter, relay);
+            source.add(record, domain, &reporter, day, relay);
         }
     }
-    domains
-        .into_iter()
-        .map(|(domain, acc)| summarize(domain, acc, relay))
-        .collect()
+
+    /// One summary per policy domain, sorted by name.
+    pub fn finish(self) -> Vec<DomainSummary> {
+        let relay = self.relay;
+        self.domains
+            .into_iter()
+            .map(|(domain, acc)| summarize(domain, acc, relay))
+            .collect()
+    }
+}
+
+/// Aggregate reports (already de-duplicated) into one summary per policy domain, sorted by name.
+pub fn analyze(reports: &[Report], relay: &RelayIdentity) -> Vec<DomainSummary> {
+    let mut analysis = Analysis::new(relay);
+    for report in reports {
+        analysis.add(report);
+    }
+    analysis.finish()
 }
 
 fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
@@ -73,10 +103,40 @@ fn max_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 }
 
 fn summarize(domain: String, acc: DomainAcc, relay: &RelayIdentity) -> DomainSummary {
-    let mut sources: Vec<Source> = acc
-        .sources
-        .into_values()
-        .map(|s| classify(s, &domain, relay))
+    let mut days: BTreeMap<Option<i64>, (Outcomes, FailingDispositions)> = BTreeMap::new();
+    let mut sources: Vec<Source> = Vec::with_capacity(acc.sources.len());
+    for mut s in acc.sources.into_values() {
+        let daily = s.take_daily();
+        let source = classify(s, &domain, relay);
+        let forged = source.kind == SourceKind::Unauthenticated;
+        for (day, counts) in daily {
+            let (outcomes, failing) = days.entry(day).or_default();
+            let fail = counts.failing.total();
+            outcomes.add(&Outcomes {
+                relay_pass: counts.relay_pass,
+                other_pass: counts.other_pass,
+                fail_legitimate: if forged { 0 } else { fail },
+                fail_forged: if forged { fail } else { 0 },
+            });
+            failing.add(&counts.failing);
+        }
+        sources.push(source);
+    }
+    let mut outcomes = Outcomes::default();
+    let mut failing_dispositions = FailingDispositions::default();
+    for (o, f) in days.values() {
+        outcomes.add(o);
+        failing_dispositions.add(f);
+    }
+    let days: Vec<DaySummary> = days
+        .into_iter()
+        .filter_map(|(day, (outcomes, failing_dispositions))| {
+            Some(DaySummary {
+                day: day_name(day?),
+                outcomes,
+                failing_dispositions,
+            })
+        })
         .collect();
     sources.sort_by(|a, b| b.messages.cmp(&a.messages).then(a.ip.cmp(&b.ip)));
     let messages = sources
@@ -96,6 +156,9 @@ fn summarize(domain: String, acc: DomainAcc, relay: &RelayIdentity) -> DomainSum
         last_day: acc.end.map(|e| utc_date(e.saturating_sub(1))),
         messages,
         dmarc_pass,
+        outcomes,
+        failing_dispositions,
+        days,
         sources,
         verdict: Verdict {
             ready: false,

@@ -1,6 +1,6 @@
-//! Getting report XML out of the files an operator saves from the `rua` mailbox: plain XML,
-//! gzip (`.xml.gz`, `.gz`) and zip (one or more XML files). The format is told by the content
-//! (magic bytes), not the file name, since reporters name attachments inconsistently.
+//! Getting report XML out of a report file or attachment: plain XML, gzip (`.xml.gz`, `.gz`)
+//! and zip (one or more XML files). The format is told by the content (magic bytes), not the
+//! file name, since reporters name attachments inconsistently.
 //!
 //! Hostile input is expected: every file may decompress to at most [`MAX_REPORT_BYTES`] in
 //! total (a report is kilobytes to a few MiB; a zip or gzip bomb stops at the cap), a zip may
@@ -39,8 +39,6 @@ pub enum InputError {
     TooManyEntries,
     #[error("the zip archive holds no file")]
     EmptyZip,
-    #[error("this is an e-mail message, not a report: save its attachment (.xml, .gz or .zip) and give that")]
-    Email,
     #[error("{0}")]
     Parse(#[from] ParseError),
 }
@@ -74,8 +72,28 @@ pub fn load_file(path: &Path) -> Vec<Loaded> {
 
 /// Like [`load_file`], for bytes already in memory.
 pub fn load_bytes(label: &str, raw: &[u8]) -> Vec<Loaded> {
+    load(label, raw, Strictness::File)
+}
+
+/// Like [`load_bytes`], for a part of an e-mail message: content without a `<feedback>`
+/// anywhere is [`ParseError::NotAReport`] before it is parsed, so that ordinary attachments
+/// (HTML, other XML) are told apart from damaged reports.
+pub fn load_attachment(label: &str, raw: &[u8]) -> Vec<Loaded> {
+    load(label, raw, Strictness::Attachment)
+}
+
+/// How sure the caller is that the bytes are meant to be a report.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Strictness {
+    /// The operator named the file: whatever is wrong with it is worth saying.
+    File,
+    /// One part of a message: it may be anything.
+    Attachment,
+}
+
+fn load(label: &str, raw: &[u8], strictness: Strictness) -> Vec<Loaded> {
     if raw.starts_with(ZIP_MAGIC) || raw.starts_with(ZIP_EMPTY_MAGIC) {
-        return match unzip(label, raw) {
+        return match unzip(label, raw, strictness) {
             Ok(list) => list,
             Err(e) => vec![Loaded {
                 label: label.to_string(),
@@ -86,23 +104,25 @@ pub fn load_bytes(label: &str, raw: &[u8]) -> Vec<Loaded> {
     let mut budget = MAX_REPORT_BYTES;
     vec![Loaded {
         label: label.to_string(),
-        report: decode(raw, &mut budget),
+        report: decode(raw, &mut budget, strictness),
     }]
 }
 
 /// gzip or plain XML → report; `budget` is what may still be decompressed.
-fn decode(raw: &[u8], budget: &mut u64) -> Result<Report, InputError> {
+fn decode(raw: &[u8], budget: &mut u64, strictness: Strictness) -> Result<Report, InputError> {
     // Borrowed unless it had to be decompressed: a 100 MiB plain report is not copied.
     let xml: Cow<[u8]> = if raw.starts_with(GZIP_MAGIC) {
         let out = gunzip(raw, *budget)?;
         *budget = budget.saturating_sub(out.len() as u64);
         Cow::Owned(out)
-    } else if looks_like_email(raw) {
-        return Err(InputError::Email);
     } else {
         Cow::Borrowed(raw)
     };
-    Ok(parse_report(&xml_text(&xml))?)
+    let text = xml_text(&xml);
+    if strictness == Strictness::Attachment && !text.contains("feedback") {
+        return Err(ParseError::NotAReport("no <feedback> element".to_string()).into());
+    }
+    Ok(parse_report(&text)?)
 }
 
 /// The text of an XML document. Reports declare UTF-8 but some carry stray Latin-1 bytes in
@@ -132,7 +152,7 @@ fn gunzip(raw: &[u8], budget: u64) -> Result<Vec<u8>, InputError> {
     })
 }
 
-fn unzip(label: &str, raw: &[u8]) -> Result<Vec<Loaded>, InputError> {
+fn unzip(label: &str, raw: &[u8], strictness: Strictness) -> Result<Vec<Loaded>, InputError> {
     let mut archive = zip::ZipArchive::new(Cursor::new(raw)).map_err(zip_error)?;
     if archive.len() > MAX_ZIP_ENTRIES {
         return Err(InputError::TooManyEntries);
@@ -164,7 +184,7 @@ fn unzip(label: &str, raw: &[u8]) -> Result<Vec<Loaded>, InputError> {
             match read_capped(&mut entry, budget, InputError::Bomb) {
                 Ok(bytes) => {
                     budget = budget.saturating_sub(bytes.len() as u64);
-                    decode(&bytes, &mut budget)
+                    decode(&bytes, &mut budget, strictness)
                 }
                 Err(InputError::Read(e)) => Err(InputError::Zip(format!("{name}: {e}"))),
                 Err(e) => Err(e),
@@ -196,7 +216,11 @@ fn zip_error(e: zip::result::ZipError) -> InputError {
 }
 
 /// Read everything, but at most `cap` bytes: one byte more means `too_big`.
-fn read_capped(reader: impl Read, cap: u64, too_big: InputError) -> Result<Vec<u8>, InputError> {
+pub(super) fn read_capped(
+    reader: impl Read,
+    cap: u64,
+    too_big: InputError,
+) -> Result<Vec<u8>, InputError> {
     let mut buf = Vec::new();
     reader
         .take(cap.saturating_add(1))
@@ -206,23 +230,6 @@ fn read_capped(reader: impl Read, cap: u64, too_big: InputError) -> Result<Vec<u
         return Err(too_big);
     }
     Ok(buf)
-}
-
-/// A saved message (`.eml`, a Maildir file) rather than its attachment: it starts with an mbox
-/// `From ` line or a header field (`Name: value`, the name printable ASCII without a colon).
-fn looks_like_email(raw: &[u8]) -> bool {
-    if raw.starts_with(b"From ") {
-        return true;
-    }
-    // XML starts with markup (`<?xml`, `<feedback`, `<d:feedback`), never with a field name.
-    if raw.trim_ascii_start().starts_with(b"<") || raw.starts_with("\u{feff}".as_bytes()) {
-        return false;
-    }
-    let line = raw.split(|&b| b == b'\n').next().unwrap_or_default();
-    match line.iter().position(|&b| b == b':') {
-        Some(colon) if colon > 0 => line[..colon].iter().all(|&b| (33..=126).contains(&b)),
-        _ => false,
-    }
 }
 
 #[cfg(test)]

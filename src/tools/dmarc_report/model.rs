@@ -246,6 +246,12 @@ pub struct DomainSummary {
     pub dmarc_pass: u64,
     /// Whether `dkim.domains` has a key for this domain (or a parent or subdomain).
     pub relay_signs_for_domain: bool,
+    /// Every message by outcome (the totals of `days`, plus reports that give no period).
+    pub outcomes: Outcomes,
+    /// What receivers did with the failing messages.
+    pub failing_dispositions: FailingDispositions,
+    /// Per UTC day of the reports, in order; days without reports are left out.
+    pub days: Vec<DaySummary>,
     /// By volume, largest first.
     pub sources: Vec<Source>,
     pub verdict: Verdict,
@@ -271,9 +277,130 @@ pub struct FileError {
 
 /// `YYYY-MM-DD` (UTC) of a Unix time.
 pub fn utc_date(secs: u64) -> String {
-    // i64 days, so that any u64 a report carries gives some date rather than an overflow.
-    let (year, month, day) = crate::dkim::fixups::civil_from_days((secs / 86_400) as i64);
+    day_name((secs / 86_400) as i64)
+}
+
+/// `YYYY-MM-DD` of a day number (days since 1970-01-01).
+pub fn day_name(day: i64) -> String {
+    let (year, month, day) = crate::dkim::fixups::civil_from_days(day);
     format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// The day number of a `YYYY-MM-DD` date; `None` unless it is a real calendar date.
+pub fn parse_day(text: &str) -> Option<i64> {
+    let mut parts = text.trim().splitn(3, '-');
+    let mut number = |len: usize| {
+        parts
+            .next()
+            .filter(|p| p.len() == len && p.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|p| p.parse::<i64>().ok())
+    };
+    let (y, m, d) = (number(4)?, number(2)?, number(2)?);
+    let day = crate::dkim::fixups::days_from_civil(y, m, d);
+    // 2026-02-30 would map to March 2nd: refuse what does not come back the same.
+    (crate::dkim::fixups::civil_from_days(day) == (y, m, d)).then_some(day)
+}
+
+/// The UTC day a report is counted on: the day holding the middle of its period (most
+/// reporters cover one UTC day; some cover 24 hours from another hour, which then counts on
+/// the day holding most of it). `None` when the report gives no period.
+pub fn report_day(report: &Report) -> Option<i64> {
+    let secs = match (report.begin, report.end) {
+        (Some(b), Some(e)) if e > b => b + (e - b) / 2,
+        (Some(b), _) => b,
+        (None, Some(e)) => e,
+        (None, None) => return None,
+    };
+    Some((secs / 86_400) as i64)
+}
+
+/// Messages by what became of them: the four series of the daily chart. Together they are all
+/// of a domain's messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Outcomes {
+    /// Pass DMARC and come from this relay (its address, or carrying its signature).
+    pub relay_pass: u64,
+    /// Pass DMARC without the relay: other senders the domain authorises.
+    pub other_pass: u64,
+    /// Fail DMARC, from sources that look legitimate (mail broken by forwarding included).
+    pub fail_legitimate: u64,
+    /// Fail DMARC, from sources that authenticate as nothing: likely forgery.
+    pub fail_forged: u64,
+}
+
+impl Outcomes {
+    pub fn add(&mut self, other: &Outcomes) {
+        self.relay_pass = self.relay_pass.saturating_add(other.relay_pass);
+        self.other_pass = self.other_pass.saturating_add(other.other_pass);
+        self.fail_legitimate = self.fail_legitimate.saturating_add(other.fail_legitimate);
+        self.fail_forged = self.fail_forged.saturating_add(other.fail_forged);
+    }
+
+    pub fn total(&self) -> u64 {
+        self.relay_pass
+            .saturating_add(self.other_pass)
+            .saturating_add(self.fail_legitimate)
+            .saturating_add(self.fail_forged)
+    }
+}
+
+/// What receivers did with the mail that failed DMARC: delivered anyway (`none`, also when they
+/// did not say), put in spam (`quarantine`), refused (`reject`). The effect of the policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FailingDispositions {
+    pub none: u64,
+    pub quarantine: u64,
+    pub reject: u64,
+}
+
+impl FailingDispositions {
+    /// Count `n` failing messages the receiver reported with `disposition` (lower case).
+    pub fn count(&mut self, disposition: &str, n: u64) {
+        let slot = match disposition {
+            "reject" => &mut self.reject,
+            "quarantine" => &mut self.quarantine,
+            _ => &mut self.none,
+        };
+        *slot = slot.saturating_add(n);
+    }
+
+    pub fn add(&mut self, other: &FailingDispositions) {
+        self.none = self.none.saturating_add(other.none);
+        self.quarantine = self.quarantine.saturating_add(other.quarantine);
+        self.reject = self.reject.saturating_add(other.reject);
+    }
+
+    pub fn total(&self) -> u64 {
+        self.none
+            .saturating_add(self.quarantine)
+            .saturating_add(self.reject)
+    }
+}
+
+/// One UTC day of a domain's reports.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DaySummary {
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    pub outcomes: Outcomes,
+    pub failing_dispositions: FailingDispositions,
+}
+
+/// What one run read, and what it left out on purpose.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RunSummary {
+    /// Reports counted (each once).
+    pub reports_read: usize,
+    /// E-mail messages looked at (files, mbox and Maildir messages, IMAP messages).
+    pub messages_read: usize,
+    /// Of those, messages holding no report: skipped.
+    pub messages_without_report: usize,
+    /// Reports seen again (same reporter and report id): counted once.
+    pub duplicates: usize,
+    /// With `--since`: the first day counted, and the reports left out for ending before it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    pub before_since: usize,
 }
 
 #[cfg(test)]

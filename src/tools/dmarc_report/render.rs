@@ -1,7 +1,7 @@
 //! The report as an operator reads it (per domain: the policy, a table of sources by volume with
 //! their results, the verdict and what to do) and as JSON for scripts and dashboards.
 
-use super::model::{DomainSummary, FileError, RelayIdentity, Source, SourceKind};
+use super::model::{DomainSummary, FileError, RelayIdentity, RunSummary, Source, SourceKind};
 use std::fmt::Write;
 
 fn percent(part: u64, whole: u64) -> String {
@@ -13,7 +13,7 @@ fn percent(part: u64, whole: u64) -> String {
 }
 
 /// The text report.
-pub fn render_text(domains: &[DomainSummary], relay: &RelayIdentity) -> String {
+pub fn render_text(domains: &[DomainSummary], relay: &RelayIdentity, run: &RunSummary) -> String {
     let mut out = String::new();
     let addresses: Vec<String> = relay.addresses.iter().map(|a| a.to_string()).collect();
     let signing: Vec<String> = relay
@@ -38,6 +38,7 @@ pub fn render_text(domains: &[DomainSummary], relay: &RelayIdentity) -> String {
     for note in &relay.notes {
         let _ = writeln!(out, "  note: {note}");
     }
+    let _ = writeln!(out, "Read: {}", run_line(run));
     if domains.is_empty() {
         let _ = writeln!(out, "\nNo report could be read.");
     }
@@ -81,6 +82,18 @@ fn render_domain(out: &mut String, d: &DomainSummary) {
         d.sources.len(),
         d.dmarc_pass,
         percent(d.dmarc_pass, d.messages)
+    );
+    let o = &d.outcomes;
+    let f = &d.failing_dispositions;
+    let _ = writeln!(
+        out,
+        "By outcome: {} through this relay, {} from other authorised senders, {} failing that look legitimate, {} failing that look forged",
+        o.relay_pass, o.other_pass, o.fail_legitimate, o.fail_forged
+    );
+    let _ = writeln!(
+        out,
+        "Failing mail, as receivers report it: {} delivered anyway (none), {} quarantined, {} rejected",
+        f.none, f.quarantine, f.reject
     );
     if !d.sources.is_empty() {
         let width = d
@@ -183,24 +196,65 @@ fn counts(pass: u64, fail: u64) -> String {
     }
 }
 
+/// What was read, in one line: `4 reports (from 6 e-mail messages; 2 without a report
+/// skipped; 1 duplicate counted once)`.
+pub fn run_line(run: &RunSummary) -> String {
+    let mut parts = Vec::new();
+    if run.messages_read > 0 {
+        parts.push(format!(
+            "from {} e-mail message{}",
+            run.messages_read,
+            if run.messages_read == 1 { "" } else { "s" }
+        ));
+    }
+    if run.messages_without_report > 0 {
+        parts.push(format!(
+            "{} without a report skipped",
+            run.messages_without_report
+        ));
+    }
+    if run.duplicates > 0 {
+        parts.push(format!(
+            "{} duplicate{} counted once",
+            run.duplicates,
+            if run.duplicates == 1 { "" } else { "s" }
+        ));
+    }
+    if let Some(since) = &run.since {
+        parts.push(format!("{} before {since} left out", run.before_since));
+    }
+    let head = format!(
+        "{} report{}",
+        run.reports_read,
+        if run.reports_read == 1 { "" } else { "s" }
+    );
+    if parts.is_empty() {
+        head
+    } else {
+        format!("{head} ({})", parts.join("; "))
+    }
+}
+
 #[derive(serde::Serialize)]
 struct JsonReport<'a> {
     relay: &'a RelayIdentity,
-    reports_read: usize,
+    #[serde(flatten)]
+    run: &'a RunSummary,
     domains: &'a [DomainSummary],
     errors: &'a [FileError],
 }
 
-/// The JSON report: `{"relay", "reports_read", "domains": [...], "errors": [...]}`.
+/// The JSON report: `{"relay", "reports_read", "messages_read", …, "domains": [...],
+/// "errors": [...]}`.
 pub fn render_json(
     domains: &[DomainSummary],
     relay: &RelayIdentity,
-    reports_read: usize,
+    run: &RunSummary,
     errors: &[FileError],
 ) -> String {
     let report = JsonReport {
         relay,
-        reports_read,
+        run,
         domains,
         errors,
     };

@@ -3,7 +3,9 @@
 //! the advice an operator needs. The evidence for a failing source is taken from its failing
 //! records only, so a forwarder that passes some mail does not hide the mail it breaks.
 
-use super::model::{related, Record, RelayIdentity, SignatureSeen, Source, SourceKind, SpfSeen};
+use super::model::{
+    related, FailingDispositions, Record, RelayIdentity, SignatureSeen, Source, SourceKind, SpfSeen,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -25,6 +27,18 @@ pub(super) struct SourceAcc {
     /// How the passing mail passed (`DKIM d=… s=…`, `SPF …`), for the advice.
     passed_by: BTreeSet<String>,
     fail: FailEvidence,
+    /// Per report day (`None`: the report gave no period), for the daily chart.
+    daily: BTreeMap<Option<i64>, DayAcc>,
+}
+
+/// One day of one source: passing mail by whether it came through the relay, failing mail by
+/// what receivers did with it. Whether the failing mail looks forged is known only once the
+/// source is classified, over all its days.
+#[derive(Default)]
+pub(super) struct DayAcc {
+    pub relay_pass: u64,
+    pub other_pass: u64,
+    pub failing: FailingDispositions,
 }
 
 /// What the failing records of a source show.
@@ -63,10 +77,24 @@ impl SourceAcc {
             relay_signed: 0,
             passed_by: BTreeSet::new(),
             fail: FailEvidence::default(),
+            daily: BTreeMap::new(),
         }
     }
 
-    pub(super) fn add(&mut self, r: &Record, domain: &str, reporter: &str, relay: &RelayIdentity) {
+    /// The per-day counts, taken out before the source is classified.
+    pub(super) fn take_daily(&mut self) -> BTreeMap<Option<i64>, DayAcc> {
+        std::mem::take(&mut self.daily)
+    }
+
+    /// Count one record of a report on `day` (see [`super::model::report_day`]).
+    pub(super) fn add(
+        &mut self,
+        r: &Record,
+        domain: &str,
+        reporter: &str,
+        day: Option<i64>,
+        relay: &RelayIdentity,
+    ) {
         let n = r.count;
         self.messages = self.messages.saturating_add(n);
         if r.dmarc_pass() {
@@ -106,6 +134,14 @@ impl SourceAcc {
         }
         if relay_signed {
             self.relay_signed = self.relay_signed.saturating_add(n);
+        }
+        let today = self.daily.entry(day).or_default();
+        if !r.dmarc_pass() {
+            today.failing.count(&r.disposition, n);
+        } else if self.this_relay || relay_signed {
+            add_to(&mut today.relay_pass, n);
+        } else {
+            add_to(&mut today.other_pass, n);
         }
         let mut spf_pass: BTreeSet<String> = BTreeSet::new();
         for s in &r.spf {
