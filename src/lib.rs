@@ -20,6 +20,7 @@
 //! - `resolver`: the shared DNS resolver (`dns.nameservers` or the system one).
 //! - `tools`: `keygen`, `dns-check` (also the daemon's DNS doctor) `verify` and `dmarc-report`.
 //! - `sendmail`: the sendmail-compatible front end (flags, stdin, submission, sysexits).
+//! - `trust`: whom our TLS clients trust (system roots, `$SSL_CERT_FILE`, a named CA file).
 //! - `queue_admin`: `queue list|show|retry|delete` and `mailq`, on the spool while `serve` runs.
 #![forbid(unsafe_op_in_unsafe_fn)]
 
@@ -38,3 +39,4 @@ pub mod sendmail;
 pub mod smtp;
 pub mod spool;
 pub mod tools;
+pub mod trust;
