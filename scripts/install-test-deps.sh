@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Install, once, what the test suite uses besides Rust: Debian's python3-dkim (dkimpy, the
-# independent DKIM verifier the tests check every signature with) and bsd-mailx (the `mail -s`
-# the sendmail tests drive through a sendmail symlink). Idempotent: installs only what is
+# independent DKIM verifier the tests check every signature with), bsd-mailx (the `mail -s`
+# the sendmail tests drive through a sendmail symlink), dovecot-imapd (the IMAP server
+# dmarc-report --imap is tested against) and chromium (the headless browser that renders
+# dmarc-report's HTML page in its test). Idempotent: installs only what is
 # missing. Needs root or sudo for apt-get; without either it says what to install.
 set -euo pipefail
 need=()
 /usr/bin/python3 -c 'import dkim' 2>/dev/null || need+=(python3-dkim)
 [[ -x /usr/bin/bsd-mailx ]] || need+=(bsd-mailx)
+[[ -x /usr/sbin/dovecot && -e /usr/lib/dovecot/imap ]] || need+=(dovecot-imapd)
+[[ -x /usr/bin/chromium ]] || need+=(chromium)
 if (( ${#need[@]} == 0 )); then exit 0; fi
 sudo=()
 if (( EUID != 0 )); then

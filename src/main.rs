@@ -124,7 +124,7 @@ enum Command {
     DmarcReport {
         /// Report files (.xml, .gz, .zip), e-mails (.eml), mbox files, Maildirs, or directories
         /// of these (what each is, is told by the content).
-        #[arg(required = true, value_name = "INPUT")]
+        #[arg(required_unless_present = "imap", value_name = "INPUT")]
         inputs: Vec<PathBuf>,
         /// Configuration file telling which sources are this relay (default: $DKIM_RELAY_CONFIG,
         /// else /etc/dkim-relay/config.yaml; without one no source is recognised as the relay).
@@ -139,6 +139,17 @@ enum Command {
         /// Count only reports of this day (UTC) and later.
         #[arg(long, value_name = "YYYY-MM-DD")]
         since: Option<String>,
+        /// Also read the reports in an IMAP mailbox, without changing it
+        /// (imaps://USER@HOST[:PORT]/MAILBOX).
+        #[arg(long, value_name = "URL")]
+        imap: Option<String>,
+        /// File whose first line is the IMAP password (default: $DKIM_RELAY_IMAP_PASSWORD).
+        #[arg(long, value_name = "FILE", requires = "imap")]
+        password_file: Option<PathBuf>,
+        /// CA certificate(s) to trust for --imap besides the system's and $SSL_CERT_FILE (a
+        /// self-signed server certificate listed here is trusted for its names).
+        #[arg(long, value_name = "FILE", requires = "imap")]
+        ca_file: Option<PathBuf>,
     },
 }
 
@@ -302,6 +313,9 @@ fn main() -> ExitCode {
             format,
             out,
             since,
+            imap,
+            password_file,
+            ca_file,
         } => {
             use dkim_relay::tools::dmarc_report::{command, Format, Options, EXIT_FAIL};
             let options = Options {
@@ -313,6 +327,9 @@ fn main() -> ExitCode {
                 },
                 out,
                 since,
+                imap,
+                password_file,
+                ca_file,
             };
             match command(&options) {
                 Ok(status) => ExitCode::from(status),

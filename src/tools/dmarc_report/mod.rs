@@ -11,6 +11,7 @@
 
 mod analyze;
 mod collect;
+mod imap;
 mod input;
 mod mail;
 mod mailbox;
@@ -21,6 +22,7 @@ mod source;
 
 pub use analyze::{analyze, Analysis};
 pub use collect::{Collected, Collector};
+pub use imap::{ImapSource, PASSWORD_ENV};
 pub use input::{
     load_attachment, load_bytes, load_file, InputError, Loaded, MAX_REPORT_BYTES, MAX_ZIP_ENTRIES,
 };
@@ -67,13 +69,26 @@ pub struct Options {
     pub out: Option<PathBuf>,
     /// `YYYY-MM-DD`: reports of earlier days are left out.
     pub since: Option<String>,
+    /// `imaps://USER@HOST[:PORT]/MAILBOX`: read that mailbox too (without changing it).
+    pub imap: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// A CA certificate (or the server's own self-signed one) to trust for `--imap`.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Read every input of `options` into one collection.
-pub fn collect(options: &Options, relay: &RelayIdentity, since: Option<i64>) -> Collected {
+pub fn collect(
+    options: &Options,
+    relay: &RelayIdentity,
+    since: Option<i64>,
+    imap: Option<(&ImapSource, &imap::ImapLogin)>,
+) -> Collected {
     let mut collector = Collector::new(relay, since);
     for input in &options.inputs {
         read_input(input, &mut collector);
+    }
+    if let Some((source, login)) = imap {
+        imap::read_mailbox(source, login, &mut collector);
     }
     collector.finish()
 }
@@ -163,6 +178,31 @@ pub fn command(options: &Options) -> std::io::Result<u8> {
             return Ok(EXIT_USAGE);
         }
     };
+    let imap = match &options.imap {
+        None => None,
+        Some(url) => {
+            let source = match ImapSource::parse(url) {
+                Ok(s) => s,
+                Err(e) => {
+                    warn(&e);
+                    return Ok(EXIT_USAGE);
+                }
+            };
+            let password = match imap::password(options.password_file.as_deref()) {
+                Ok(p) => p,
+                Err(e) => {
+                    warn(&e);
+                    return Ok(EXIT_FAIL);
+                }
+            };
+            let login = imap::ImapLogin {
+                password,
+                ca_file: options.ca_file.clone(),
+                since,
+            };
+            Some((source, login))
+        }
+    };
     let relay = match relay_identity(options.config.as_deref()) {
         Ok(r) => r,
         Err(e) => {
@@ -170,7 +210,7 @@ pub fn command(options: &Options) -> std::io::Result<u8> {
             return Ok(EXIT_FAIL);
         }
     };
-    let collected = collect(options, &relay, since);
+    let collected = collect(options, &relay, since, imap.as_ref().map(|(s, l)| (s, l)));
     let text = match options.format {
         Format::Json => render_json(
             &collected.domains,
