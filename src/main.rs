@@ -131,7 +131,7 @@ enum Command {
         #[arg(short = 'c', long = "config")]
         config: Option<PathBuf>,
         /// Output format.
-        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        #[arg(long, default_value = "text", value_parser = ["text", "json", "html"])]
         format: String,
         /// Write the report to FILE (replaced whole) instead of standard output.
         #[arg(long, value_name = "FILE")]
@@ -323,6 +323,7 @@ fn main() -> ExitCode {
                 config,
                 format: match format.as_str() {
                     "json" => Format::Json,
+                    "html" => Format::Html,
                     _ => Format::Text,
                 },
                 out,

@@ -4,13 +4,17 @@
 //! its configured d=/s= pairs), and says per domain whether `p=reject` would drop mail that
 //! looks legitimate, and what to do about each such source.
 //!
-//! Layout: `input` (files, gzip, zip, size caps) → `parse` (XML → `Report`) → `analyze` and
-//! `source` (aggregation, classification, verdict) → `render` (text, JSON). `model` holds the
-//! plain data they pass along and imports none of them, so the stages form no cycle. Uses
+//! Layout: `mailbox` (what an input is: report file, message, mbox, Maildir, directory) and
+//! `imap` (a mailbox on a server) → `mail` (the report parts of a message) → `input` (gzip,
+//! zip, size caps) → `parse` (XML → `Report`) → `collect` (once each, `--since`) → `analyze`
+//! and `source` (aggregation, classification, verdict) → `render` (text, JSON) and `html` with
+//! `svg` (the page). `model` holds the plain data they pass along and imports none of them,
+//! so the stages form no cycle. Uses
 //! `config` and `resolver` only; nothing here touches the SMTP, spool or delivery modules.
 
 mod analyze;
 mod collect;
+mod html;
 mod imap;
 mod input;
 mod mail;
@@ -19,9 +23,11 @@ mod model;
 mod parse;
 mod render;
 mod source;
+mod svg;
 
 pub use analyze::{analyze, Analysis};
 pub use collect::{Collected, Collector};
+pub use html::render_html;
 pub use imap::{ImapSource, PASSWORD_ENV};
 pub use input::{
     load_attachment, load_bytes, load_file, InputError, Loaded, MAX_REPORT_BYTES, MAX_ZIP_ENTRIES,
@@ -56,6 +62,8 @@ pub const EXIT_USAGE: u8 = 2;
 pub enum Format {
     Text,
     Json,
+    /// One self-contained page with the charts.
+    Html,
 }
 
 /// The command line of `dmarc-report`.
@@ -219,6 +227,7 @@ pub fn command(options: &Options) -> std::io::Result<u8> {
             &collected.errors,
         ),
         Format::Text => render_text(&collected.domains, &relay, &collected.summary),
+        Format::Html => render_html(&collected.domains, &relay, &collected.summary),
     };
     let mut status = EXIT_OK;
     match &options.out {
