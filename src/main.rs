@@ -196,6 +196,16 @@ p=reject would drop legitimate mail.
 
 Give the reports as they arrive at your rua= address: report files (.xml, .xml.gz/.gz, or .zip holding one or more XML files), e-mails (.eml: every attachment that is a report, whatever its Content-Type), mbox files, Maildir directories (cur/ and new/), or directories holding any of these; what each is, is told by its content. Messages without a report are skipped and counted. The same report (reporter and report id) seen twice is counted once. Each report may decompress to at most 100 MiB. --since YYYY-MM-DD counts only reports of that day (UTC) and later.
 
+--imap imaps://USER@HOST[:PORT]/MAILBOX reads a mailbox on an IMAP server without changing it \
+(EXAMINE and BODY.PEEK: no flag set, nothing moved); the password is the first line of \
+--password-file, else $DKIM_RELAY_IMAP_PASSWORD; the certificate is checked against the system \
+roots, $SSL_CERT_FILE and --ca-file (a self-signed server certificate listed there is trusted \
+for its names).
+
+--format html writes one self-contained page (no script, nothing fetched) with, per domain, \
+messages per day by outcome, what receivers did with the failing mail, the sources and the \
+verdict; --out FILE writes it (or the text or JSON) to FILE, replaced whole.
+
 Per policy domain it lists every source address that sent mail as the domain, largest first: \
 messages, how many passed DMARC, DKIM and SPF (aligned), the From domains, the DKIM signatures \
 (d=, s=) and SPF domains receivers saw, and what the source looks like: this relay (its \

@@ -219,3 +219,50 @@ fn out_writes_the_file_whole() {
         out.stderr
     );
 }
+
+#[test]
+fn imap_without_a_password_or_with_a_bad_url_says_so() {
+    let out = Command::new(BIN)
+        .args(["dmarc-report", "--imap", "imaps://u@127.0.0.1:1/INBOX"])
+        .env_remove("DKIM_RELAY_IMAP_PASSWORD")
+        .env("DKIM_RELAY_CONFIG", "/nonexistent/dkim-relay.yaml")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "--imap needs a password: give --password-file FILE or set $DKIM_RELAY_IMAP_PASSWORD"
+        ),
+        "{err}"
+    );
+    let out = Command::new(BIN)
+        .args(["dmarc-report", "--imap", "imap://u@127.0.0.1/INBOX"])
+        .env("DKIM_RELAY_IMAP_PASSWORD", "x")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only imaps://"));
+    // Nothing listening: named with the reason, the other inputs still reported.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let password = dir.path().join("password");
+    std::fs::write(&password, "x\n").expect("write");
+    let password = password.display().to_string();
+    let (_d, out) = run_with_config(
+        &[
+            "--imap",
+            "imaps://u@127.0.0.1:1/INBOX",
+            "--password-file",
+            &password,
+        ],
+        &[mail("reports.mbox")],
+    );
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("imaps://u@127.0.0.1:1/INBOX: cannot connect"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.contains("Read: 4 reports"), "{}", out.stdout);
+}

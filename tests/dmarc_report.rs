@@ -470,6 +470,12 @@ fn help_explains_the_command() {
         "public_addresses",
         "Exit status",
         "--format",
+        "--imap",
+        "--password-file",
+        "--ca-file",
+        "--since",
+        "self-contained page",
+        "Maildir",
     ] {
         assert!(help.contains(want), "missing {want:?}:\n{help}");
     }
