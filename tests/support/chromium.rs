@@ -110,11 +110,7 @@ impl Chromium {
         self.commands.flush().expect("flush");
         let deadline = Instant::now() + TIMEOUT;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let v = self
-                .messages
-                .recv_timeout(left)
-                .unwrap_or_else(|e| panic!("no reply to {method}: {e}"));
+            let v = self.next(deadline, method);
             if v["id"] == json!(id) {
                 if let Some(e) = v.get("error") {
                     panic!("{method} failed: {e}");
@@ -125,6 +121,14 @@ impl Chromium {
         }
     }
 
+    /// The next message from Chromium, waiting at most until `deadline` for `what`.
+    fn next(&self, deadline: Instant, what: &str) -> Value {
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.messages
+            .recv_timeout(left)
+            .unwrap_or_else(|e| panic!("nothing from chromium while waiting for {what}: {e}"))
+    }
+
     /// Wait for an event of the page named `method`.
     pub fn wait_event(&mut self, method: &str) -> Value {
         if let Some(at) = self.events.iter().position(|e| e["method"] == method) {
@@ -132,11 +136,7 @@ impl Chromium {
         }
         let deadline = Instant::now() + TIMEOUT;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let v = self
-                .messages
-                .recv_timeout(left)
-                .unwrap_or_else(|e| panic!("no {method}: {e}"));
+            let v = self.next(deadline, method);
             self.events.push(v.clone());
             if v["method"] == method {
                 return v;

@@ -84,21 +84,16 @@ pub fn render_html(domains: &[DomainSummary], relay: &RelayIdentity, run: &RunSu
     let _ = write!(
         out,
         "<p>This relay: addresses {}; signs {}.</p>",
-        escape(&if addresses.is_empty() {
-            "unknown".to_string()
-        } else {
-            addresses.join(", ")
-        }),
-        escape(&if relay.signing.is_empty() {
-            "nothing".to_string()
-        } else {
-            relay
+        escape(&list_or(&addresses, ", ", "unknown")),
+        escape(&list_or(
+            &relay
                 .signing
                 .iter()
                 .map(|(d, s)| format!("{d} (s={})", s.join(", s=")))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
+                .collect::<Vec<_>>(),
+            ", ",
+            "nothing"
+        ))
     );
     for note in &relay.notes {
         let _ = write!(out, "<p class=\"note\">Note: {}</p>", escape(note));
@@ -111,6 +106,15 @@ pub fn render_html(domains: &[DomainSummary], relay: &RelayIdentity, run: &RunSu
     }
     out.push_str("<footer>Made by <code>dkim-relay dmarc-report</code>. Days are UTC; a report counts on the day holding the middle of its period.</footer>\n</body></html>\n");
     out
+}
+
+/// The items joined by `separator`, or `none` when there are none.
+fn list_or(items: &[String], separator: &str, none: &str) -> String {
+    if items.is_empty() {
+        none.to_string()
+    } else {
+        items.join(separator)
+    }
 }
 
 fn total(out: &mut String, key: &str, label: &str, value: u64) {
@@ -146,11 +150,7 @@ fn domain(out: &mut String, d: &DomainSummary) {
     let _ = write!(
         out,
         "<p>Published policy: {}{} ({} from {})</p>",
-        escape(&if policy.is_empty() {
-            "not reported".to_string()
-        } else {
-            policy.join(" ")
-        }),
+        escape(&list_or(&policy, " ", "not reported")),
         escape(&period),
         d.reports,
         escape(&d.reporters.join(", "))
