@@ -22,6 +22,7 @@ mod mailbox;
 mod model;
 mod parse;
 mod render;
+mod small;
 mod source;
 mod svg;
 

@@ -6,7 +6,7 @@
 use super::model::{
     related, FailingDispositions, Record, RelayIdentity, SignatureSeen, Source, SourceKind, SpfSeen,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use super::small::{SmallMap, SmallSet};
 use std::net::IpAddr;
 
 /// Running totals for one source, and the evidence its failing mail carries.
@@ -17,18 +17,18 @@ pub(super) struct SourceAcc {
     dmarc_pass: u64,
     dkim_aligned_pass: u64,
     spf_aligned_pass: u64,
-    dispositions: BTreeMap<String, u64>,
-    header_from: BTreeSet<String>,
-    dkim: BTreeMap<(String, String), (u64, u64)>,
-    spf: BTreeMap<String, (u64, u64)>,
-    reasons: BTreeSet<String>,
-    reporters: BTreeSet<String>,
+    dispositions: SmallMap<String, u64>,
+    header_from: SmallSet<String>,
+    dkim: SmallMap<(String, String), (u64, u64)>,
+    spf: SmallMap<String, (u64, u64)>,
+    reasons: SmallSet<String>,
+    reporters: SmallSet<String>,
     relay_signed: u64,
     /// How the passing mail passed (`DKIM d=… s=…`, `SPF …`), for the advice.
-    passed_by: BTreeSet<String>,
+    passed_by: SmallSet<String>,
     fail: FailEvidence,
     /// Per report day (`None`: the report gave no period), for the daily chart.
-    daily: BTreeMap<Option<i64>, DayAcc>,
+    daily: SmallMap<Option<i64>, DayAcc>,
 }
 
 /// One day of one source: passing mail by whether it came through the relay, failing mail by
@@ -45,13 +45,13 @@ pub(super) struct DayAcc {
 #[derive(Default)]
 struct FailEvidence {
     /// DKIM signatures of the policy domain (or a relative) not made by the relay: (d, s).
-    own_signature: BTreeSet<(String, String)>,
+    own_signature: SmallSet<(String, String)>,
     /// Failing messages that carry the relay's signature.
     relay_signature: u64,
     /// SPF passed for the policy domain or a relative of it.
-    own_spf: BTreeSet<String>,
+    own_spf: SmallSet<String>,
     /// Other domains this mail authenticated as (SPF or DKIM pass).
-    other_domains: BTreeSet<String>,
+    other_domains: SmallSet<String>,
     /// Failing messages the receiver reports as forwarded / from a mailing list.
     forwarded: u64,
 }
@@ -68,22 +68,22 @@ impl SourceAcc {
             dmarc_pass: 0,
             dkim_aligned_pass: 0,
             spf_aligned_pass: 0,
-            dispositions: BTreeMap::new(),
-            header_from: BTreeSet::new(),
-            dkim: BTreeMap::new(),
-            spf: BTreeMap::new(),
-            reasons: BTreeSet::new(),
-            reporters: BTreeSet::new(),
+            dispositions: SmallMap::default(),
+            header_from: SmallSet::default(),
+            dkim: SmallMap::default(),
+            spf: SmallMap::default(),
+            reasons: SmallSet::default(),
+            reporters: SmallSet::default(),
             relay_signed: 0,
-            passed_by: BTreeSet::new(),
+            passed_by: SmallSet::default(),
             fail: FailEvidence::default(),
-            daily: BTreeMap::new(),
+            daily: SmallMap::default(),
         }
     }
 
     /// The per-day counts, taken out before the source is classified.
-    pub(super) fn take_daily(&mut self) -> BTreeMap<Option<i64>, DayAcc> {
-        std::mem::take(&mut self.daily)
+    pub(super) fn take_daily(&mut self) -> Vec<(Option<i64>, DayAcc)> {
+        std::mem::take(&mut self.daily).into_sorted()
     }
 
     /// Count one record of a report on `day` (see [`super::model::report_day`]).
@@ -111,7 +111,7 @@ impl SourceAcc {
         } else {
             r.disposition.clone()
         };
-        add_to(self.dispositions.entry(disposition).or_insert(0), n);
+        add_to(self.dispositions.slot(disposition, || 0), n);
         if !r.header_from.is_empty() {
             self.header_from.insert(r.header_from.clone());
         }
@@ -119,23 +119,20 @@ impl SourceAcc {
         self.reporters.insert(reporter.to_string());
 
         // One count per message for each distinct signature, even if a reporter lists it twice.
-        let mut signatures: BTreeMap<(String, String), bool> = BTreeMap::new();
+        let mut signatures: SmallMap<(&str, &str), bool> = SmallMap::default();
         for s in &r.dkim {
-            let pass = signatures
-                .entry((s.domain.clone(), s.selector.clone()))
-                .or_insert(false);
-            *pass |= s.result == "pass";
+            *signatures.slot((&s.domain, &s.selector), || false) |= s.result == "pass";
         }
         let mut relay_signed = false;
-        for ((d, s), pass) in &signatures {
-            let counts = self.dkim.entry((d.clone(), s.clone())).or_insert((0, 0));
+        for ((d, s), pass) in signatures.iter() {
+            let counts = self.dkim.slot((d.to_string(), s.to_string()), || (0, 0));
             add_to(if *pass { &mut counts.0 } else { &mut counts.1 }, n);
             relay_signed |= relay.signs_with(d, s);
         }
         if relay_signed {
             self.relay_signed = self.relay_signed.saturating_add(n);
         }
-        let today = self.daily.entry(day).or_default();
+        let today = self.daily.slot(day, DayAcc::default);
         if !r.dmarc_pass() {
             today.failing.count(&r.disposition, n);
         } else if self.this_relay || relay_signed {
@@ -143,25 +140,25 @@ impl SourceAcc {
         } else {
             add_to(&mut today.other_pass, n);
         }
-        let mut spf_pass: BTreeSet<String> = BTreeSet::new();
+        let mut spf_pass: SmallSet<&str> = SmallSet::default();
         for s in &r.spf {
-            let counts = self.spf.entry(s.domain.clone()).or_insert((0, 0));
+            let counts = self.spf.slot(s.domain.clone(), || (0, 0));
             if s.result == "pass" {
                 add_to(&mut counts.0, n);
-                spf_pass.insert(s.domain.clone());
+                spf_pass.insert(&s.domain);
             } else {
                 add_to(&mut counts.1, n);
             }
         }
 
         if r.dmarc_pass() {
-            for ((d, s), pass) in &signatures {
+            for ((d, s), pass) in signatures.iter() {
                 if *pass && related(d, domain) {
                     self.passed_by.insert(format!("DKIM d={d} s={s}"));
                 }
             }
             if r.spf_aligned {
-                for d in spf_pass.iter().filter(|d| related(d, domain)) {
+                for d in spf_pass.sorted().into_iter().filter(|d| related(d, domain)) {
                     self.passed_by.insert(format!("SPF for {d}"));
                 }
             }
@@ -177,23 +174,23 @@ impl SourceAcc {
         {
             fail.forwarded = fail.forwarded.saturating_add(n);
         }
-        for ((d, s), pass) in &signatures {
+        for ((d, s), pass) in signatures.iter() {
             if d.is_empty() {
                 continue;
             }
             if related(d, domain) {
                 if !relay.signs_with(d, s) {
-                    fail.own_signature.insert((d.clone(), s.clone()));
+                    fail.own_signature.insert((d.to_string(), s.to_string()));
                 }
             } else if *pass {
-                fail.other_domains.insert(d.clone());
+                fail.other_domains.insert(d.to_string());
             }
         }
-        for d in spf_pass.into_iter().filter(|d| !d.is_empty()) {
-            if related(&d, domain) {
-                fail.own_spf.insert(d);
+        for d in spf_pass.into_sorted().into_iter().filter(|d| !d.is_empty()) {
+            if related(d, domain) {
+                fail.own_spf.insert(d.to_string());
             } else {
-                fail.other_domains.insert(d);
+                fail.other_domains.insert(d.to_string());
             }
         }
     }
@@ -228,7 +225,7 @@ pub(super) fn classify(acc: SourceAcc, domain: &str, relay: &RelayIdentity) -> S
                 "carries the relay's signature from another address: forwarded intact, or a relay address missing from public_addresses.".to_string(),
             )
         } else {
-            let how = acc.passed_by.iter().cloned().collect::<Vec<_>>().join(", ");
+            let how = acc.passed_by.joined(", ");
             let how = if how.is_empty() {
                 "aligned".to_string()
             } else {
@@ -249,7 +246,7 @@ pub(super) fn classify(acc: SourceAcc, domain: &str, relay: &RelayIdentity) -> S
             SourceKind::Forwarded,
             format!("{why}: not fixed by routing."),
         )
-    } else if let Some((d, s)) = f.own_signature.iter().next() {
+    } else if let Some((d, s)) = f.own_signature.sorted().first() {
         let sel = if s.is_empty() {
             "(no selector reported)".to_string()
         } else {
@@ -260,18 +257,13 @@ pub(super) fn classify(acc: SourceAcc, domain: &str, relay: &RelayIdentity) -> S
             format!("signs as {d} with selector {sel}, which is not the relay's, and does not pass: a service with its own key for your domain. Check that {sel}._domainkey.{d} is published and matches that service's key, or send its mail through the relay."),
         )
     } else if !f.own_spf.is_empty() {
-        let list = f.own_spf.iter().cloned().collect::<Vec<_>>().join(", ");
+        let list = f.own_spf.joined(", ");
         (
             SourceKind::LegitimateFailing,
             format!("your SPF authorises it (SPF passes for {list}) but its mail is not signed for {domain}, so DMARC fails: send its mail through the relay so it is signed, or have it sign with a DKIM key for {domain}."),
         )
     } else if !f.other_domains.is_empty() {
-        let list = f
-            .other_domains
-            .iter()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = f.other_domains.joined(", ");
         (
             SourceKind::LegitimateFailing,
             format!("authenticates as {list}, not as {domain}: a service sending as you from its own domain (or someone using such a service to forge you). If it is yours, have it sign with a DKIM key for {domain} (its custom-domain settings) or send through the relay; if it must use its own envelope domain, SPF cannot align, so DKIM is the fix."),
@@ -288,10 +280,11 @@ pub(super) fn classify(acc: SourceAcc, domain: &str, relay: &RelayIdentity) -> S
         dmarc_pass: acc.dmarc_pass,
         dkim_aligned_pass: acc.dkim_aligned_pass,
         spf_aligned_pass: acc.spf_aligned_pass,
-        dispositions: acc.dispositions,
-        header_from: acc.header_from.into_iter().collect(),
+        dispositions: acc.dispositions.into_sorted().into_iter().collect(),
+        header_from: acc.header_from.into_sorted(),
         dkim: acc
             .dkim
+            .into_sorted()
             .into_iter()
             .map(|((d, s), (pass, fail))| SignatureSeen {
                 relay: relay.signs_with(&d, &s),
@@ -303,11 +296,12 @@ pub(super) fn classify(acc: SourceAcc, domain: &str, relay: &RelayIdentity) -> S
             .collect(),
         spf: acc
             .spf
+            .into_sorted()
             .into_iter()
             .map(|(domain, (pass, fail))| SpfSeen { domain, pass, fail })
             .collect(),
-        override_reasons: acc.reasons.into_iter().collect(),
-        reporters: acc.reporters.into_iter().collect(),
+        override_reasons: acc.reasons.into_sorted(),
+        reporters: acc.reporters.into_sorted(),
         this_relay: acc.this_relay,
         relay_signed: acc.relay_signed,
         kind,
