@@ -26,6 +26,7 @@
 //! - `sendmail`: the sendmail-compatible front end (flags, stdin, submission, sysexits).
 //! - `backscatter`: BATV tags on envelope senders at delivery, and `bounce-check` (a Postfix
 //!   policy server and a one-shot command) that refuses bounces to untagged addresses.
+//! - `trust`: whom our TLS clients trust (system roots, `$SSL_CERT_FILE`, a named CA file).
 //! - `queue_admin`: `queue list|show|retry|delete` and `mailq`, on the spool while `serve` runs.
 //! - `cluster`: limits shared by replicas through Redis (`cluster.redis`), with their fallback.
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -51,3 +52,4 @@ pub mod smtp;
 pub mod spool;
 pub mod status;
 pub mod tools;
+pub mod trust;
