@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - `config`: YAML file -> validated `Settings` (every error with file, line, column).
+//! - `clock`: Unix time behind a seam (the system clock, or tokio's paused clock in tests).
 //! - `core`: the loaded configuration (settings, keys, TLS, resolver), swapped whole on reload.
 //! - `smtp`: I/O-free protocol pieces: replies, DATA framing, header section, addresses.
 //! - `dkim`: keys, streaming signer, header fix-ups, self-verification.
@@ -13,7 +14,8 @@
 //!   reception (checks, fix-ups, signing, spooling) before the 250.
 //! - `spool`: the durable queue on disk (queue id, envelope, atomic commit).
 //! - `queue`: scheduler, retry schedule, DSNs.
-//! - `outbound`: next hop (routes, MX, A/AAAA), SMTP courier, directory delivery.
+//! - `outbound`: the `Transport` the queue delivers through: next hop (routes, MX, A/AAAA),
+//!   SMTP courier, connection pool, circuit breaker of failed hosts, directory delivery.
 //! - `metrics`: every Prometheus metric with its help text; the `/metrics`, `/healthz`, `/readyz`
 //!   endpoint.
 //! - `rotation`: staged DKIM key rotation gated on DNS (`rotate`), state in the spool.
@@ -24,6 +26,7 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod core;
 pub mod dkim;

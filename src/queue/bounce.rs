@@ -4,7 +4,7 @@
 //! DSN), DKIM-signed when the relay has a key for its hostname's domain, queued like any
 //! message.
 
-use super::{dsn, unix_now, Scheduler};
+use super::{dsn, Scheduler};
 use crate::core::Core;
 use crate::spool::{Envelope, QueueId, RecipientState, RecipientStatus, SpoolError, StoredMessage};
 
@@ -43,7 +43,7 @@ impl Scheduler {
                 arrived: env.received_at,
                 original: message,
             };
-            let bytes = dsn::build(&about, dsn::Kind::Failed, &failures, unix_now());
+            let bytes = dsn::build(&about, dsn::Kind::Failed, &failures, self.clock.now());
             match self.enqueue_dsn(core, &env.sender, bytes).await {
                 Ok(dsn_id) => {
                     tracing::info!(queue_id = %id, dsn_id = %dsn_id, recipients = failed.len(), "bounce queued for the sender");
@@ -71,7 +71,7 @@ impl Scheduler {
         message: &StoredMessage,
     ) -> Option<QueueId> {
         let d = &core.settings.delivery;
-        let waited = unix_now() - env.received_at;
+        let waited = self.clock.now() - env.received_at;
         if d.delay_warning.is_zero()
             || env.delay_warned
             || env.sender.is_empty()
@@ -104,7 +104,7 @@ impl Scheduler {
             &about,
             dsn::Kind::Delayed { retry_until },
             &delayed,
-            unix_now(),
+            self.clock.now(),
         );
         drop(delayed);
         match self.enqueue_dsn(core, &env.sender.clone(), bytes).await {
@@ -136,7 +136,7 @@ impl Scheduler {
                 }
             }
         }
-        let now = unix_now();
+        let now = self.clock.now();
         let env = Envelope {
             version: 1,
             sender: String::new(),

@@ -55,7 +55,44 @@ pub struct Envelope {
     pub delay_warned: bool,
 }
 
+/// The envelope format written by this version.
+const VERSION: u32 = 1;
+
 impl Envelope {
+    /// A new message's envelope: every recipient pending and due at `received_at`, no
+    /// signatures, size 0, no flags. Set the rest with struct update syntax:
+    /// `Envelope { signatures, size, ..Envelope::new(...) }`.
+    pub fn new(
+        sender: String,
+        recipients: impl IntoIterator<Item = String>,
+        received_at: i64,
+        client: String,
+    ) -> Envelope {
+        Envelope {
+            version: VERSION,
+            sender,
+            recipients: recipients
+                .into_iter()
+                .map(|address| RecipientStatus {
+                    address,
+                    state: RecipientState::Pending,
+                    attempts: 0,
+                    next_attempt: received_at,
+                    last_reply: None,
+                    dsn_sent: false,
+                })
+                .collect(),
+            received_at,
+            client,
+            signatures: Vec::new(),
+            size: 0,
+            eight_bit: false,
+            smtputf8: false,
+            is_dsn: false,
+            delay_warned: false,
+        }
+    }
+
     /// Recipients still to deliver.
     pub fn pending(&self) -> impl Iterator<Item = &RecipientStatus> {
         self.recipients
