@@ -111,13 +111,11 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// The closed hosts that mail for `destination` waits for.
-    pub fn for_destination<'a>(
-        &'a self,
-        destination: &'a str,
-    ) -> impl Iterator<Item = &'a ClosedHost> {
+    pub fn for_destination(&self, destination: &str) -> Vec<&ClosedHost> {
         self.hosts
             .iter()
-            .filter(move |h| h.destinations.iter().any(|d| d == destination))
+            .filter(|h| h.destinations.iter().any(|d| d == destination))
+            .collect()
     }
 }
 
@@ -133,16 +131,18 @@ struct Closed {
 }
 
 impl Closed {
-    fn wait_for(&mut self, destination: &str) {
-        if self.destinations.len() < MAX_DESTINATIONS {
-            self.destinations.insert(destination.to_string());
-        }
+    /// Remember that mail for `destination` waits; whether that is news.
+    fn wait_for(&mut self, destination: &str) -> bool {
+        self.destinations.len() < MAX_DESTINATIONS
+            && self.destinations.insert(destination.to_string())
     }
 }
 
 struct State {
     closed: HashMap<String, Closed>,
     events: Vec<Event>,
+    /// Something `snapshot` shows changed since `take_changes`.
+    changed: bool,
     schedule: Vec<Duration>,
     max: Duration,
 }
@@ -161,6 +161,7 @@ impl Breaker {
             state: Mutex::new(State {
                 closed: HashMap::new(),
                 events: Vec::new(),
+                changed: false,
                 schedule,
                 max,
             }),
@@ -179,14 +180,13 @@ impl Breaker {
         st.max = max;
     }
 
-    /// May a delivery for `destination` connect to `host`?
-    pub fn admit(&self, host: &str, destination: &str) -> Admit {
+    /// May a delivery connect to `host`?
+    pub fn admit(&self, host: &str) -> Admit {
         let now = self.clock.now();
         let mut st = self.lock();
         let Some(c) = st.closed.get_mut(host) else {
             return Admit::Go;
         };
-        c.wait_for(destination);
         let probing = c.probing.is_some_and(|t| now - t < PROBE_LOST_AFTER);
         if !probing && c.probe_at <= now {
             c.probing = Some(now);
@@ -195,8 +195,20 @@ impl Breaker {
         Admit::Held
     }
 
+    /// Mail for `destination` was held: every host it can go to is closed (these).
+    pub fn held(&self, destination: &str, hosts: &[String]) {
+        let mut st = self.lock();
+        let mut news = false;
+        for h in hosts {
+            if let Some(c) = st.closed.get_mut(h) {
+                news |= c.wait_for(destination);
+            }
+        }
+        st.changed |= news;
+    }
+
     /// A connection to `host` failed. `probe`: it was the probe (`Admit::Probe`).
-    pub fn failed(&self, host: &str, name: &str, destination: &str, reason: &str, probe: bool) {
+    pub fn failed(&self, host: &str, name: &str, reason: &str, probe: bool) {
         let now = self.clock.now();
         let mut st = self.lock();
         let State {
@@ -204,11 +216,12 @@ impl Breaker {
             events,
             schedule,
             max,
+            ..
         } = &mut *st;
         match closed.get_mut(host) {
             None => {
                 let probe_at = now + interval(schedule, *max, 1);
-                let mut c = Closed {
+                let c = Closed {
                     name: name.to_string(),
                     since: now,
                     reason: reason.to_string(),
@@ -217,7 +230,6 @@ impl Breaker {
                     probing: None,
                     destinations: BTreeSet::new(),
                 };
-                c.wait_for(destination);
                 closed.insert(host.to_string(), c);
                 events.push(Event::Closed {
                     host: host.to_string(),
@@ -275,9 +287,13 @@ impl Breaker {
         }
     }
 
-    /// The state changes since the last call, oldest first.
-    pub fn take_events(&self) -> Vec<Event> {
-        std::mem::take(&mut self.lock().events)
+    /// The state changes since the last call, oldest first, and whether anything that
+    /// `snapshot` shows changed (events, or mail for a new destination waiting).
+    pub fn take_changes(&self) -> (Vec<Event>, bool) {
+        let mut st = self.lock();
+        let events = std::mem::take(&mut st.events);
+        let changed = std::mem::take(&mut st.changed) || !events.is_empty();
+        (events, changed)
     }
 
     /// How many hosts are closed.
@@ -335,65 +351,47 @@ mod tests {
     async fn a_failed_host_is_held_until_one_probe_reopens_it() {
         let b = breaker();
         let t0 = Clock::tokio().now();
-        assert_eq!(b.admit("192.0.2.1:25", "example.net"), Admit::Go);
-        b.failed(
-            "192.0.2.1:25",
-            "mx",
-            "example.net",
-            "connect: refused",
-            false,
-        );
+        assert_eq!(b.admit("192.0.2.1:25"), Admit::Go);
+        b.failed("192.0.2.1:25", "mx", "connect: refused", false);
         // Deliveries that were already connecting fail too: that is not a second closing.
-        b.failed(
-            "192.0.2.1:25",
-            "mx",
-            "example.net",
-            "connect: refused",
-            false,
-        );
+        b.failed("192.0.2.1:25", "mx", "connect: refused", false);
         assert_eq!(
-            b.take_events(),
+            b.take_changes().0,
             vec![Event::Closed {
                 host: "192.0.2.1:25".into(),
                 reason: "connect: refused".into(),
                 probe_at: t0 + 5
             }]
         );
-        assert_eq!(b.admit("192.0.2.1:25", "example.org"), Admit::Held);
+        assert_eq!(b.admit("192.0.2.1:25"), Admit::Held);
+        // Mail for a destination whose every host is closed is held: `queue list` says so.
+        b.held("example.org", &["192.0.2.1:25".to_string()]);
+        assert_eq!(b.take_changes(), (vec![], true));
         assert_eq!(
             b.view("192.0.2.1:25"),
             HostView::Closed { probe_at: t0 + 5 }
         );
         let snap = b.snapshot();
-        assert_eq!(
-            snap.hosts[0].destinations,
-            vec!["example.net", "example.org"]
-        );
-        assert_eq!(snap.for_destination("example.org").count(), 1);
+        assert_eq!(snap.hosts[0].destinations, vec!["example.org"]);
+        assert_eq!(snap.for_destination("example.org").len(), 1);
 
         tokio::time::advance(Duration::from_secs(5)).await;
-        assert_eq!(b.admit("192.0.2.1:25", "example.net"), Admit::Probe);
+        assert_eq!(b.admit("192.0.2.1:25"), Admit::Probe);
         // One probe at a time.
-        assert_eq!(b.admit("192.0.2.1:25", "example.net"), Admit::Held);
+        assert_eq!(b.admit("192.0.2.1:25"), Admit::Held);
         assert_eq!(b.view("192.0.2.1:25"), HostView::Probing);
-        b.failed(
-            "192.0.2.1:25",
-            "mx",
-            "example.net",
-            "connect: refused",
-            true,
-        );
+        b.failed("192.0.2.1:25", "mx", "connect: refused", true);
         // The second step of the schedule: 60 s.
         assert_eq!(
             b.view("192.0.2.1:25"),
             HostView::Closed { probe_at: t0 + 65 }
         );
         tokio::time::advance(Duration::from_secs(60)).await;
-        assert_eq!(b.admit("192.0.2.1:25", "example.net"), Admit::Probe);
+        assert_eq!(b.admit("192.0.2.1:25"), Admit::Probe);
         b.succeeded("192.0.2.1:25", true);
         assert_eq!(b.view("192.0.2.1:25"), HostView::Open);
         assert_eq!(b.closed_count(), 0);
-        let events = b.take_events();
+        let events = b.take_changes().0;
         assert!(matches!(events[0], Event::ProbeFailed { probe_at, .. } if probe_at == t0 + 65));
         assert!(
             matches!(events[1], Event::Reopened { closed_since, probe: true, .. } if closed_since == t0)

@@ -86,7 +86,7 @@ impl Courier<'_> {
                 let at = format!("{} [{}]", hop.host, addr.ip());
                 let key = addr.to_string();
                 permanent = false;
-                let probe = match self.breaker.admit(&key, destination) {
+                let probe = match self.breaker.admit(&key) {
                     Admit::Go => false,
                     Admit::Probe => true,
                     Admit::Held => {
@@ -105,7 +105,7 @@ impl Courier<'_> {
                         if e.starts_with("TLS") {
                             self.count_tls_failure();
                         }
-                        self.breaker.failed(&key, &hop.host, destination, &e, probe);
+                        self.breaker.failed(&key, &hop.host, &e, probe);
                         last = format!("{at}: {e}");
                         continue;
                     }
@@ -138,6 +138,7 @@ impl Courier<'_> {
             }
         }
         if !tried && !held.is_empty() {
+            self.breaker.held(destination, &held);
             parcel.all(Outcome::Held(held))
         } else if permanent {
             parcel.all(Outcome::Permanent(last))

@@ -101,7 +101,7 @@ impl MailTransport {
         let destination = parcel
             .recipients
             .first()
-            .map(|r| destination(&core, r))
+            .map(|r| destination(d, r))
             .unwrap_or_default();
         let courier = |policy| Courier {
             resolver: &core.resolver,
@@ -160,7 +160,7 @@ impl MailTransport {
 
 impl Transport for MailTransport {
     fn destination(&self, recipient: &str) -> String {
-        destination(&self.live.load(), recipient)
+        destination(&self.live.load().settings.delivery, recipient)
     }
 
     fn crowded(&self, destination: &str) -> bool {
@@ -181,8 +181,8 @@ impl Transport for MailTransport {
 
 /// The destination of a recipient under a configuration: its domain (MX), the relay host
 /// (`host:port`), or the directory (which has no connections to count).
-pub fn destination(core: &Core, recipient: &str) -> String {
-    match &core.settings.delivery.mode {
+pub fn destination(delivery: &crate::config::Delivery, recipient: &str) -> String {
+    match &delivery.mode {
         DeliveryMode::Mx => crate::smtp::address::domain_of(recipient).unwrap_or_default(),
         DeliveryMode::RelayHost(r) => format!("{}:{}", r.host, r.port),
         DeliveryMode::Directory(_) => String::new(),

@@ -279,8 +279,8 @@ impl Scheduler {
     /// Log and count what the breaker did (once per host, never per message), release the
     /// messages of hosts that opened, and tell the queue commands.
     fn note_breaker_events(&self, book: &mut Book) {
-        let events = self.breaker.take_events();
-        if events.is_empty() {
+        let (events, changed) = self.breaker.take_changes();
+        if !changed {
             return;
         }
         let now = self.clock.now();

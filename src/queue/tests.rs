@@ -74,10 +74,13 @@ impl Script {
 
     async fn run(&self, parcel: &Parcel<'_>) -> Vec<Outcome> {
         let destination = self.destination(parcel.recipients[0]);
-        let probe = match self.breaker.admit(HOST, &destination) {
+        let probe = match self.breaker.admit(HOST) {
             Admit::Go => false,
             Admit::Probe => true,
-            Admit::Held => return parcel.all(Outcome::Held(vec![HOST.to_string()])),
+            Admit::Held => {
+                self.breaker.held(&destination, &[HOST.to_string()]);
+                return parcel.all(Outcome::Held(vec![HOST.to_string()]));
+            }
         };
         *self.st().waiting.entry(destination.clone()).or_default() += 1;
         let slot = self.slot(&destination);
@@ -124,7 +127,7 @@ impl Script {
                 .collect()
         } else {
             self.breaker
-                .failed(HOST, "mx.test", &destination, "connect: refused", probe);
+                .failed(HOST, "mx.test", "connect: refused", probe);
             parcel.all(Outcome::Temporary(format!(
                 "mx.test [{HOST}]: connect: refused"
             )))
