@@ -270,6 +270,8 @@ fn status(r: &crate::spool::RecipientStatus, view: &View<'_>) -> String {
         RecipientState::Delivered => "delivered".to_string(),
         RecipientState::Failed if r.dsn_sent => "failed, bounce sent".to_string(),
         RecipientState::Failed => "failed, bounce pending".to_string(),
+        RecipientState::Expired if r.dsn_sent => "expired, bounce sent".to_string(),
+        RecipientState::Expired => "expired, bounce pending".to_string(),
         RecipientState::Pending if waiting.is_some() => {
             waiting.map(waiting_line).unwrap_or_default()
         }

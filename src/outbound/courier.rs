@@ -100,21 +100,21 @@ impl Courier<'_> {
                         self.breaker.succeeded(&key, probe);
                         c
                     }
-                    Err(OpenError::Down(e)) => {
+                    Err(e @ OpenError::Down { .. }) => {
                         tracing::info!(queue_id = parcel.queue_id, host = %hop.host, %addr, error = %e, "next hop unreachable");
-                        if e.starts_with("TLS") {
+                        if e.is_tls() {
                             self.count_tls_failure();
                         }
-                        self.breaker.failed(&key, &hop.host, &e, probe);
+                        self.breaker.failed(&key, &hop.host, &e.to_string(), probe);
                         last = format!("{at}: {e}");
                         continue;
                     }
-                    Err(OpenError::Policy(e)) => {
+                    Err(e @ OpenError::Policy { .. }) => {
                         // The host answered: it is up. Every address of it would say the
                         // same: next host.
                         self.breaker.succeeded(&key, probe);
                         tracing::info!(queue_id = parcel.queue_id, host = %hop.host, %addr, error = %e, "next hop refused by policy");
-                        if e.contains("TLS") {
+                        if e.is_tls() {
                             self.count_tls_failure();
                         }
                         last = format!("{at}: {e}");

@@ -189,12 +189,7 @@ fn apply(
         Outcome::Temporary(reply) => {
             let max_age = delivery.max_age.as_secs() as i64;
             if now - received_at >= max_age {
-                r.state = RecipientState::Failed;
-                r.last_reply = Some(format!(
-                    "{}{} attempts: {reply}",
-                    super::dsn::EXPIRED,
-                    r.attempts
-                ));
+                r.state = RecipientState::Expired;
                 metrics.deliveries(DeliveryResult::Bounced, 1);
                 tracing::warn!(queue_id = %id, recipient = %r.address, reply = %reply, "bounced: too old");
             } else {

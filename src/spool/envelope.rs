@@ -12,6 +12,17 @@ pub enum RecipientState {
     Delivered,
     /// Failed permanently; a DSN is owed (or was sent: `dsn_sent`).
     Failed,
+    /// Still failing temporarily when `delivery.max_age` ran out: given up, a DSN is owed (or
+    /// was sent). `last_reply` is the last remote reply. (Envelopes written before this state
+    /// existed say `failed` with the reply behind a "gave up after" note; they still load.)
+    Expired,
+}
+
+impl RecipientState {
+    /// Given up for good (failed or expired): a DSN is owed unless sent.
+    pub fn is_failure(self) -> bool {
+        matches!(self, RecipientState::Failed | RecipientState::Expired)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,7 +121,7 @@ impl Envelope {
         self.recipients.iter().all(|r| match r.state {
             RecipientState::Pending => false,
             RecipientState::Delivered => true,
-            RecipientState::Failed => r.dsn_sent,
+            RecipientState::Failed | RecipientState::Expired => r.dsn_sent,
         })
     }
 }
