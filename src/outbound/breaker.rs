@@ -279,6 +279,20 @@ impl Breaker {
         }
     }
 
+    /// Open every closed host (a reload: the next hops may be others now). Each one's
+    /// messages go again; a host still down closes again at its first failure.
+    pub fn reopen_all(&self) {
+        let mut st = self.lock();
+        let closed: Vec<(String, Closed)> = st.closed.drain().collect();
+        for (host, c) in closed {
+            st.events.push(Event::Reopened {
+                host,
+                closed_since: c.since,
+                probe: false,
+            });
+        }
+    }
+
     /// Probe every closed host at once (`queue retry`: the operator asks for everything now).
     pub fn probe_now(&self) {
         let now = self.clock.now();

@@ -78,7 +78,8 @@ impl MailTransport {
     }
 
     /// A reload happened since the last delivery: the pool takes the new limits and drops the
-    /// idle connections made under the old configuration; the breaker the new schedule.
+    /// idle connections made under the old configuration; the breaker takes the new schedule
+    /// and opens every host (the next hops may be others now).
     fn follow_reload(&self, core: &Arc<Core>) {
         let Ok(mut applied) = self.applied.lock() else {
             return;
@@ -88,6 +89,7 @@ impl MailTransport {
             self.pool
                 .reconfigure(d.max_connections, d.max_connections_per_domain);
             self.breaker.configure(d.retry.clone(), d.host_retry_max);
+            self.breaker.reopen_all();
             *applied = core.clone();
         }
     }

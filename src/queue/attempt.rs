@@ -94,8 +94,14 @@ impl Scheduler {
                     .delivery_seconds
                     .observe(started.elapsed().as_secs_f64());
             }
+            let expired = now - env.received_at >= core.settings.delivery.max_age.as_secs() as i64;
             for (&i, outcome) in indexes.iter().zip(outcomes) {
                 if let Outcome::Held(hosts) = outcome {
+                    if expired {
+                        // Its hosts stayed closed for all of max_age: give up all the same.
+                        give_up_held(&mut env.recipients[i], &hosts, id, &self.metrics);
+                        continue;
+                    }
                     held[i] = true;
                     held_on.extend(hosts);
                     continue;
@@ -126,6 +132,8 @@ impl Scheduler {
             .map(|(r, _)| r.next_attempt)
             .min();
         let unchanged = env == loaded;
+        // A held message also comes due when it expires, in case its hosts never open.
+        let expires = env.received_at + core.settings.delivery.max_age.as_secs() as i64;
         let result = tokio::task::spawn_blocking(move || {
             if done {
                 spool.remove(&id2)
@@ -146,8 +154,9 @@ impl Scheduler {
         }
         let next = match (done, next, held_on.is_empty()) {
             (true, _, _) => None,
-            (false, Some(t), _) => Some(t),
-            (false, None, false) => None,
+            (false, Some(t), true) => Some(t),
+            (false, Some(t), false) => Some(t.min(expires)),
+            (false, None, false) => Some(expires),
             // Nothing pending but a DSN still owed (it could not be queued): try again soon.
             (false, None, true) => Some(self.clock.now() + 60),
         };
@@ -160,6 +169,20 @@ impl Scheduler {
             used,
         }
     }
+}
+
+/// A recipient whose hosts were closed until `delivery.max_age` ran out: expired without an
+/// attempt now; its last real reply (if it ever had one) stays for the DSN.
+fn give_up_held(r: &mut RecipientStatus, hosts: &[String], id: &QueueId, metrics: &Metrics) {
+    r.state = RecipientState::Expired;
+    if r.last_reply.is_none() {
+        r.last_reply = Some(format!(
+            "not delivered: next hop {} unreachable",
+            hosts.join(", ")
+        ));
+    }
+    metrics.deliveries(DeliveryResult::Bounced, 1);
+    tracing::warn!(queue_id = %id, recipient = %r.address, "bounced: too old (its next hop stayed closed)");
 }
 
 /// Record one recipient's outcome of a real attempt.

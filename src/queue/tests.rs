@@ -544,3 +544,34 @@ async fn a_host_down_for_an_hour_is_probed_once_per_step_and_waiting_is_not_char
     assert!(snapshot.hosts[0].probe_at > h.now());
     assert!(h.start.elapsed() >= Duration::from_secs(3600));
 }
+
+#[tokio::test(start_paused = true)]
+async fn messages_held_for_a_host_that_never_opens_expire_at_max_age() {
+    let h = start(
+        "  retry: [1m]\n  host_retry_max: 5m\n  max_age: 10m\n",
+        8,
+        Duration::ZERO,
+    );
+    let t0 = h.now();
+    h.script.st().down_until = i64::MAX;
+    let ids: Vec<QueueId> = (0..5)
+        .map(|i| h.submit("app@example.com", &[&format!("r{i}@example.net")]))
+        .collect();
+    h.run_for(Duration::from_secs(9 * 60)).await;
+    assert!(ids.iter().all(|id| h.spool.load(id).is_ok()), "not before max_age");
+    h.run_for(Duration::from_secs(2 * 60)).await;
+    // Each is gone, and a DSN to the sender is queued for each (its host is down too).
+    for id in &ids {
+        assert!(h.spool.load(id).is_err(), "{id} still queued");
+    }
+    let dsns: Vec<Envelope> = h
+        .spool
+        .list()
+        .unwrap()
+        .iter()
+        .filter_map(|id| h.spool.load(id).ok())
+        .filter(|e| e.is_dsn)
+        .collect();
+    assert_eq!(dsns.len(), ids.len());
+    assert!(h.now() - t0 <= 11 * 60);
+}
