@@ -6,7 +6,8 @@
 #
 # Environment: DURATION (180), UP (20), DOWN (10), CLIENTS (8), RATE (100 msg/s, all clients),
 # RETRY (5s), PROFILE (debug |
-# release: which build to measure; release takes a while to build), DKIM_RELAY (a built binary).
+# release: which build to measure; release takes a while to build), DKIM_RELAY (a built binary),
+# REFERENCE (another build, e.g. of an older commit: measured first, in the same run).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PROFILE=${PROFILE:-debug}
@@ -18,5 +19,9 @@ if [[ -z "${DKIM_RELAY:-}" ]]; then
   fi
   DKIM_RELAY="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE/dkim-relay"
 fi
-export DKIM_RELAY
-exec python3 "$ROOT/bench/receiver_outage.py"
+if [[ -n "${REFERENCE:-}" ]]; then
+  echo "== reference: $REFERENCE"
+  DKIM_RELAY="$REFERENCE" python3 "$ROOT/bench/receiver_outage.py"
+  echo "== this build: $DKIM_RELAY"
+fi
+DKIM_RELAY="$DKIM_RELAY" exec python3 "$ROOT/bench/receiver_outage.py"

@@ -217,8 +217,18 @@ impl Scheduler {
     /// forget it.
     fn attempt_ended(&self, book: &mut Book, id: QueueId, attempted: Attempted) {
         book.in_flight.remove(&id);
-        book.waiting.attempt_ended(&id);
+        let carried = book.waiting.attempt_ended(&id);
         let now = self.clock.now();
+        for host in carried {
+            // Its probe time passed and it went without probing the host (delivered through
+            // another one: the next hops changed): the others need not wait for a probe either.
+            if matches!(self.breaker.view(&host), HostView::Closed { probe_at } if probe_at <= now)
+            {
+                for other in book.waiting.release(&host) {
+                    book.due.insert((now, other));
+                }
+            }
+        }
         // A delivery there ended: the next message parked for it goes.
         for d in &attempted.used {
             unpark_one(&mut book.parked, &mut book.due, d, now);

@@ -67,8 +67,18 @@ impl Waiting {
     }
 
     /// The attempt of `id` ended: if it carried a probe, the host may get another carrier.
-    pub fn attempt_ended(&mut self, id: &QueueId) {
-        self.carriers.retain(|_, c| c != id);
+    /// Returns the hosts it was the carrier for.
+    pub fn attempt_ended(&mut self, id: &QueueId) -> Vec<String> {
+        let carried: Vec<String> = self
+            .carriers
+            .iter()
+            .filter(|(_, c)| *c == id)
+            .map(|(h, _)| h.clone())
+            .collect();
+        for h in &carried {
+            self.carriers.remove(h);
+        }
+        carried
     }
 
     /// Hosts that messages wait for, without a probe carrier on its way.
