@@ -412,6 +412,27 @@ mod tests {
         );
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_opens_every_closed_host_and_retry_probes_now() {
+        let b = breaker();
+        b.failed("192.0.2.1:25", "mx1", "connect: refused", false);
+        b.failed("192.0.2.2:25", "mx2", "connect: refused", false);
+        b.take_changes();
+        // `queue retry`: probes are due now, one per host.
+        b.probe_now();
+        assert_eq!(b.admit("192.0.2.1:25"), Admit::Probe);
+        assert_eq!(b.admit("192.0.2.1:25"), Admit::Held);
+        b.reopen_all();
+        assert_eq!(b.closed_count(), 0);
+        assert_eq!(b.admit("192.0.2.1:25"), Admit::Go);
+        let (events, changed) = b.take_changes();
+        assert!(changed);
+        assert_eq!(events.len(), 2);
+        assert!(events
+            .iter()
+            .all(|e| matches!(e, Event::Reopened { probe: false, .. })));
+    }
+
     #[test]
     fn probe_intervals_follow_the_schedule_up_to_the_maximum() {
         let s = [
