@@ -66,13 +66,13 @@ async fn a_flapping_receiver_gets_every_message_once_and_the_log_stays_short() {
     let mut sent = 0;
     // Three outages of 3 s, with 2 s up between them; messages keep coming throughout.
     for _ in 0..3 {
-        submit(&relay, sent, 4).await;
-        sent += 4;
+        submit(&relay, sent, 8).await;
+        sent += 8;
         tokio::time::sleep(Duration::from_secs(2)).await;
         sink.down();
         for _ in 0..3 {
-            submit(&relay, sent, 4).await;
-            sent += 4;
+            submit(&relay, sent, 8).await;
+            sent += 8;
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         sink.up().await;
