@@ -3,7 +3,8 @@
 # independent DKIM verifier the tests check every signature with), python3-authheaders (the
 # receiver's SPF/DKIM/DMARC view, Authentication-Results), postfix (a private instance is the
 # inbound MX of the bounce-check tests), bsd-mailx (the `mail -s` the sendmail tests drive
-# through a sendmail symlink), chromium, openssl, swaks and libnet-ssleay-perl (see below).
+# through a sendmail symlink), dovecot-imapd (the IMAP server
+# dmarc-report --imap is tested against), chromium, openssl, swaks and libnet-ssleay-perl (see below).
 # Idempotent: installs only what is missing. Needs root or sudo for apt-get; without either it
 # says what to install.
 #
@@ -32,6 +33,7 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # kept from starting, see below.
 command -v ldns-signzone >/dev/null 2>&1 || need+=(ldnsutils)
 [[ -x /usr/sbin/unbound ]] || need+=(unbound)
+[[ -x /usr/sbin/dovecot && -e /usr/lib/dovecot/imap ]] || need+=(dovecot-imapd)
 if (( ${#need[@]} == 0 )); then exit 0; fi
 sudo=()
 if (( EUID != 0 )); then

@@ -7,6 +7,7 @@
 //! # Layout
 //! - `cli_io`: every command exits quietly (status 0) when the reader of its output goes away.
 //! - `config`: YAML file -> validated `Settings` (every error with file, line, column).
+//! - `clock`: Unix time behind a seam (the system clock, or tokio's paused clock in tests).
 //! - `core`: the loaded configuration (settings, keys, TLS, resolver), swapped whole on reload.
 //! - `smtp`: I/O-free protocol pieces: replies, DATA framing, header section, addresses.
 //! - `dkim`: keys, streaming signer, header fix-ups, self-verification.
@@ -14,7 +15,8 @@
 //!   reception (checks, fix-ups, signing, spooling) before the 250.
 //! - `spool`: the durable queue on disk (queue id, envelope, atomic commit).
 //! - `queue`: scheduler, retry schedule, DSNs.
-//! - `outbound`: next hop (routes, MX, A/AAAA), SMTP courier, directory delivery.
+//! - `outbound`: the `Transport` the queue delivers through: next hop (routes, MX, A/AAAA),
+//!   SMTP courier, connection pool, circuit breaker of failed hosts, directory delivery.
 //! - `logging`: the daemon's log (format, colour only on a terminal, peer noise lowered).
 //! - `metrics`: every Prometheus metric with its help text; the `/metrics`, `/healthz`, `/readyz`
 //!   endpoint.
@@ -26,6 +28,7 @@
 //! - `sendmail`: the sendmail-compatible front end (flags, stdin, submission, sysexits).
 //! - `backscatter`: BATV tags on envelope senders at delivery, and `bounce-check` (a Postfix
 //!   policy server and a one-shot command) that refuses bounces to untagged addresses.
+//! - `trust`: whom our TLS clients trust (system roots, `$SSL_CERT_FILE`, a named CA file).
 //! - `queue_admin`: `queue list|show|retry|delete` and `mailq`, on the spool while `serve` runs.
 //! - `cluster`: limits shared by replicas through Redis (`cluster.redis`), with their fallback.
 //! - `dane`: DANE for SMTP (RFC 7672): TLSA records of MX hosts, the certificate check.
@@ -36,6 +39,7 @@
 pub mod app;
 pub mod backscatter;
 pub mod cli_io;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod core;
@@ -56,3 +60,4 @@ pub mod smtp;
 pub mod spool;
 pub mod status;
 pub mod tools;
+pub mod trust;

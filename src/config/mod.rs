@@ -266,6 +266,8 @@ pub struct Delivery {
     pub max_connections_per_domain: usize,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
+    /// Longest a closed next-hop host waits for its probe (`outbound::breaker`).
+    pub host_retry_max: Duration,
     /// Recipient domain (lower case) -> (host, port).
     pub routes: BTreeMap<String, (String, u16)>,
 }

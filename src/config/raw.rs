@@ -86,6 +86,7 @@ pub struct RawDelivery {
     pub max_connections_per_domain: Option<usize>,
     pub connect_timeout: Option<String>,
     pub command_timeout: Option<String>,
+    pub host_retry_max: Option<String>,
     #[serde(default)]
     pub routes: BTreeMap<String, String>,
     pub relay_host: Option<RawRelayHost>,

@@ -146,6 +146,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "timeout for each outbound SMTP command",
     ),
     (
+        "delivery.host_retry_max",
+        "5m",
+        "longest a failed next-hop host waits for its one probe delivery",
+    ),
+    (
         "delivery.routes",
         "{}",
         "domain -> \"host:port\" next hops that override MX lookup",

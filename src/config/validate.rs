@@ -929,6 +929,11 @@ fn check_delivery(c: &mut Checker, raw: Option<&RawDelivery>) -> Delivery {
             raw.and_then(|d| d.command_timeout.as_ref()),
             Duration::from_secs(300),
         ),
+        host_retry_max: c.duration(
+            p.key("host_retry_max"),
+            raw.and_then(|d| d.host_retry_max.as_ref()),
+            Duration::from_secs(300),
+        ),
         routes,
     }
 }

@@ -32,6 +32,23 @@ pub enum SignError {
     SelfVerify(#[from] SelfVerifyError),
 }
 
+/// Sign a whole message held in memory (a DSN the relay writes itself) the way a received
+/// message is signed: the same one-pass signer, every selector, each signature self-verified.
+/// `message` is the header section, the blank line and the body, CRLF throughout.
+pub fn sign_message(
+    signers: &[Arc<SelectorSigner>],
+    message: &[u8],
+    now_unix: u64,
+) -> Result<Vec<MadeField>, SignError> {
+    let (header_section, body) = match memchr::memmem::find(message, b"\r\n\r\n") {
+        Some(p) => (&message[..p + 2], &message[p + 4..]),
+        None => (message, &b""[..]),
+    };
+    let mut signing = MessageSigning::new(signers);
+    signing.write_body(body);
+    signing.finish(header_section, now_unix)
+}
+
 /// One signature made for a message.
 pub struct MadeField {
     pub domain: String,

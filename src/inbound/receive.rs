@@ -14,7 +14,7 @@ use crate::metrics::{Algorithm, RejectReason};
 use crate::smtp::address::domain_of;
 use crate::smtp::header::{check_section, Checked};
 use crate::smtp::reply::Reply;
-use crate::spool::{Draft, Envelope, QueueId, RecipientState, RecipientStatus, SpoolError};
+use crate::spool::{Draft, Envelope, QueueId, SpoolError};
 use std::time::{Duration, Instant};
 
 /// The envelope of a message being received: sender and recipients already passed policy.
@@ -331,29 +331,16 @@ impl<'c> Reception<'c> {
         self.signing_time += t.elapsed();
 
         let envelope = Envelope {
-            version: 1,
-            sender: self.envelope.sender.clone(),
-            recipients: self
-                .envelope
-                .recipients
-                .iter()
-                .map(|r| RecipientStatus {
-                    address: r.clone(),
-                    state: RecipientState::Pending,
-                    attempts: 0,
-                    next_attempt: self.now_unix,
-                    last_reply: None,
-                    dsn_sent: false,
-                })
-                .collect(),
-            received_at: self.now_unix,
-            client: self.envelope.identity.name.clone(),
             signatures: signatures.iter().map(|(_, _, h)| h.clone()).collect(),
             size: body.draft.size,
             eight_bit: self.envelope.eight_bit,
             smtputf8: self.envelope.smtputf8,
-            is_dsn: false,
-            delay_warned: false,
+            ..Envelope::new(
+                self.envelope.sender.clone(),
+                self.envelope.recipients.iter().cloned(),
+                self.now_unix,
+                self.envelope.identity.name.clone(),
+            )
         };
         let spool = self.shared.spool.clone();
         let draft = body.draft;

@@ -157,6 +157,28 @@ impl DeliveryResult {
     }
 }
 
+/// How a probe of a closed next-hop host went: the `result` label of
+/// `dkim_relay_delivery_probes_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProbeResult {
+    /// The host answered: open again.
+    Success,
+    /// Still unreachable: closed until the next probe.
+    Failure,
+}
+
+impl ProbeResult {
+    pub const ALL: [ProbeResult; 2] = [ProbeResult::Success, ProbeResult::Failure];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeResult::Success => "success",
+            ProbeResult::Failure => "failure",
+        }
+    }
+}
+
 /// Which side of the relay a TLS failure happened on: the `direction` label of
 /// `dkim_relay_tls_failures_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -274,6 +296,10 @@ pub struct Metrics {
     pub cluster_decisions_total: IntCounterVec,
     /// `cluster_redis_seconds`: time Redis took to answer one shared decision.
     pub cluster_redis_seconds: Histogram,
+    /// `next_hop_closed`: next-hop hosts closed by the circuit breaker right now.
+    pub next_hop_closed: IntGauge,
+    /// `delivery_probes_total{result}`: probe deliveries to closed hosts ([`ProbeResult`]).
+    pub delivery_probes_total: IntCounterVec,
 }
 
 /// A limit shared through Redis: the `limit` label of `dkim_relay_cluster_decisions_total`.
@@ -483,6 +509,17 @@ impl Metrics {
                 "Time Redis took to answer one shared-limit decision, in seconds.",
                 exp_buckets(0.000_1, 2.0, 12),
             ))?,
+            next_hop_closed: IntGauge::with_opts(opts(
+                "next_hop_closed",
+                "Next-hop hosts (address and port) closed after a failure, waiting for a probe.",
+            ))?,
+            delivery_probes_total: IntCounterVec::new(
+                opts(
+                    "delivery_probes_total",
+                    "Probe deliveries to closed next-hop hosts, by result (success, failure).",
+                ),
+                &["result"],
+            )?,
             registry,
         };
 
@@ -533,6 +570,12 @@ impl Metrics {
                 m.cluster_decisions_total
                     .with_label_values(&[l.as_str(), o]);
             }
+        }
+        m.registry.register(Box::new(m.next_hop_closed.clone()))?;
+        m.registry
+            .register(Box::new(m.delivery_probes_total.clone()))?;
+        for r in ProbeResult::ALL {
+            m.delivery_probes_total.with_label_values(&[r.as_str()]);
         }
 
         // Pre-initialise fixed label sets: a series that does not exist yet is invisible to
@@ -623,6 +666,13 @@ impl Metrics {
         self.deliveries_total
             .with_label_values(&[result.as_str()])
             .inc_by(n);
+    }
+
+    /// Count a probe of a closed next-hop host.
+    pub fn probe(&self, result: ProbeResult) {
+        self.delivery_probes_total
+            .with_label_values(&[result.as_str()])
+            .inc();
     }
 
     /// Count a failed TLS handshake.

@@ -1,11 +1,12 @@
 //! The SMTP courier: hands one message to a destination over an idle pooled connection (after
 //! RSET) or a new one — next hops in order, each address of each host (IPv6 and IPv4), skipping
-//! addresses remembered as down — with MAIL/RCPT giving an outcome per recipient and the DATA
-//! phase written by us from the spool file (signatures first, dot-stuffed), so a large message
-//! is never in memory. A connection whose transaction ended cleanly goes back to the pool.
+//! addresses the circuit breaker holds closed — with MAIL/RCPT giving an outcome per recipient
+//! and the DATA phase written by us from the spool file (signatures first, dot-stuffed), so a
+//! large message is never in memory. A connection whose transaction ended cleanly goes back to
+//! the pool. When every address was skipped, nothing was attempted: the outcome is `Held`.
 
+use super::breaker::{Admit, Breaker};
 use super::connection::{self, Connection, OpenError, Policy};
-use super::health::HostHealth;
 use super::next_hop::{self, Hop, HopError};
 use super::pool::Pool;
 use super::{Outcome, Parcel};
@@ -19,10 +20,8 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 pub struct Courier<'a> {
     pub resolver: &'a MessageAuthenticator,
     pub pool: &'a Pool,
-    pub health: &'a HostHealth,
+    pub breaker: &'a Breaker,
     pub policy: &'a Policy,
-    /// How long an address that failed is skipped at first (the first retry interval).
-    pub down_backoff: Duration,
     /// Counts TLS that was required or tried and did not happen.
     pub tls_failures: Option<prometheus::IntCounter>,
 }
@@ -66,6 +65,9 @@ impl Courier<'_> {
 
         let mut last = String::from("no next hop");
         let mut permanent = true;
+        // Addresses skipped because they are closed; whether any other was really tried.
+        let mut held: Vec<String> = Vec::new();
+        let mut tried = false;
         'hops: for hop in hops {
             let addrs = match next_hop::addresses(self.resolver, hop).await {
                 Ok(a) => a,
@@ -75,35 +77,44 @@ impl Courier<'_> {
                 }
                 Err(HopError::Temporary(e)) => {
                     permanent = false;
+                    tried = true;
                     last = e;
                     continue;
                 }
             };
             for addr in addrs {
                 let at = format!("{} [{}]", hop.host, addr.ip());
+                let key = addr.to_string();
                 permanent = false;
-                if let Some(why) = self.health.skip_reason(&addr) {
-                    last = format!("{at}: {why}");
-                    continue;
-                }
+                let probe = match self.breaker.admit(&key) {
+                    Admit::Go => false,
+                    Admit::Probe => true,
+                    Admit::Held => {
+                        held.push(key);
+                        continue;
+                    }
+                };
+                tried = true;
                 let mut conn = match connection::open(addr, &hop.host, self.policy).await {
                     Ok(c) => {
-                        self.health.succeeded(&addr);
+                        self.breaker.succeeded(&key, probe);
                         c
                     }
-                    Err(OpenError::Down(e)) => {
+                    Err(e @ OpenError::Down { .. }) => {
                         tracing::info!(queue_id = parcel.queue_id, host = %hop.host, %addr, error = %e, "next hop unreachable");
-                        if e.starts_with("TLS") {
+                        if e.is_tls() {
                             self.count_tls_failure();
                         }
-                        self.health.failed(addr, &e, self.down_backoff);
+                        self.breaker.failed(&key, &hop.host, &e.to_string(), probe);
                         last = format!("{at}: {e}");
                         continue;
                     }
-                    Err(OpenError::Policy(e)) => {
-                        // Every address of this host would say the same: next host.
+                    Err(e @ OpenError::Policy { .. }) => {
+                        // The host answered: it is up. Every address of it would say the
+                        // same: next host.
+                        self.breaker.succeeded(&key, probe);
                         tracing::info!(queue_id = parcel.queue_id, host = %hop.host, %addr, error = %e, "next hop refused by policy");
-                        if e.contains("TLS") {
+                        if e.is_tls() {
                             self.count_tls_failure();
                         }
                         last = format!("{at}: {e}");
@@ -126,7 +137,10 @@ impl Courier<'_> {
                 }
             }
         }
-        if permanent {
+        if !tried && !held.is_empty() {
+            self.breaker.held(destination, &held);
+            parcel.all(Outcome::Held(held))
+        } else if permanent {
             parcel.all(Outcome::Permanent(last))
         } else {
             parcel.all(Outcome::Temporary(last))

@@ -2,7 +2,10 @@
 //! envelope, offers STARTTLS when given a certificate, can require AUTH, and answers scripted
 //! replies for chosen recipients (e.g. 451 twice, then 250). It counts connections (in total
 //! and at once), MAIL and RSET commands, and can hold its answer to the final dot (to catch
-//! the sender in the middle of a transfer).
+//! the sender in the middle of a transfer). It can go down as a restarting server does (the
+//! port refuses connections; an open connection is closed at its next command, so a message
+//! whose data is in gets its answer) and come back up on the same port, keeping what it
+//! received.
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
@@ -41,12 +44,15 @@ struct State {
     no_pipelining: bool,
     /// MAIL commands that arrived with more commands right behind them (RFC 2920 batches).
     pipelined: usize,
+    /// Bumped by `down`: connections of an older generation close at their next command.
+    generation: u64,
 }
 
 pub struct Sink {
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
     task: tokio::task::JoinHandle<()>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
 }
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -71,31 +77,40 @@ impl Sink {
                     .expect("sink tls");
             tokio_rustls::TlsAcceptor::from(config)
         });
-        let st = state.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                {
-                    let mut s = st.lock().unwrap();
-                    s.connections += 1;
-                    s.open += 1;
-                    s.max_open = s.max_open.max(s.open);
-                }
-                let st = st.clone();
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let _ = serve(Box::new(stream), st.clone(), acceptor, false).await;
-                    st.lock().unwrap().open -= 1;
-                });
-            }
-        });
-        Sink { addr, state, task }
+        let task = accept(listener, state.clone(), acceptor.clone());
+        Sink {
+            addr,
+            state,
+            task,
+            acceptor,
+        }
     }
 
     pub fn stop(&self) {
         self.task.abort();
+    }
+
+    /// Go down as a crashed or restarting server does: the port refuses connections, and the
+    /// open ones are cut.
+    pub fn down(&self) {
+        self.task.abort();
+        self.state.lock().unwrap().generation += 1;
+    }
+
+    /// Come back up on the same port (waiting, at most 10 s, for the old socket to be gone).
+    pub async fn up(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("sink cannot bind {} again: {e}", self.addr),
+            }
+        };
+        self.task = accept(listener, self.state.clone(), self.acceptor.clone());
     }
 
     /// Stop offering PIPELINING: clients must wait for each reply.
@@ -172,11 +187,40 @@ impl Drop for Sink {
     }
 }
 
+/// Accept connections on `listener` until aborted, each served in its own task.
+fn accept(
+    listener: TcpListener,
+    st: Arc<Mutex<State>>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let generation = {
+                let mut s = st.lock().unwrap();
+                s.connections += 1;
+                s.open += 1;
+                s.max_open = s.max_open.max(s.open);
+                s.generation
+            };
+            let st = st.clone();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let _ = serve(Box::new(stream), st.clone(), acceptor, false, generation).await;
+                st.lock().unwrap().open -= 1;
+            });
+        }
+    })
+}
+
 fn serve(
     stream: Box<dyn Stream>,
     st: Arc<Mutex<State>>,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     tls: bool,
+    generation: u64,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> {
     Box::pin(async move {
         let mut r = BufReader::new(stream);
@@ -189,6 +233,10 @@ fn serve(
         loop {
             let mut line = String::new();
             if r.read_line(&mut line).await? == 0 {
+                return Ok(());
+            }
+            if st.lock().unwrap().generation != generation {
+                // Went down since this connection opened: close it without an answer.
                 return Ok(());
             }
             let upper = line.to_ascii_uppercase();
@@ -222,7 +270,7 @@ fn serve(
                 r.get_mut().write_all(b"220 go\r\n").await?;
                 let inner = r.into_inner();
                 let tls_stream = acc.accept(inner).await?;
-                return serve(Box::new(tls_stream), st, None, true).await;
+                return serve(Box::new(tls_stream), st, None, true, generation).await;
             } else if upper.starts_with("AUTH PLAIN") {
                 use base64::Engine;
                 let arg = line
