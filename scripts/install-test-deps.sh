@@ -33,6 +33,8 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # kept from starting, see below.
 command -v ldns-signzone >/dev/null 2>&1 || need+=(ldnsutils)
 [[ -x /usr/sbin/unbound ]] || need+=(unbound)
+# The root trust anchor contrib/unbound/unbound.conf names (its test starts it as shipped).
+[[ -e /usr/share/dns/root.key ]] || need+=(dns-root-data)
 [[ -x /usr/sbin/dovecot && -e /usr/lib/dovecot/imap ]] || need+=(dovecot-imapd)
 if (( ${#need[@]} == 0 )); then exit 0; fi
 sudo=()

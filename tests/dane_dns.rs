@@ -254,3 +254,58 @@ async fn the_tlsa_base_domain_follows_secure_cnames() {
         "tc.signed.test"
     );
 }
+
+/// The resolver shipped for the Kubernetes sidecar (contrib/unbound/unbound.conf) starts as
+/// written, only its port changed: its options exist in Debian's unbound, and the root trust
+/// anchor it names is where dns-root-data puts it.
+#[test]
+fn the_shipped_sidecar_config_runs() {
+    if !unbound::available() {
+        return;
+    }
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/unbound/unbound.conf"
+    ))
+    .unwrap();
+    assert!(shipped.contains("\n  port: 53\n"));
+    let u = Unbound::start_with("localhost.", |port| {
+        shipped.replace("\n  port: 53\n", &format!("\n  port: {port}\n"))
+    });
+    assert!(u.addr.port() != 53);
+}
+
+/// check-config names the resolvers whose AD bit it believes, and warns about one that is not
+/// on this host.
+#[test]
+fn check_config_warns_about_a_resolver_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("relay.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "hostname: relay.test\nspool_dir: {}\nlisteners:\n  - address: \"127.0.0.1:2525\"\n\
+             dns:\n  nameservers: [\"127.0.0.1:5353\", \"192.0.2.53\"]\n  dnssec: trust-ad\n",
+            dir.path().join("spool").display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dkim-relay"))
+        .args(["check-config", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(
+            "dnssec: trust-ad, believing the AD bit of 127.0.0.1:5353, 192.0.2.53:53 (DANE: on)"
+        ),
+        "{stdout}"
+    );
+    assert!(stderr.contains("warning: dns.dnssec: trust-ad believes the AD bit of 192.0.2.53:53, which is not on this host"), "{stderr}");
+    assert!(!stderr.contains("127.0.0.1:5353, which"), "{stderr}");
+}

@@ -79,6 +79,7 @@ pub struct RawDelivery {
     pub mode: Option<String>,
     pub port: Option<u16>,
     pub tls: Option<String>,
+    pub dane: Option<String>,
     pub retry: Option<Vec<String>>,
     pub max_age: Option<String>,
     pub delay_warning: Option<String>,
@@ -108,6 +109,7 @@ pub struct RawRelayHost {
 pub struct RawDns {
     pub nameservers: Option<Vec<String>>,
     pub check_interval: Option<String>,
+    pub dnssec: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -174,6 +174,16 @@ impl Resolver {
         &self.servers
     }
 
+    /// The nameservers off this host: their AD bit crosses a network, where anyone on the path
+    /// can set it (RFC 6840 5.9). Only a link the operator trusts makes them safe to believe.
+    pub fn off_host(&self) -> Vec<SocketAddr> {
+        self.servers
+            .iter()
+            .filter(|s| !s.ip().is_loopback())
+            .copied()
+            .collect()
+    }
+
     /// Ask for `rtype` records at `name`. A server that answers SERVFAIL or refuses is not
     /// asked again; one that does not answer is asked again in the next round. The error
     /// returned is the most telling one seen (a SERVFAIL before a refusal before silence).

@@ -202,11 +202,24 @@ impl Unbound {
             ));
         }
         let probe = Name::from_ascii(format!("{}.", zones[0].origin)).expect("zone name");
+        let d = dir.path().to_path_buf();
+        Self::launch(dir, &probe, move |port| config(&d, port, &anchors, &auth))
+    }
+
+    /// Start unbound with the configuration `config(port)` gives, on a free port, and wait
+    /// until it answers NOERROR for `probe`'s SOA.
+    pub fn start_with(probe: &str, config: impl Fn(u16) -> String) -> Unbound {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let probe = Name::from_ascii(probe).expect("probe name");
+        Self::launch(dir, &probe, config)
+    }
+
+    fn launch(dir: tempfile::TempDir, probe: &Name, config: impl Fn(u16) -> String) -> Unbound {
         // A port taken between our probe and unbound's bind makes it exit: try another.
         for _ in 0..5 {
             let port = free_udp_and_tcp_port();
             let conf = dir.path().join("unbound.conf");
-            std::fs::write(&conf, config(dir.path(), port, &anchors, &auth)).expect("conf");
+            std::fs::write(&conf, config(port)).expect("conf");
             let (tx, rx) = mpsc::channel();
             let cmd_conf = conf.clone();
             // The keeper thread spawns and reaps unbound, and lives as long as it does: the
@@ -239,7 +252,7 @@ impl Unbound {
             });
             let pid = rx.recv().ok().flatten().expect("start /usr/sbin/unbound");
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            if wait_ready(addr, &keeper, &probe) {
+            if wait_ready(addr, &keeper, probe) {
                 return Unbound {
                     addr,
                     pid,
