@@ -8,6 +8,8 @@ mod unbound;
 
 use dkim_relay::dane::{self, HostDane, NoDane};
 use dkim_relay::dnssec::{fqdn, DnsError, Resolver, Security};
+use dkim_relay::outbound::next_hop::{Hop, HopError};
+use dkim_relay::outbound::secure_hop;
 use mail_auth::hickory_resolver::proto::rr::Name;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
@@ -40,7 +42,12 @@ fn start() -> Unbound {
         .record("into-plain IN CNAME mx.plain.test.")
         .record("mxplain IN MX 10 mx.plain.test.")
         .record("tc IN A 127.0.0.8")
-        .record("_25._tcp.tc IN CNAME _25._tcp.mx");
+        .record("_25._tcp.tc IN CNAME _25._tcp.mx")
+        .record("nullmx IN MX 0 .")
+        .record("two IN MX 20 b.two")
+        .record("two IN MX 10 a.two")
+        .record("a.two IN A 127.0.0.12")
+        .record("b.two IN A 127.0.0.13");
     for i in 1..=80 {
         signed = signed.record(&format!("big IN A 127.0.1.{i}"));
     }
@@ -308,4 +315,58 @@ fn check_config_warns_about_a_resolver_elsewhere() {
     );
     assert!(stderr.contains("warning: dns.dnssec: trust-ad believes the AD bit of 192.0.2.53:53, which is not on this host"), "{stderr}");
     assert!(!stderr.contains("127.0.0.1:5353, which"), "{stderr}");
+}
+
+/// Next hops as delivery sees them: MX hosts in order, the domain itself without MX, null MX and
+/// NXDOMAIN final, a bogus answer temporary; each with its security.
+#[tokio::test]
+async fn next_hops_keep_their_security() {
+    let Some(r) = resolver() else { return };
+    let hop = |h: &str| Hop {
+        host: h.to_string(),
+        port: 2525,
+    };
+    let h = secure_hop::resolve(&r, "two.signed.test", 2525)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.hops,
+        vec![hop("a.two.signed.test"), hop("b.two.signed.test")]
+    );
+    assert_eq!(h.mx, Security::Secure);
+    let h = secure_hop::resolve(&r, "plain.test", 2525).await.unwrap();
+    assert_eq!(
+        (h.hops, h.mx),
+        (vec![hop("mx.plain.test")], Security::Insecure)
+    );
+    // No MX, securely: the domain is its own host.
+    let h = secure_hop::resolve(&r, "notlsa.signed.test", 2525)
+        .await
+        .unwrap();
+    assert_eq!(
+        (h.hops, h.mx),
+        (vec![hop("notlsa.signed.test")], Security::Secure)
+    );
+    assert!(matches!(
+        secure_hop::resolve(&r, "nullmx.signed.test", 25).await,
+        Err(HopError::Permanent(e)) if e.contains("null MX")
+    ));
+    assert!(matches!(
+        secure_hop::resolve(&r, "nothing.signed.test", 25).await,
+        Err(HopError::Permanent(e)) if e.contains("no such domain")
+    ));
+
+    let a = secure_hop::addresses(&r, &hop("a.two.signed.test"))
+        .await
+        .unwrap();
+    assert_eq!(a.addrs, vec!["127.0.0.12:2525".parse().unwrap()]);
+    assert_eq!(a.answer.unwrap().security, Security::Secure);
+    let literal = secure_hop::addresses(&r, &hop("[192.0.2.7]"))
+        .await
+        .unwrap();
+    assert_eq!((literal.addrs.len(), literal.answer), (1, None));
+    assert!(matches!(
+        secure_hop::addresses(&r, &hop("mx2.bogus.test")).await,
+        Err(HopError::Temporary(e)) if e.contains("DNSSEC bogus")
+    ));
 }
