@@ -18,6 +18,8 @@
 //!   endpoint.
 //! - `rotation`: staged DKIM key rotation gated on DNS (`rotate`), state in the spool.
 //! - `resolver`: the shared DNS resolver (`dns.nameservers` or the system one).
+//! - `tls_policy`: outbound transport security — MTA-STS policies (cached in the spool), what
+//!   they demand of MX hosts, and TLS-RPT (daily results in the spool, reports).
 //! - `tools`: `keygen`, `dns-check` (also the daemon's DNS doctor) `verify` and `dmarc-report`.
 //! - `sendmail`: the sendmail-compatible front end (flags, stdin, submission, sysexits).
 //! - `queue_admin`: `queue list|show|retry|delete` and `mailq`, on the spool while `serve` runs.
@@ -37,4 +39,5 @@ pub mod rotation;
 pub mod sendmail;
 pub mod smtp;
 pub mod spool;
+pub mod tls_policy;
 pub mod tools;

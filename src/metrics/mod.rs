@@ -197,6 +197,31 @@ impl DnsCheck {
     }
 }
 
+/// The transport security policy an outbound session was under: the `policy` label of
+/// `dkim_relay_tls_policy_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TlsPolicy {
+    /// The recipient domain's MTA-STS policy (RFC 8461).
+    MtaSts,
+    /// DANE TLSA records of the MX host (RFC 7672).
+    Dane,
+    /// Neither: STARTTLS as `delivery.tls` says.
+    None,
+}
+
+impl TlsPolicy {
+    pub const ALL: [TlsPolicy; 3] = [TlsPolicy::MtaSts, TlsPolicy::Dane, TlsPolicy::None];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsPolicy::MtaSts => "mta-sts",
+            TlsPolicy::Dane => "dane",
+            TlsPolicy::None => "none",
+        }
+    }
+}
+
 /// `n` buckets from `start`, each `factor` times the previous (prometheus' `exponential_buckets`
 /// without its `Result`, since our arguments are constants).
 fn exp_buckets(start: f64, factor: f64, n: usize) -> Vec<f64> {
@@ -250,6 +275,9 @@ pub struct Metrics {
     pub config_reloads_total: IntCounterVec,
     /// `build_info{version}`: always 1.
     pub build_info: IntGaugeVec,
+    /// `tls_policy_total{policy,result}`: outbound sessions to MX hosts by the policy they
+    /// were under ([`TlsPolicy`]) and whether they met it (`ok`, `failed`).
+    pub tls_policy_total: IntCounterVec,
 }
 
 /// Building the metric set failed. Only possible through a programming error (an invalid or
@@ -376,6 +404,13 @@ impl Metrics {
                 opts("build_info", "Build information; the value is always 1."),
                 &["version"],
             )?,
+            tls_policy_total: IntCounterVec::new(
+                opts(
+                    "tls_policy_total",
+                    "Outbound sessions to MX hosts, by transport security policy (mta-sts, dane, none) and result (ok, failed).",
+                ),
+                &["policy", "result"],
+            )?,
             registry,
         };
 
@@ -402,6 +437,7 @@ impl Metrics {
         for c in collectors {
             m.registry.register(c)?;
         }
+        m.registry.register(Box::new(m.tls_policy_total.clone()))?;
 
         // Pre-initialise fixed label sets: a series that does not exist yet is invisible to
         // rate() and to alerts, a zero is not.
@@ -419,6 +455,11 @@ impl Metrics {
         }
         for r in ["success", "failure"] {
             m.config_reloads_total.with_label_values(&[r]);
+        }
+        for p in TlsPolicy::ALL {
+            for r in ["ok", "failed"] {
+                m.tls_policy_total.with_label_values(&[p.as_str(), r]);
+            }
         }
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
@@ -505,6 +546,14 @@ impl Metrics {
         self.dns_check_ok
             .with_label_values(&[domain, check.as_str()])
             .set(i64::from(ok));
+    }
+
+    /// Count an outbound session under `policy` that met it (`ok`) or not.
+    pub fn tls_policy(&self, policy: TlsPolicy, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.tls_policy_total
+            .with_label_values(&[policy.as_str(), result])
+            .inc();
     }
 
     /// Count a configuration reload.
