@@ -266,3 +266,6 @@ impl Recorder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
