@@ -5,7 +5,8 @@
 //! - [`mta_sts`]: RFC 8461 — TXT record, policy, HTTPS fetch, the cache in the spool.
 //! - [`report`]: RFC 8460 — result vocabulary, the daily store, the JSON report, `rua`, mail.
 //! - [`https`]: the HTTPS client (policy fetches, report posts); [`trust`]: system roots plus
-//!   `delivery.ca_file`; [`dns`]: TXT lookups.
+//!   `delivery.ca_file`; [`verify`]: the certificate check of an MX host under a policy;
+//!   [`dns`]: TXT lookups.
 //!
 //! A delivery attempt looks its domain up once ([`DomainPolicy::lookup`]), asks it which MX
 //! hosts it admits ([`DomainPolicy::admits`]) and what each demands ([`DomainPolicy::host`]),
@@ -20,6 +21,7 @@ pub mod https;
 pub mod mta_sts;
 pub mod report;
 pub mod trust;
+pub mod verify;
 
 use crate::config::MtaStsMode;
 use crate::metrics::{Metrics, TlsPolicy};

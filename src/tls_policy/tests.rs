@@ -7,7 +7,7 @@ mod dns_server;
 #[path = "../../tests/support/https_server.rs"]
 mod https_server;
 #[path = "../../tests/support/test_ca.rs"]
-mod test_ca;
+pub(super) mod test_ca;
 
 use super::mta_sts::{Fetcher, Lookup, StsCache, StsMode};
 use super::report::ResultType;
