@@ -439,3 +439,126 @@ async fn sessions_are_counted_in_the_metric_and_the_report_store() {
         report::PolicyType::NoPolicyFound
     );
 }
+
+/// Report messages queued, as the relay's queue would get them.
+#[derive(Default)]
+struct Queued(std::sync::Mutex<Vec<report::mail::ReportMessage>>);
+
+impl report::send::ReportQueue for Queued {
+    fn queue(
+        &self,
+        message: report::mail::ReportMessage,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + '_>>
+    {
+        Box::pin(async move {
+            let mut q = self.0.lock().unwrap();
+            q.push(message);
+            Ok(format!("Q{}", q.len()))
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_days_reports_go_to_each_rua_once() {
+    use report::send::{Sender, Sent};
+    let w = world();
+    let reports = HttpsServer::start(TestCa::server_config(
+        &w.ca.issue("reports", &["reports.a.example"]),
+        &[b"http/1.1"],
+    ));
+    let IpAddr::V4(ip) = reports.addr.ip() else {
+        unreachable!()
+    };
+    w.dns.add_a("reports.a.example", ip);
+    reports.set("/v1/tlsrpt", 201, "text/plain", b"");
+    w.dns.add_txt_str(
+        "_smtp._tls.a.example",
+        "v=TLSRPTv1; rua=mailto:tls-reports@a.example,https://reports.a.example/v1/tlsrpt?k=1",
+    );
+    w.dns.fail("_smtp._tls.c.example");
+
+    let store = Store::open(w.spool.path()).unwrap();
+    let yesterday = now() - 86_400;
+    let day = report::store::Day::of(yesterday);
+    for (domain, failure) in [
+        ("a.example", None),
+        ("a.example", Some(ResultType::CertificateExpired)),
+        ("b.example", None),
+        ("c.example", None),
+    ] {
+        let result = SessionResult {
+            report_domain: domain.into(),
+            policy: ReportPolicy::none(domain),
+            failure: failure.map(FailureDetail::new),
+        };
+        store.record(&result, yesterday).unwrap();
+    }
+    let submitter = report::json::Submitter {
+        organization: "Example Inc.".into(),
+        contact: "postmaster@example.com".into(),
+        hostname: "relay.example.com".into(),
+    };
+    let queue = Queued::default();
+    let sender = Sender {
+        resolver: &w.fetcher.resolver,
+        trust: &w.fetcher.trust,
+        store: &store,
+        submitter: &submitter,
+        queue: &queue,
+    };
+    let sent = sender.send_day(day, now()).await.unwrap();
+    let of = |d: &str| sent.iter().find(|(x, _)| x == d).unwrap().1.clone();
+    match of("a.example") {
+        Sent::To(list) => {
+            assert_eq!(list.len(), 2);
+            assert!(list.iter().all(|(_, r)| r.is_ok()), "{list:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(of("b.example"), Sent::NotWanted(_)));
+    assert!(matches!(of("c.example"), Sent::Later(_)));
+
+    // The POST: gzip'd JSON of a.example's day.
+    let posts = reports.seen();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].method, "POST");
+    assert_eq!(
+        posts[0].content_type.as_deref(),
+        Some("application/tlsrpt+gzip")
+    );
+    let mut json = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&posts[0].body[..]),
+        &mut json,
+    )
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(
+        v["policies"][0]["summary"]["total-successful-session-count"],
+        1
+    );
+    assert_eq!(
+        v["policies"][0]["summary"]["total-failure-session-count"],
+        1
+    );
+    assert_eq!(v["policies"][0]["policy"]["policy-domain"], "a.example");
+
+    // The message for the mailto, from <>.
+    {
+        let queued = queue.0.lock().unwrap();
+        assert_eq!(queued.len(), 1);
+        assert_eq!(queued[0].recipient, "tls-reports@a.example");
+        assert_eq!(queued[0].sender, "");
+    }
+
+    // Again: a.example and b.example are done; c.example's record answers now.
+    w.dns.heal("_smtp._tls.c.example");
+    let again = sender.send_day(day, now()).await.unwrap();
+    for (domain, s) in &again {
+        match domain.as_str() {
+            "c.example" => assert!(matches!(s, Sent::NotWanted(_)), "{s:?}"),
+            _ => assert_eq!(s, &Sent::Already),
+        }
+    }
+    assert_eq!(reports.seen().len(), 1);
+}

@@ -1,13 +1,14 @@
 //! TLS-RPT (RFC 8460): what a session under a policy came to, in the report's own terms
 //! (policy types, result types, failure details); the store that counts them per recipient
 //! domain and UTC day in the spool ([`store`]); the daily JSON report ([`json`]); the
-//! `_smtp._tls` record that says where it goes ([`rua`]); and the report as a message
-//! ([`mail`]). Policies of any kind (MTA-STS now, DANE's `tlsa` later) produce the same
+//! `_smtp._tls` record that says where it goes ([`rua`]); the report as a message
+//! ([`mail`]); and sending a day's reports ([`send`]). Policies of any kind (MTA-STS now, DANE's `tlsa` later) produce the same
 //! [`SessionResult`].
 
 pub mod json;
 pub mod mail;
 pub mod rua;
+pub mod send;
 pub mod store;
 
 use serde::{Deserialize, Serialize};
