@@ -7,6 +7,8 @@ set -euo pipefail
 need=()
 /usr/bin/python3 -c 'import dkim' 2>/dev/null || need+=(python3-dkim)
 [[ -x /usr/bin/bsd-mailx ]] || need+=(bsd-mailx)
+# TLS reports (RFC 8460) are checked against the RFC's JSON schema with jsonschema.
+/usr/bin/python3 -c 'import jsonschema' 2>/dev/null || need+=(python3-jsonschema)
 if (( ${#need[@]} == 0 )); then exit 0; fi
 sudo=()
 if (( EUID != 0 )); then

@@ -346,6 +346,20 @@ fn check_config(config: Option<PathBuf>) -> ExitCode {
                 }
             };
             println!("delivery: {mode}");
+            let security = &s.delivery.security;
+            if matches!(s.delivery.mode, dkim_relay::config::DeliveryMode::Mx) {
+                let roots = core.trust.as_ref().map_or(0, |t| t.roots);
+                println!(
+                    "mta-sts: {} (trusted CA certificates: {roots})",
+                    security.mta_sts.as_str()
+                );
+            }
+            let r = &security.tls_reports;
+            if r.enabled {
+                println!("tls reports: on ({}, {})", r.organization, r.contact);
+            } else {
+                println!("tls reports: off");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

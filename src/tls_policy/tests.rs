@@ -562,3 +562,74 @@ async fn a_days_reports_go_to_each_rua_once() {
     }
     assert_eq!(reports.seen().len(), 1);
 }
+
+/// Validate report JSON with Python's jsonschema (Debian's python3-jsonschema) against the
+/// RFC 8460 schema in tests/data: `Ok` or the validator's complaint.
+pub(super) fn schema_check(json: &[u8]) -> Result<(), String> {
+    use std::io::Write as _;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .arg(root.join("tests/support/tlsrpt_schema.py"))
+        .arg(root.join("tests/data/tlsrpt-schema.json"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("/usr/bin/python3 (scripts/install-test-deps.sh installs python3-jsonschema)");
+    child.stdin.take().unwrap().write_all(json).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !text.contains("No module named"),
+        "python3-jsonschema is missing: run scripts/install-test-deps.sh\n{text}"
+    );
+    if out.status.success() && text.trim() == "ok" {
+        Ok(())
+    } else {
+        Err(text)
+    }
+}
+
+#[test]
+fn reports_validate_against_the_rfc_8460_schema() {
+    let day = report::store::Day::parse("2026-11-23").unwrap();
+    let submitter = report::json::Submitter {
+        organization: "Example Inc.".into(),
+        contact: "postmaster@example.com".into(),
+        hostname: "relay.example.com".into(),
+    };
+    let mut failures = std::collections::BTreeMap::new();
+    failures.insert(
+        FailureDetail {
+            sending_mta_ip: Some("192.0.2.7".parse().unwrap()),
+            receiving_mx_hostname: Some("mx1.a.example".into()),
+            receiving_ip: Some("2001:db8::25".parse().unwrap()),
+            failure_reason_code: Some("NotValidForName".into()),
+            ..FailureDetail::new(ResultType::CertificateHostMismatch)
+        },
+        2,
+    );
+    let policy = crate::tls_policy::mta_sts::StsPolicy::parse(POLICY_1).unwrap();
+    let counts = vec![
+        report::store::PolicyCounts {
+            policy: mta_sts::report_policy("a.example", &policy),
+            successes: 7,
+            failures,
+        },
+        report::store::PolicyCounts {
+            policy: mta_sts::report_unfetched("a.example"),
+            successes: 0,
+            failures: [(FailureDetail::new(ResultType::StsPolicyFetchError), 1)]
+                .into_iter()
+                .collect(),
+        },
+    ];
+    let r = report::json::Report::build(&submitter, day, "a.example", &counts);
+    schema_check(&r.to_json()).unwrap();
+    // The check can fail: a misspelt field or an unknown policy type is refused.
+    let bad = String::from_utf8(r.to_json()).unwrap();
+    assert!(schema_check(bad.replace("\"sts\"", "\"mta-sts\"").as_bytes()).is_err());
+    assert!(schema_check(bad.replace("mx-host", "mx_host").as_bytes()).is_err());
+    assert!(schema_check(bad.replace("report-id", "id").as_bytes()).is_err());
+}
