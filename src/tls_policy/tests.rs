@@ -633,3 +633,53 @@ fn reports_validate_against_the_rfc_8460_schema() {
     assert!(schema_check(bad.replace("mx-host", "mx_host").as_bytes()).is_err());
     assert!(schema_check(bad.replace("report-id", "id").as_bytes()).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_sends_past_days_not_today_and_forgets_old_ones() {
+    use report::send::{round, Round};
+    use report::store::{Day, KEEP_DAYS};
+    let w = world();
+    w.dns.add_txt_str(
+        "_smtp._tls.a.example",
+        "v=TLSRPTv1; rua=mailto:tls-reports@a.example",
+    );
+    let store = Store::open(w.spool.path()).unwrap();
+    let result = SessionResult {
+        report_domain: "a.example".into(),
+        policy: ReportPolicy::none("a.example"),
+        failure: None,
+    };
+    let now = now();
+    for days_ago in [0, 1, 2, KEEP_DAYS + 3] {
+        store.record(&result, now - days_ago * 86_400).unwrap();
+    }
+    let queue = Queued::default();
+    let ctx = Round {
+        resolver: w.fetcher.resolver.clone(),
+        trust: w.fetcher.trust.clone(),
+        submitter: report::json::Submitter {
+            organization: "Example Inc.".into(),
+            contact: "postmaster@example.com".into(),
+            hostname: "relay.example.com".into(),
+        },
+    };
+    assert_eq!(round(&store, &queue, &ctx, now).await.unwrap(), 2);
+    assert_eq!(
+        queue.0.lock().unwrap().len(),
+        2,
+        "yesterday and the day before"
+    );
+    assert_eq!(
+        store.days().unwrap(),
+        vec![
+            Day::of(now - 2 * 86_400),
+            Day::of(now - 86_400),
+            Day::of(now)
+        ],
+        "the old day is gone"
+    );
+    // A second round (a restart) sends nothing again.
+    assert_eq!(round(&store, &queue, &ctx, now).await.unwrap(), 0);
+    // Tomorrow, today's goes.
+    assert_eq!(round(&store, &queue, &ctx, now + 86_400).await.unwrap(), 1);
+}

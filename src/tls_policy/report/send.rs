@@ -142,3 +142,92 @@ pub fn next_run(now: i64, jitter_secs: i64) -> i64 {
     let midnight = Day::of(now).start() + 86_400;
     midnight + 300 + jitter_secs.rem_euclid(3_300)
 }
+
+/// What a round of daily sending needs from the live configuration.
+pub struct Round {
+    pub resolver: MessageAuthenticator,
+    pub trust: Trust,
+    pub submitter: Submitter,
+}
+
+/// One round: send every past day's reports not sent yet (a relay that was down at midnight
+/// catches up), then forget days older than [`KEEP_DAYS`](super::store::KEEP_DAYS).
+pub async fn round(
+    store: &Store,
+    queue: &dyn ReportQueue,
+    ctx: &Round,
+    now: i64,
+) -> std::io::Result<usize> {
+    let today = Day::of(now);
+    let oldest = Day(today.0 - super::store::KEEP_DAYS);
+    let sender = Sender {
+        resolver: &ctx.resolver,
+        trust: &ctx.trust,
+        store,
+        submitter: &ctx.submitter,
+        queue,
+    };
+    let mut sent = 0;
+    for day in store.days()? {
+        if day >= today || day < oldest {
+            continue;
+        }
+        for (_, outcome) in sender.send_day(day, now).await? {
+            if matches!(outcome, Sent::To(_)) {
+                sent += 1;
+            }
+        }
+    }
+    store.prune(oldest)?;
+    Ok(sent)
+}
+
+/// Send the reports every day (at start, then shortly after each midnight UTC) until
+/// `shutdown` turns true. `ctx` reads the live configuration each round (`None`: reports are
+/// off now).
+pub async fn run_daily(
+    store: std::sync::Arc<Store>,
+    queue: std::sync::Arc<dyn ReportQueue>,
+    ctx: impl Fn() -> Option<Round>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let now = unix_now();
+        if let Some(c) = ctx() {
+            if let Err(e) = round(&store, queue.as_ref(), &c, now).await {
+                tracing::warn!(error = %e, "cannot read the TLS report results in the spool");
+            }
+        }
+        let wake = next_run(now, rand::random::<i64>());
+        let wait = Duration::from_secs(u64::try_from(wake - now).unwrap_or(60).max(60));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_go_in_the_first_hour_after_midnight() {
+        let day = Day::parse("2026-11-23").unwrap();
+        let noon = day.start() + 43_200;
+        for jitter in [0, 1, 3_299, 3_300, -5, i64::MAX] {
+            let at = next_run(noon, jitter);
+            assert!(at >= day.start() + 86_400 + 300, "{jitter}");
+            assert!(at < day.start() + 86_400 + 3_600, "{jitter}");
+        }
+        // Just before midnight: the coming midnight, not the one after.
+        assert!(next_run(day.start() + 86_399, 0) < day.start() + 2 * 86_400);
+    }
+}
