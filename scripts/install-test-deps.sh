@@ -1,14 +1,34 @@
 #!/usr/bin/env bash
 # Install, once, what the test suite uses besides Rust: Debian's python3-dkim (dkimpy, the
-# independent DKIM verifier the tests check every signature with) and bsd-mailx (the `mail -s`
-# the sendmail tests drive through a sendmail symlink). Idempotent: installs only what is
-# missing. Needs root or sudo for apt-get; without either it says what to install.
+# independent DKIM verifier the tests check every signature with), python3-authheaders (the
+# receiver's SPF/DKIM/DMARC view, Authentication-Results), postfix (a private instance is the
+# inbound MX of the bounce-check tests), bsd-mailx (the `mail -s` the sendmail tests drive
+# through a sendmail symlink), chromium, openssl, swaks and libnet-ssleay-perl (see below).
+# Idempotent: installs only what is missing. Needs root or sudo for apt-get; without either it
+# says what to install.
+#
+# postfix comes first, in the same apt-get call: bsd-mailx needs some MTA and would otherwise pull
+# in exim4, which conflicts with postfix. postfix is installed with "No configuration"
+# (non-interactive, no /etc/postfix/main.cf), so no system instance runs on port 25; the tests
+# start their own instances on loopback ports.
 set -euo pipefail
 need=()
+[[ -x /usr/sbin/postfix ]] || need+=(postfix)
 /usr/bin/python3 -c 'import dkim' 2>/dev/null || need+=(python3-dkim)
+/usr/bin/python3 -c 'import authheaders' 2>/dev/null || need+=(python3-authheaders)
 [[ -x /usr/bin/bsd-mailx ]] || need+=(bsd-mailx)
 # TLS reports (RFC 8460) are checked against the RFC's JSON schema with jsonschema.
 /usr/bin/python3 -c 'import jsonschema' 2>/dev/null || need+=(python3-jsonschema)
+# Headless Chromium reads the status page (tests/ops_status_page.rs); openssl s_client sends an
+# IP address as TLS SNI (tests/ops_logs.rs); swaks with Net::SSLeay runs the README's demo
+# command verbatim (tests/readme_demo.rs).
+[[ -x /usr/bin/chromium ]] || need+=(chromium)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v swaks >/dev/null 2>&1 || need+=(swaks)
+/usr/bin/perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl)
+# tests/cluster_redis.rs starts its own redis-server on a loopback port (the package's service
+# is not used).
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 if (( ${#need[@]} == 0 )); then exit 0; fi
 sudo=()
 if (( EUID != 0 )); then
@@ -19,7 +39,16 @@ if (( EUID != 0 )); then
 fi
 echo "install-test-deps: installing ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+if [[ " ${need[*]} " == *" postfix "* ]]; then
+  echo "postfix postfix/main_mailer_type select No configuration" | "${sudo[@]}" debconf-set-selections
+fi
 "${sudo[@]}" apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 || {
   "${sudo[@]}" apt-get update -qq >/dev/null
   "${sudo[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
 }
+# A system Postfix started by the package (where init scripts run) is not ours to keep.
+if [[ " ${need[*]} " == *" postfix "* ]] && command -v systemctl >/dev/null 2>&1 \
+    && systemctl is-active --quiet postfix 2>/dev/null; then
+  "${sudo[@]}" systemctl stop postfix || true
+  "${sudo[@]}" systemctl disable postfix >/dev/null 2>&1 || true
+fi

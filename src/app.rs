@@ -20,20 +20,10 @@ use tokio::sync::{mpsc, watch};
 /// How long SIGTERM waits for sessions to finish.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 
-/// Set up logging as the configuration says (`RUST_LOG` overrides the level).
+/// Set up logging as the configuration says (`RUST_LOG` overrides the level); see
+/// [`crate::logging`].
 pub fn init_logging(core: &Core) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(format!("dkim_relay={0},warn", core.settings.log.level))
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false);
-    let _ = match core.settings.log.format {
-        crate::config::LogFormat::Json => builder.json().try_init(),
-        crate::config::LogFormat::Text => builder.try_init(),
-    };
+    crate::logging::init(core.settings.log.format, &core.settings.log.level);
 }
 
 /// Label pairs (domain, algorithm) of the configured signers, for the metrics.
@@ -110,6 +100,18 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         core.settings.limits.max_connections_per_ip,
     );
     let live = Arc::new(ArcSwap::from_pointee(core));
+    // Not ready while the spool is short of space: a load balancer sends clients to a replica
+    // that can take their mail (the minimum of the current configuration, reloads included).
+    {
+        let (spool, live) = (spool.clone(), live.clone());
+        readiness.add_check(Box::new(move || {
+            let min_free = live.load().settings.limits.spool_min_free;
+            spool
+                .free_space()
+                .check(min_free, 0)
+                .map_err(|short| short.to_string())
+        }));
+    }
 
     let shared = Arc::new(Shared {
         spool: spool.clone(),
@@ -117,16 +119,34 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         rate_limiter: RateLimiter::default(),
         queued: queued_tx,
         metrics: metrics.clone(),
+        hash_pool: crate::inbound::hash_pool::HashPool::new(
+            live.load().settings.limits.auth_hash_concurrency,
+            metrics.auth_hash_waiting.clone(),
+        ),
+        buffer_budget: crate::inbound::budget::BufferBudget::new(
+            live.load().settings.limits.buffer_memory,
+            live.load().settings.limits.max_connections,
+            metrics.buffer_memory_bytes.clone(),
+        ),
+        cluster: start_cluster(&live.load(), &metrics, &shutdown_rx)?,
     });
 
+    let board = Arc::new(crate::status::StatusBoard::new(
+        metrics.clone(),
+        live.clone(),
+        spool.clone(),
+    ));
+    board.spawn_ticker(shutdown_rx.clone());
     let scheduler = Scheduler::new(spool, live.clone(), metrics.clone());
     let scheduler_task = tokio::spawn(scheduler.run(queued_rx, retry_rx, shutdown_rx.clone()));
+    crate::service::spawn_watchdog(scheduler_task.abort_handle(), shutdown_rx.clone());
 
     if let Some(l) = metrics_listener {
-        tokio::spawn(crate::metrics::serve(
+        tokio::spawn(crate::metrics::serve_with_status(
             l,
             metrics.clone(),
             readiness.clone(),
+            Some(board.clone() as Arc<dyn crate::metrics::StatusPage>),
             shutdown_rx.clone(),
         ));
     }
@@ -148,9 +168,19 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         shutdown_rx.clone(),
     );
     if !live.load().settings.dns.check_interval.is_zero() {
-        spawn_dns_doctor(live.clone(), metrics.clone(), shutdown_rx.clone());
+        spawn_dns_doctor(
+            live.clone(),
+            metrics.clone(),
+            board.clone(),
+            shutdown_rx.clone(),
+        );
     }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "dkim-relay started");
+    let running = format!(
+        "accepting mail on {} listener(s)",
+        live.load().settings.listeners.len()
+    );
+    crate::service::ready(&running);
 
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -158,7 +188,15 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     let mut usr1 = signal(SignalKind::user_defined1())?;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(config_path, &live, &metrics),
+            _ = hup.recv() => {
+                crate::service::reloading();
+                let status = if reload(config_path, &live, &metrics) {
+                    running.clone()
+                } else {
+                    format!("{running}; the last reload was refused (see the log)")
+                };
+                crate::service::ready(&status);
+            }
             _ = usr1.recv() => {
                 tracing::info!("retrying the whole queue now");
                 let _ = retry_tx.send(());
@@ -169,6 +207,7 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     }
 
     tracing::info!("shutting down: no new connections; waiting for sessions to finish");
+    crate::service::stopping();
     readiness.set_listeners_bound(false);
     let _ = shutdown_tx.send(true);
     // Sessions finish (new commands get 421 4.3.2; a message in DATA is received to its end)
@@ -209,6 +248,7 @@ impl std::ops::Deref for SettingsOf {
 fn spawn_dns_doctor(
     live: Arc<ArcSwap<Core>>,
     metrics: Arc<Metrics>,
+    board: Arc<crate::status::StatusBoard>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     tokio::spawn(async move {
@@ -225,6 +265,7 @@ fn spawn_dns_doctor(
             &resolver,
             stop,
             |results| {
+                board.record_doctor(results);
                 // A reload may have removed a domain or selector: start each pass from scratch.
                 metrics.dns_check_ok.reset();
                 for (domain, check, ok) in crate::tools::dns_check::gauge_values(results) {
@@ -271,20 +312,44 @@ fn spawn_rotation_watch(
     });
 }
 
-/// SIGHUP: load the configuration again; swap it in only if all of it is good.
-fn reload(path: &Path, live: &ArcSwap<Core>, metrics: &Metrics) {
+/// Share limits through Redis when `cluster.redis` is set (read at start: a reload does not
+/// change it). Redis need not be up yet; until it answers, `on_redis_down` applies.
+fn start_cluster(
+    core: &Core,
+    metrics: &Arc<Metrics>,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<Option<Arc<crate::cluster::Cluster>>> {
+    let Some(settings) = &core.settings.cluster else {
+        return Ok(None);
+    };
+    let client =
+        crate::cluster::client(settings, core.redis_password.as_deref()).map_err(|e| anyhow!(e))?;
+    tracing::info!(redis = %crate::cluster::shown_url(&settings.redis), "sharing limits through Redis");
+    Ok(Some(crate::cluster::Cluster::start(
+        settings,
+        client,
+        metrics.clone(),
+        shutdown.clone(),
+    )))
+}
+
+/// SIGHUP: load the configuration again; swap it in only if all of it is good. Returns
+/// whether it was.
+fn reload(path: &Path, live: &ArcSwap<Core>, metrics: &Metrics) -> bool {
     match Core::load(path) {
         Ok(core) => {
             init_labels(metrics, &core);
             live.store(Arc::new(core));
             metrics.config_reload(true);
             tracing::info!("configuration reloaded");
+            true
         }
         Err(e) => {
             metrics.config_reload(false);
             for err in &e.0 {
                 tracing::error!(error = %err, "reload refused; keeping the running configuration");
             }
+            false
         }
     }
 }

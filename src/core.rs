@@ -19,6 +19,10 @@ pub struct Core {
     /// The system roots plus `delivery.ca_file`, when MTA-STS (MX delivery) or TLS reports
     /// are on.
     pub trust: Option<crate::tls_policy::trust::Trust>,
+    /// `envelope_tagging` with its secrets file read.
+    pub tagging: Option<crate::backscatter::Tagging>,
+    /// Read from `cluster.password_file`.
+    pub redis_password: Option<String>,
 }
 
 impl Core {
@@ -123,6 +127,37 @@ impl Core {
         } else {
             None
         };
+        let tagging = settings.envelope_tagging.as_ref().and_then(|conf| {
+            crate::backscatter::Tagging::load(conf)
+                .map_err(|e| {
+                    let kp = crate::config::KeyPath::default()
+                        .key("envelope_tagging")
+                        .key("secret_file");
+                    errors.push(settings.origin.error(&kp, e));
+                })
+                .ok()
+        });
+        let redis_password = match settings
+            .cluster
+            .as_ref()
+            .and_then(|c| c.password_file.as_ref())
+        {
+            Some(p) => match std::fs::read_to_string(p) {
+                Ok(s) => Some(s.trim_end_matches(['\r', '\n']).to_string()),
+                Err(e) => {
+                    let kp = crate::config::KeyPath::default()
+                        .key("cluster")
+                        .key("password_file");
+                    errors.push(
+                        settings
+                            .origin
+                            .error(&kp, format!("cannot read {}: {e}", p.display())),
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
         let resolver = match crate::resolver::build(settings.dns.nameservers.as_deref()) {
             Ok(r) => Some(r),
             Err(e) => {
@@ -142,6 +177,8 @@ impl Core {
                 resolver,
                 relay_password,
                 trust,
+                tagging,
+                redis_password,
             }),
             _ => Err(ConfigErrors(errors)),
         }

@@ -5,6 +5,7 @@
 //! durably and delivers it to the recipients' MX hosts (or a smarthost, or a directory).
 //!
 //! # Layout
+//! - `cli_io`: every command exits quietly (status 0) when the reader of its output goes away.
 //! - `config`: YAML file -> validated `Settings` (every error with file, line, column).
 //! - `core`: the loaded configuration (settings, keys, TLS, resolver), swapped whole on reload.
 //! - `smtp`: I/O-free protocol pieces: replies, DATA framing, header section, addresses.
@@ -14,22 +15,32 @@
 //! - `spool`: the durable queue on disk (queue id, envelope, atomic commit).
 //! - `queue`: scheduler, retry schedule, DSNs.
 //! - `outbound`: next hop (routes, MX, A/AAAA), SMTP courier, directory delivery.
+//! - `logging`: the daemon's log (format, colour only on a terminal, peer noise lowered).
 //! - `metrics`: every Prometheus metric with its help text; the `/metrics`, `/healthz`, `/readyz`
 //!   endpoint.
+//! - `status`: the `/status` page for a person (HTML) or a program (`?format=json`).
 //! - `rotation`: staged DKIM key rotation gated on DNS (`rotate`), state in the spool.
 //! - `resolver`: the shared DNS resolver (`dns.nameservers` or the system one).
 //! - `tls_policy`: outbound transport security — MTA-STS policies (cached in the spool), what
 //!   they demand of MX hosts, and TLS-RPT (daily results in the spool, reports).
 //! - `tools`: `keygen`, `dns-check` (also the daemon's DNS doctor) `verify` and `dmarc-report`.
+//! - `service`: systemd notifications (READY, RELOADING, STOPPING, WATCHDOG).
 //! - `sendmail`: the sendmail-compatible front end (flags, stdin, submission, sysexits).
+//! - `backscatter`: BATV tags on envelope senders at delivery, and `bounce-check` (a Postfix
+//!   policy server and a one-shot command) that refuses bounces to untagged addresses.
 //! - `queue_admin`: `queue list|show|retry|delete` and `mailq`, on the spool while `serve` runs.
+//! - `cluster`: limits shared by replicas through Redis (`cluster.redis`), with their fallback.
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod app;
+pub mod backscatter;
+pub mod cli_io;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod dkim;
 pub mod inbound;
+pub mod logging;
 pub mod metrics;
 pub mod outbound;
 pub mod queue;
@@ -37,7 +48,9 @@ pub mod queue_admin;
 pub mod resolver;
 pub mod rotation;
 pub mod sendmail;
+pub mod service;
 pub mod smtp;
 pub mod spool;
+pub mod status;
 pub mod tls_policy;
 pub mod tools;

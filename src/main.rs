@@ -87,8 +87,10 @@ enum Command {
     },
     /// Verify every DKIM signature of a message and say why one fails.
     Verify {
-        /// The message file, or - for stdin (default).
-        file: Option<PathBuf>,
+        /// The message files, or - for stdin (default). With several, each result line starts
+        /// with its file's name; the exit status is 1 when any message fails.
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
         /// Verify with this private key's public half instead of DNS.
         #[arg(long)]
         key: Option<PathBuf>,
@@ -114,7 +116,8 @@ enum Command {
     /// Look at and act on the queue (safe while serve runs). Invoked as `mailq`: list.
     Queue {
         /// Configuration file (default: $DKIM_RELAY_CONFIG, else /etc/dkim-relay/config.yaml).
-        #[arg(short = 'c', long = "config")]
+        /// Before or after the action: `queue -c FILE list` and `queue list -c FILE`.
+        #[arg(short = 'c', long = "config", global = true)]
         config: Option<PathBuf>,
         #[command(subcommand)]
         action: QueueCommand,
@@ -133,7 +136,54 @@ enum Command {
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         format: String,
     },
+    /// Tell real bounces from backscatter (BATV): a Postfix policy server, or one check.
+    #[command(long_about = BOUNCE_CHECK_HELP)]
+    BounceCheck {
+        /// Configuration file (default: $DKIM_RELAY_CONFIG, else /etc/dkim-relay/config.yaml).
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        /// One check: the message's envelope recipient.
+        #[arg(long, requires = "sender", conflicts_with_all = ["listen", "metrics"])]
+        recipient: Option<String>,
+        /// One check: the message's envelope sender ('' or '<>' for a bounce).
+        #[arg(long, requires = "recipient", allow_hyphen_values = true)]
+        sender: Option<String>,
+        /// One check: the address the message came from (for envelope_tagging.accept_bounces_from).
+        #[arg(long, requires = "recipient", value_name = "IP")]
+        client: Option<std::net::IpAddr>,
+        /// Serve Postfix policy requests here: unix:/path or inet:127.0.0.1:10040 (repeatable).
+        #[arg(long, value_name = "ENDPOINT", required_unless_present = "recipient")]
+        listen: Vec<String>,
+        /// File mode of the unix sockets, octal.
+        #[arg(long, default_value = "0666")]
+        socket_mode: String,
+        /// Serve /metrics and /healthz on this address (ip:port).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<String>,
+    },
 }
+
+const BOUNCE_CHECK_HELP: &str =
+    "Tell real bounces from backscatter (BATV, see docs/backscatter.md).
+
+With envelope_tagging in the configuration, the relay sends the mail of the listed domains with \
+a tagged envelope sender (prvs=KDDDSSSSSS=user@example.com). A bounce (null sender) that comes \
+back to an untagged address of those domains, or with an expired or wrong tag, answers mail the \
+domain never sent: backscatter. Only the configuration's envelope_tagging section and its \
+secrets file are read.
+
+As a Postfix policy server (check_policy_service in smtpd_recipient_restrictions):
+  dkim-relay bounce-check -c FILE --listen inet:127.0.0.1:10040 [--metrics 127.0.0.1:9188]
+answers `action=REJECT 5.7.1 ...` for backscatter and `action=DUNNO` for everything else. \
+SIGHUP reloads the configuration and secrets; SIGTERM stops it.
+
+As one check, for other MTAs and Sieve filters:
+  dkim-relay bounce-check -c FILE --sender '' --recipient prvs=0123abcdef=user@example.com \
+      [--client 203.0.113.7]
+prints the verdict. A bounce from an address in envelope_tagging.accept_bounces_from (the \
+relay's own DSNs, which go to the untagged sender) is accepted. Exit status: 0 accept (a valid tag, or nothing to check: not a bounce, \
+another domain, postmaster), 1 backscatter, 2 usage error, 3 the configuration or secrets file \
+cannot be used.";
 
 #[derive(Subcommand)]
 enum QueueCommand {
@@ -197,6 +247,8 @@ one, could not be read (each is named on stderr and left out; the others are sti
 or when -c names a configuration that cannot be loaded.";
 
 fn main() -> ExitCode {
+    // Every command: a reader that goes away (`| head`) ends us quietly, never with a panic.
+    dkim_relay::cli_io::install();
     // Invoked through a `sendmail` or `mailq` symlink: behave as that program.
     let mut argv = std::env::args_os();
     let program = argv
@@ -278,18 +330,34 @@ fn main() -> ExitCode {
             format == "json",
         )),
         Command::Verify {
-            file,
+            files,
             key,
             domain,
             selector,
             config,
         } => ExitCode::from(tools::verify_command(
-            file.as_deref(),
+            &files,
             key.as_deref(),
             domain.as_deref(),
             selector.as_deref(),
             config.as_deref(),
         )),
+        Command::BounceCheck {
+            config,
+            recipient,
+            sender,
+            client,
+            listen,
+            socket_mode,
+            metrics,
+        } => {
+            use dkim_relay::backscatter::command;
+            let path = dkim_relay::config::resolve_path(config.as_deref());
+            ExitCode::from(match (recipient, sender) {
+                (Some(r), Some(s)) => command::one_shot(&path, &s, &r, client),
+                _ => command::daemon(&path, &listen, &socket_mode, metrics.as_deref()),
+            })
+        }
         Command::DmarcReport {
             files,
             config,
@@ -360,12 +428,48 @@ fn check_config(config: Option<PathBuf>) -> ExitCode {
             } else {
                 println!("tls reports: off");
             }
+            if let Some(t) = &core.tagging {
+                let domains: Vec<&str> = t.domains().collect();
+                let n = t.secrets();
+                println!(
+                    "envelope tagging: {} (tags valid {}d, {n} secret{})",
+                    domains.join(", "),
+                    t.max_age_days(),
+                    if n == 1 { "" } else { "s" }
+                );
+            }
+            if let Some(cluster) = &s.cluster {
+                check_cluster(cluster, core.redis_password.as_deref());
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("{e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// check-config: say where limits are shared, and warn (without failing: Redis may come up
+/// after the relay) when that Redis does not answer.
+fn check_cluster(cluster: &dkim_relay::config::ClusterSettings, password: Option<&str>) {
+    let url = dkim_relay::cluster::shown_url(&cluster.redis);
+    let mode = match cluster.on_redis_down {
+        dkim_relay::config::OnRedisDown::Local => "local",
+        dkim_relay::config::OnRedisDown::Defer => "defer",
+    };
+    println!("cluster: limits shared through {url} (on_redis_down: {mode})");
+    let reached = dkim_relay::cluster::client(cluster, password).and_then(|client| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?
+            .block_on(dkim_relay::cluster::probe(&client))
+    });
+    if let Err(e) = reached {
+        eprintln!(
+            "warning: cluster.redis {url} is unreachable ({e}); until it answers, the relay counts limits as on_redis_down: {mode} says"
+        );
     }
 }
 

@@ -59,7 +59,8 @@ fn read_pid(path: &Path) -> Option<u32> {
 
 /// Run a queue command with the configuration at `config`; returns the exit code.
 pub fn run(config: &Path, action: Action) -> u8 {
-    let mut out = std::io::stdout().lock();
+    // `queue list | head`: a reader that goes away ends the command quietly.
+    let mut out = crate::cli_io::stdout();
     match execute(config, action, &mut out) {
         Ok(()) => 0,
         Err(e) => {

@@ -266,46 +266,96 @@ pub async fn activate_ready(
     changed
 }
 
-/// `rotate --status`: each selector of each domain and its state.
-pub fn status(settings: &Settings) -> String {
+/// One selector of a domain and where it stands, for `rotate --status` and the status page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SelectorState {
+    pub domain: String,
+    pub selector: String,
+    /// `config` (listed in the configuration) or `rotation` (made by `rotate`).
+    pub source: &'static str,
+    /// Whether new mail is signed with it.
+    pub signing: bool,
+    /// The state in words, with what to do next if anything.
+    pub state: String,
+}
+
+/// Every selector of every configured domain and its state; then the unreadable rotation
+/// state files.
+pub fn selector_states(settings: &Settings) -> (Vec<SelectorState>, Vec<String>) {
     let (rotations, problems) = load_all(settings);
     let t = now();
-    let mut out = String::new();
+    let mut out = Vec::new();
     for (domain, list) in &settings.dkim.domains {
         let r = rotations.get(domain);
+        let entry = |selector: &str, source, signing, state: String| SelectorState {
+            domain: domain.clone(),
+            selector: selector.to_string(),
+            source,
+            signing,
+            state,
+        };
         for s in list {
-            let state = match r {
-                Some(r) if r.is_active() && r.replaces.contains(&s.selector) => {
-                    match r.grace_ends() {
-                        Some(end) if end > t => format!(
-                            "published but unused (replaced by {}); keep its DNS record until {}",
-                            r.selector,
-                            crate::dkim::fixups::rfc5322_date(end)
-                        ),
-                        _ => format!(
-                            "retired (replaced by {}); remove its DNS record and its config entry",
-                            r.selector
-                        ),
-                    }
-                }
-                _ => "signing".to_string(),
+            let replaced = r.filter(|r| r.is_active() && r.replaces.contains(&s.selector));
+            let state = match replaced {
+                Some(r) => match r.grace_ends() {
+                    Some(end) if end > t => format!(
+                        "published but unused (replaced by {}); keep its DNS record until {}",
+                        r.selector,
+                        crate::dkim::fixups::rfc5322_date(end)
+                    ),
+                    _ => format!(
+                        "retired (replaced by {}); remove its DNS record and its config entry",
+                        r.selector
+                    ),
+                },
+                None => "signing".to_string(),
             };
-            let _ = writeln!(out, "{domain}\t{}\t(config)\t{state}", s.selector);
+            out.push(entry(&s.selector, "config", replaced.is_none(), state));
         }
         if let Some(r) = r {
             if list.iter().any(|s| s.selector == r.selector) {
-                let _ = writeln!(out, "{domain}\t{}\t(rotation)\tcomplete: the configuration lists it; its state file can go", r.selector);
+                out.push(entry(
+                    &r.selector,
+                    "rotation",
+                    false,
+                    "complete: the configuration lists it; its state file can go".to_string(),
+                ));
             } else if r.is_active() {
-                let _ = writeln!(
-                    out,
-                    "{domain}\t{}\t(rotation)\tsigning since {}; add it to the configuration",
-                    r.selector,
-                    crate::dkim::fixups::rfc5322_date(r.activated.unwrap_or(0))
-                );
+                out.push(entry(
+                    &r.selector,
+                    "rotation",
+                    true,
+                    format!(
+                        "signing since {}; add it to the configuration",
+                        crate::dkim::fixups::rfc5322_date(r.activated.unwrap_or(0))
+                    ),
+                ));
             } else {
-                let _ = writeln!(out, "{domain}\t{}\t(rotation)\tpending: waiting for DNS to serve {}._domainkey.{domain}", r.selector, r.selector);
+                out.push(entry(
+                    &r.selector,
+                    "rotation",
+                    false,
+                    format!(
+                        "pending: waiting for DNS to serve {}._domainkey.{domain}",
+                        r.selector
+                    ),
+                ));
             }
         }
+    }
+    (out, problems)
+}
+
+/// `rotate --status`: each selector of each domain and its state.
+pub fn status(settings: &Settings) -> String {
+    let (states, problems) = selector_states(settings);
+    let mut out = String::new();
+    for s in states {
+        let _ = writeln!(
+            out,
+            "{}\t{}\t({})\t{}",
+            s.domain, s.selector, s.source, s.state
+        );
     }
     for p in problems {
         let _ = writeln!(out, "warning: {p}");

@@ -120,6 +120,28 @@ pub struct Settings {
     pub limits: Limits,
     pub metrics: Option<SocketAddr>,
     pub log: Log,
+    pub envelope_tagging: Option<EnvelopeTagging>,
+    /// `cluster`: limits shared with other replicas through Redis.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// What the shared limits do when Redis cannot decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRedisDown {
+    /// Count per process, as without `cluster.redis`.
+    Local,
+    /// Answer MAIL `451 4.7.1` and AUTH `454 4.7.0` until Redis is back.
+    Defer,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// `redis://` or `rediss://` URL (user and password may be in it).
+    pub redis: String,
+    pub password_file: Option<PathBuf>,
+    pub on_redis_down: OnRedisDown,
+    /// The budget of one shared decision.
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,6 +289,9 @@ pub enum BareNewlines {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_message_size: u64,
+    /// Free bytes the spool's file system must keep: below, MAIL gets 452 4.3.1 and /readyz
+    /// 503. 0: no such check (a full disk still gets 452 4.3.1 from the write itself).
+    pub spool_min_free: u64,
     pub max_recipients: usize,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
@@ -277,6 +302,10 @@ pub struct Limits {
     pub max_header_size: u64,
     pub max_commands: usize,
     pub max_errors: usize,
+    /// Password verifications running at once (read at start).
+    pub auth_hash_concurrency: usize,
+    /// Bytes clients may hold in buffers before their data is spooled (read at start).
+    pub buffer_memory: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,6 +318,20 @@ pub enum LogFormat {
 pub struct Log {
     pub format: LogFormat,
     pub level: String,
+}
+
+/// `envelope_tagging`: BATV tags on the envelope senders of some domains (see `backscatter`).
+#[derive(Debug, Clone)]
+pub struct EnvelopeTagging {
+    /// Envelope sender domains whose mail is tagged (lower case, no trailing dot).
+    pub domains: Vec<String>,
+    /// One secret per line; the first signs, every line verifies (read by `core`).
+    pub secret_file: PathBuf,
+    /// How many days a tag stays valid after the day it was made.
+    pub max_age_days: u16,
+    /// Networks whose null-sender mail is never judged: the relay's own outbound addresses,
+    /// so the DSNs it sends to untagged senders pass the domain's bounce check.
+    pub accept_bounces_from: Vec<ipnet::IpNet>,
 }
 
 impl Settings {

@@ -25,6 +25,8 @@ pub struct RawConfig {
     pub limits: Option<RawLimits>,
     pub metrics: Option<RawMetrics>,
     pub log: Option<RawLog>,
+    pub envelope_tagging: Option<RawEnvelopeTagging>,
+    pub cluster: Option<RawCluster>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,6 +124,7 @@ pub struct RawDns {
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     pub max_message_size: Option<String>,
+    pub spool_min_free: Option<String>,
     pub max_recipients: Option<usize>,
     pub max_connections: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
@@ -132,6 +135,17 @@ pub struct RawLimits {
     pub max_header_size: Option<String>,
     pub max_commands: Option<usize>,
     pub max_errors: Option<usize>,
+    pub auth_hash_concurrency: Option<usize>,
+    pub buffer_memory: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub redis: Option<String>,
+    pub password_file: Option<String>,
+    pub on_redis_down: Option<String>,
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,4 +159,15 @@ pub struct RawMetrics {
 pub struct RawLog {
     pub format: Option<String>,
     pub level: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEnvelopeTagging {
+    #[serde(default)]
+    pub domains: Vec<String>,
+    pub secret_file: Option<String>,
+    pub max_age: Option<String>,
+    #[serde(default)]
+    pub accept_bounces_from: Vec<String>,
 }

@@ -237,6 +237,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "25MiB",
         "largest message accepted (SIZE)",
     ),
+    (
+        "limits.spool_min_free",
+        "max_message_size",
+        "free space the spool keeps: below it MAIL gets 452 4.3.1 and /readyz 503 (0: off)",
+    ),
     ("limits.max_recipients", "100", "recipients per message"),
     (
         "limits.max_connections",
@@ -279,15 +284,75 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "10",
         "failed commands per session before 421",
     ),
+    (
+        "limits.auth_hash_concurrency",
+        "number of CPUs",
+        "password checks (argon2/bcrypt) running at once; the rest wait (454 4.7.0 after 5 s)",
+    ),
+    (
+        "limits.buffer_memory",
+        "256MiB",
+        "memory clients may hold in the relay before it is spooled (451 4.3.2 beyond)",
+    ),
     ("metrics", "", "Prometheus endpoint"),
     (
         "metrics.address",
         "(off)",
-        "address for /metrics, /healthz and /readyz",
+        "address for /metrics, /healthz, /readyz and /status",
+    ),
+    (
+        "cluster",
+        "",
+        "limits shared by several replicas through Redis",
+    ),
+    (
+        "cluster.redis",
+        "(off)",
+        "redis:// or rediss:// URL of the Redis (or Valkey) the replicas share",
+    ),
+    (
+        "cluster.password_file",
+        "(none)",
+        "file holding the Redis password (instead of one in the URL)",
+    ),
+    (
+        "cluster.on_redis_down",
+        "local",
+        "local (count per process) | defer (451 4.7.1 at MAIL, 454 4.7.0 at AUTH)",
+    ),
+    (
+        "cluster.timeout",
+        "5ms",
+        "longest one shared decision may wait for Redis before on_redis_down applies",
     ),
     ("log", "", "logging"),
     ("log.format", "text", "text | json"),
     ("log.level", "info", "error | warn | info | debug | trace"),
+    (
+        "envelope_tagging",
+        "(off)",
+        "BATV tags on envelope senders, checked by `dkim-relay bounce-check`",
+    ),
+    (
+        "envelope_tagging.domains",
+        "(required)",
+        "envelope sender domains whose mail leaves tagged",
+    ),
+    (
+        "envelope_tagging.secret_file",
+        "(required)",
+        "file of secrets, one per line: the first signs, all verify",
+    ),
+    (
+        "envelope_tagging.max_age",
+        "7d",
+        "how long a tag is valid (whole days, 1d to 365d)",
+    ),
+    (
+        "envelope_tagging.accept_bounces_from",
+        "[]",
+        "addresses/networks whose bounces bounce-check never refuses (the relay's own outbound addresses, for its DSNs)",
+    ),
 ];
 
 /// Is `path` (as `a.b[0].c`, segments given) a known key?

@@ -6,6 +6,8 @@ use super::units::{parse_duration, parse_size};
 use super::*;
 use std::collections::BTreeMap;
 
+mod tagging;
+
 pub(super) struct Checker {
     origin: Origin,
     errors: Vec<ConfigError>,
@@ -294,6 +296,7 @@ fn check(c: &mut Checker, raw: RawConfig) -> Settings {
         &hostname,
         &dkim.domains,
     );
+    let envelope_tagging = tagging::check(c, raw.envelope_tagging.as_ref());
 
     let dns = {
         let p = root().key("dns");
@@ -330,11 +333,19 @@ fn check(c: &mut Checker, raw: RawConfig) -> Settings {
     let limits = {
         let p = root().key("limits");
         let l = raw.limits.as_ref();
+        let max_message_size = c.size(
+            p.key("max_message_size"),
+            l.and_then(|l| l.max_message_size.as_ref()),
+            25 << 20,
+        );
         Limits {
-            max_message_size: c.size(
-                p.key("max_message_size"),
-                l.and_then(|l| l.max_message_size.as_ref()),
-                25 << 20,
+            max_message_size,
+            // Room for at least one more message of the largest size, as Postfix's
+            // queue_minfree.
+            spool_min_free: c.size(
+                p.key("spool_min_free"),
+                l.and_then(|l| l.spool_min_free.as_ref()),
+                max_message_size,
             ),
             max_recipients: c.positive(
                 p.key("max_recipients"),
@@ -384,8 +395,28 @@ fn check(c: &mut Checker, raw: RawConfig) -> Settings {
                 10_000,
             ),
             max_errors: c.positive(p.key("max_errors"), l.and_then(|l| l.max_errors), 10),
+            auth_hash_concurrency: c.positive(
+                p.key("auth_hash_concurrency"),
+                l.and_then(|l| l.auth_hash_concurrency),
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
+            buffer_memory: c.size(
+                p.key("buffer_memory"),
+                l.and_then(|l| l.buffer_memory.as_ref()),
+                256 << 20,
+            ),
         }
     };
+    if limits.buffer_memory < limits.max_header_size {
+        c.err(
+            &root().key("limits").key("buffer_memory"),
+            format!(
+                "{} bytes is less than limits.max_header_size ({} bytes): a header section that \
+                 large could never be received; raise buffer_memory or lower max_header_size",
+                limits.buffer_memory, limits.max_header_size
+            ),
+        );
+    }
 
     let metrics = raw
         .metrics
@@ -423,6 +454,45 @@ fn check(c: &mut Checker, raw: RawConfig) -> Settings {
         Log { format, level }
     };
 
+    let cluster = raw.cluster.as_ref().and_then(|cl| {
+        let p = root().key("cluster");
+        let on_redis_down = c.choice(
+            p.key("on_redis_down"),
+            cl.on_redis_down.as_ref(),
+            &[("local", OnRedisDown::Local), ("defer", OnRedisDown::Defer)],
+            OnRedisDown::Local,
+        );
+        let timeout = c.duration(
+            p.key("timeout"),
+            cl.timeout.as_ref(),
+            Duration::from_millis(5),
+        );
+        if timeout.is_zero() {
+            c.err(&p.key("timeout"), "must be more than 0s");
+        }
+        let Some(url) = cl.redis.as_ref().map(|u| u.trim().to_string()) else {
+            c.err(
+                &p.key("redis"),
+                "missing: the redis:// or rediss:// URL to share limits through",
+            );
+            return None;
+        };
+        let parsed = redis::IntoConnectionInfo::into_connection_info(url.as_str());
+        if !(url.starts_with("redis://") || url.starts_with("rediss://")) || parsed.is_err() {
+            c.err(
+                &p.key("redis"),
+                "not a redis://[user:password@]host[:port][/db] or rediss://… URL",
+            );
+            return None;
+        }
+        Some(ClusterSettings {
+            redis: url,
+            password_file: cl.password_file.as_ref().map(PathBuf::from),
+            on_redis_down,
+            timeout,
+        })
+    });
+
     Settings {
         origin: std::mem::take(&mut c.origin),
         hostname,
@@ -437,6 +507,8 @@ fn check(c: &mut Checker, raw: RawConfig) -> Settings {
         limits,
         metrics,
         log,
+        envelope_tagging,
+        cluster,
     }
 }
 

@@ -1,14 +1,15 @@
 //! AUTH PLAIN and LOGIN (RFC 4954, 4616) against argon2id/bcrypt hashes, with the failure
-//! brake: per-address delays from the 4th failure, 421 at a connection's 10th. An unknown user
-//! costs the same hash computation and gets the same reply as a wrong password.
+//! brake: per-address delays from the 4th failure (served before the password is checked), 421
+//! at a connection's 10th. The check runs on the bounded `hash_pool` (454 4.7.0 when no slot
+//! comes in time). An unknown user costs the same hash computation and gets the same reply as a
+//! wrong password.
 
 use super::policy::{user_client, user_identity};
 use super::session::{Conn, Flow, Session};
-use crate::metrics::{AuthMechanism, RejectReason};
+use crate::metrics::{AuthMechanism, OverloadReason, RejectReason};
 use crate::smtp::reply::Reply;
 use base64::Engine;
 use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN};
-use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// A connection's failures before it is closed.
@@ -76,10 +77,28 @@ impl Session<'_> {
         let hash = client
             .map(|(_, h)| h.to_string())
             .unwrap_or_else(|| DUMMY_HASH.to_string());
-        // The hash costs tens of milliseconds of CPU: keep it off the async threads.
-        let verified = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-            .await
-            .unwrap_or(false);
+        // One check at a time per address; an address that has been failing waits its delay
+        // before the check (holding no hash slot), then the check runs on the bounded pool.
+        // Known and unknown users take exactly the same path.
+        let shared = self.shared;
+        let pool = &shared.hash_pool;
+        let Ok(turn) = pool.turn(self.peer.ip).await else {
+            return self.hash_busy(conn);
+        };
+        let Ok(delay) = shared.auth_delay(self.peer.ip).await else {
+            tracing::warn!(peer = ?self.peer.ip, "AUTH deferred: the shared failure count is unavailable (cluster.on_redis_down: defer)");
+            return self.error(
+                conn,
+                Reply::new(454, "4.7.0", "Temporary authentication failure"),
+            );
+        };
+        if !delay.is_zero() {
+            let _ = conn.flush().await;
+            tokio::time::sleep(delay).await;
+        }
+        let Ok(verified) = pool.verify(hash, password).await else {
+            return self.hash_busy(conn);
+        };
         match client {
             Some((c, _)) if verified => {
                 self.identity = Some(user_identity(c, &user));
@@ -96,14 +115,9 @@ impl Session<'_> {
                 });
                 self.shared.metrics.rejected(RejectReason::Auth);
                 tracing::warn!(mechanism = mech_name, peer = ?self.peer.ip, failures = self.auth_failures, "authentication failed");
-                let delay = self
-                    .shared
-                    .auth_throttle
-                    .failure(self.peer.ip, Instant::now());
-                if !delay.is_zero() {
-                    let _ = conn.flush().await;
-                    tokio::time::sleep(delay).await;
-                }
+                // Its delay was served before the check.
+                shared.auth_failed(self.peer.ip).await;
+                drop(turn);
                 if self.auth_failures >= MAX_FAILURES_PER_CONNECTION {
                     conn.reply(&Reply::new(
                         421,
@@ -118,6 +132,19 @@ impl Session<'_> {
                 )
             }
         }
+    }
+
+    /// No password-check slot in time: a temporary failure that is not counted as a wrong
+    /// password (nothing was checked), only as a session error.
+    fn hash_busy<S: AsyncRead + AsyncWrite + Unpin>(&mut self, conn: &mut Conn<S>) -> Flow {
+        self.shared
+            .metrics
+            .overload_refusal(OverloadReason::AuthHashBusy);
+        tracing::warn!(peer = ?self.peer.ip, "no password-check slot in time; AUTH answered 454");
+        self.error(
+            conn,
+            Reply::new(454, "4.7.0", "Temporary authentication failure"),
+        )
     }
 
     /// Read the client's answer to a 334 challenge. `Err(None)`: connection gone.
@@ -206,16 +233,50 @@ impl Session<'_> {
 
 /// Check a password against an argon2 or bcrypt hash string.
 pub fn verify_password(hash: &str, password: &str) -> bool {
-    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    verify_password_in(hash, password, &mut Vec::new())
+}
+
+/// [`verify_password`], with argon2's working memory in `memory`, which the caller keeps from
+/// one check to the next (grown to the largest cost seen). A fresh 19 MiB allocation per check
+/// is not given back to the system by glibc (argon2's blocks are 64-byte aligned): every check
+/// left its memory behind, so reusing it is what bounds the pool's memory.
+pub fn verify_password_in(hash: &str, password: &str, memory: &mut Vec<argon2::Block>) -> bool {
+    use argon2::password_hash::{Output, PasswordHash};
+    use argon2::{Algorithm, Argon2, Params, Version};
     if hash.starts_with("$2") {
         return bcrypt::verify(password, hash).unwrap_or(false);
     }
-    match PasswordHash::new(hash) {
-        Ok(parsed) => argon2::Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (
+        Algorithm::try_from(parsed.algorithm),
+        Params::try_from(&parsed),
+    ) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, argon2::Block::default());
     }
+    let mut out = vec![0u8; expected.len()];
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut memory[..blocks])
+        .is_ok()
+        // Output's equality is constant-time.
+        && Output::new(&out).is_ok_and(|computed| computed == expected)
 }
 
 /// Hash a password for the configuration (argon2id, default parameters, random salt).
@@ -239,6 +300,28 @@ mod tests {
         assert!(verify_password(&h, "s3cret"));
         assert!(!verify_password(&h, "wrong"));
         assert!(!verify_password(DUMMY_HASH, ""));
+        // Reused memory gives the same answers, for any cost and algorithm variant.
+        let mut memory = Vec::new();
+        assert!(verify_password_in(&h, "s3cret", &mut memory));
+        assert!(!verify_password_in(&h, "s3cret ", &mut memory));
+        let small = argon2::Argon2::new(
+            argon2::Algorithm::Argon2i,
+            argon2::Version::V0x10,
+            argon2::Params::new(64, 1, 1, Some(20)).unwrap(),
+        );
+        use argon2::password_hash::{PasswordHasher, SaltString};
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let h2 = small.hash_password(b"pw", &salt).unwrap().to_string();
+        assert!(verify_password_in(&h2, "pw", &mut memory));
+        assert!(!verify_password_in(&h2, "pW", &mut memory));
+        assert!(verify_password_in(&h, "s3cret", &mut memory));
+        let b = bcrypt::hash("pw", 4).unwrap();
+        assert!(verify_password_in(&b, "pw", &mut memory));
+        assert!(!verify_password_in(
+            "$argon2id$v=19$m=19456,t=2,p=1$bad",
+            "pw",
+            &mut memory
+        ));
         assert!(argon2::password_hash::PasswordHash::new(DUMMY_HASH).is_ok());
     }
 }

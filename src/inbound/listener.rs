@@ -183,7 +183,20 @@ pub async fn serve(
                 let core = live.load_full();
                 let shared = shared.clone();
                 let shutdown = shutdown.clone();
+                let per_ip_max = limits.per_ip_max;
                 tokio::spawn(async move {
+                    // With cluster.redis the address's connections are counted across every
+                    // replica too (a lease, given back when the session ends).
+                    let _lease = match (&shared.cluster, ip) {
+                        (Some(cluster), Some(ip)) => match cluster.lease(ip, per_ip_max).await {
+                            Some(lease) => Some(lease),
+                            None => {
+                                refuse(conn).await;
+                                return;
+                            }
+                        },
+                        _ => None,
+                    };
                     shared.metrics.sessions_active.inc();
                     handle(conn, Peer { ip, uid }, tls, core, shared.clone(), shutdown, permit).await;
                     // The address's slot first: once the gauge says the session is gone, a

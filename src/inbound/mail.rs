@@ -1,16 +1,16 @@
 //! MAIL FROM: who may start a transaction, and as which sender.
 
 use super::session::{shown, Conn, Flow, Session, Transaction};
+use super::shared_limits::RateVerdict;
 use crate::metrics::RejectReason;
 use crate::smtp::address::is_valid_mailbox;
 use crate::smtp::reply::Reply;
 use smtp_proto::{MailFrom, MAIL_BODY_8BITMIME, MAIL_SMTPUTF8};
 use std::borrow::Cow;
-use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 impl Session<'_> {
-    pub(crate) fn mail<S: AsyncRead + AsyncWrite + Unpin>(
+    pub(crate) async fn mail<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         from: MailFrom<Cow<'_, str>>,
         conn: &mut Conn<S>,
@@ -59,13 +59,39 @@ impl Session<'_> {
                 );
             }
         }
-        let per_minute = self.core.settings.limits.messages_per_minute_per_client;
-        if !self
+        // Below limits.spool_min_free (with room for the declared SIZE): a temporary refusal
+        // now rather than a message received in full and then refused (Postfix: queue_minfree).
+        let min_free = self.core.settings.limits.spool_min_free;
+        if let Err(short) = self
             .shared
-            .rate_limiter
-            .allow(&identity.name, per_minute, Instant::now())
+            .spool
+            .free_space()
+            .check(min_free, from.size as u64)
         {
-            tracing::warn!(client = %identity.name, "rejected: rate limit");
+            tracing::debug!(%short, "MAIL refused: spool short of space");
+            self.shared.metrics.rejected(RejectReason::Spool);
+            return self.error(
+                conn,
+                Reply::new(452, "4.3.1", "Insufficient system storage, try again later"),
+            );
+        }
+        let per_minute = self.core.settings.limits.messages_per_minute_per_client;
+        let client = identity.name.clone();
+        let verdict = self.shared.message_rate(&client, per_minute).await;
+        if verdict == RateVerdict::Deferred {
+            tracing::warn!(client = %client, "deferred: the shared rate count is unavailable (cluster.on_redis_down: defer)");
+            self.shared.metrics.rejected(RejectReason::RateLimit);
+            return self.error(
+                conn,
+                Reply::new(
+                    451,
+                    "4.7.1",
+                    "Rate limit cannot be checked right now, try again later",
+                ),
+            );
+        }
+        if verdict == RateVerdict::OverRate {
+            tracing::warn!(client = %client, "rejected: rate limit");
             self.shared.metrics.rejected(RejectReason::RateLimit);
             return self.error(
                 conn,

@@ -4,8 +4,10 @@
 //! Must not import `outbound` or `queue`: new messages are announced on a channel.
 
 pub mod auth;
+pub mod budget;
 mod data;
 mod ehlo;
+pub mod hash_pool;
 pub mod listener;
 mod mail;
 pub mod policy;
@@ -14,6 +16,7 @@ mod receive;
 mod session;
 #[cfg(test)]
 mod session_tests;
+mod shared_limits;
 pub mod throttle;
 pub mod tls;
 
@@ -34,6 +37,12 @@ pub struct Shared {
     /// Accepted messages are announced here to the delivery side.
     pub queued: tokio::sync::mpsc::UnboundedSender<QueueId>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Password checks, bounded by `limits.auth_hash_concurrency`.
+    pub hash_pool: hash_pool::HashPool,
+    /// What clients may hold in memory before spooling: `limits.buffer_memory`.
+    pub buffer_budget: budget::BufferBudget,
+    /// Limits shared with other replicas, when `cluster.redis` is set.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Who is on the other end of the connection.

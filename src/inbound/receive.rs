@@ -4,6 +4,7 @@
 //! signers and our own body hasher at once, so a large message never sits whole in memory.
 //! At the end: signatures made, each checked by self-verification, spool commit, then 250.
 
+use super::budget::Reservation;
 use super::policy::Identity;
 use super::{Core, Shared};
 use crate::config::BareNewlines;
@@ -49,6 +50,8 @@ pub(crate) struct Reception<'c> {
     envelope: AcceptedEnvelope,
     arrival: Arrival,
     header_buf: Vec<u8>,
+    /// The header buffer's (then its fixed-up copy's) share of `limits.buffer_memory`.
+    held: Reservation<'c>,
     body: Option<Body<'c>>,
     refusal: Option<Reply>,
     size: u64,
@@ -73,7 +76,8 @@ impl<'c> Reception<'c> {
             id: QueueId::new(),
             envelope,
             arrival,
-            header_buf: Vec::with_capacity(4096),
+            header_buf: Vec::new(),
+            held: shared.buffer_budget.reservation(),
             body: None,
             refusal: None,
             size: 0,
@@ -96,6 +100,7 @@ impl<'c> Reception<'c> {
         // Drop the draft (its file is removed) and the signers.
         self.body = None;
         self.header_buf = Vec::new();
+        let _ = self.held.resize(0);
     }
 
     /// Take message bytes (already unstuffed and CRLF-normalised).
@@ -114,6 +119,9 @@ impl<'c> Reception<'c> {
         }
         if self.body.is_some() {
             self.write_body(bytes);
+            return;
+        }
+        if !self.room_for_header(bytes.len()) {
             return;
         }
         let scan_from = self.header_buf.len().saturating_sub(3);
@@ -142,6 +150,34 @@ impl<'c> Reception<'c> {
         }
     }
 
+    /// Grow the header buffer for `more` bytes within the buffer budget (what is charged is
+    /// its capacity, so growth is done here, by doubling up to the header limit); refuse the
+    /// message with `451 4.3.2` when the budget has no room.
+    fn room_for_header(&mut self, more: usize) -> bool {
+        let need = self.header_buf.len().saturating_add(more);
+        let cap = self.header_buf.capacity();
+        if need <= cap {
+            return true;
+        }
+        let ceiling = usize::try_from(self.core.settings.limits.max_header_size)
+            .unwrap_or(usize::MAX)
+            .saturating_add(16 * 1024);
+        let grown = need.max(cap.saturating_mul(2).clamp(4096, ceiling));
+        if self.held.resize(grown as u64).is_err() {
+            self.shared
+                .metrics
+                .overload_refusal(crate::metrics::OverloadReason::BufferMemory);
+            self.refuse(Reply::new(
+                451,
+                "4.3.2",
+                "Too much mail being received at once, try again later",
+            ));
+            return false;
+        }
+        self.header_buf.reserve_exact(grown - self.header_buf.len());
+        true
+    }
+
     fn write_body(&mut self, bytes: &[u8]) {
         let Some(body) = self.body.as_mut() else {
             return;
@@ -159,6 +195,9 @@ impl<'c> Reception<'c> {
     fn begin_body(&mut self, section: &[u8], rest: &[u8]) {
         match self.prepare(section) {
             Ok(body) => {
+                // From now on what is held is the fixed-up copy; should it be larger than the
+                // buffer it came from and not fit, the buffer's share stays charged instead.
+                let _ = self.held.resize(body.header_section.capacity() as u64);
                 self.body = Some(body);
                 if !rest.is_empty() {
                     self.write_body(rest);
@@ -367,6 +406,7 @@ fn reason_of(reply: &Reply) -> RejectReason {
     let text = reply.lines.first().map(|l| l.as_ref()).unwrap_or("");
     match (reply.code, reply.status) {
         (552, _) => RejectReason::Size,
+        (451, "4.3.2") => RejectReason::BufferMemory,
         (_, "4.3.1") => RejectReason::Spool,
         (_, "5.7.1") if text.starts_with("No DKIM key") => RejectReason::NoSigningKey,
         (_, "5.7.1") => RejectReason::SenderNotAllowed,

@@ -16,6 +16,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// for 512 but extensions make longer ones legitimate).
 pub const MAX_COMMAND_LINE: usize = 1000;
 
+/// Replies to pipelined commands are written out once this much is waiting: a few KiB of
+/// pipelined EHLOs must not make the relay hold a reply many times their size.
+const MAX_PENDING_REPLIES: usize = 16 * 1024;
+
 /// The connection: its stream, what was read but not yet used, replies not yet written.
 pub(crate) struct Conn<S> {
     pub stream: S,
@@ -242,6 +246,9 @@ impl<'c> Session<'c> {
                     }
                     Some(line) => self.command(&line, &mut conn).await,
                 };
+                if conn.out.len() > MAX_PENDING_REPLIES && conn.flush().await.is_err() {
+                    return None;
+                }
                 let flow = match flow {
                     Flow::Continue if self.errors >= self.core.settings.limits.max_errors => {
                         conn.reply(&Reply::new(
@@ -334,7 +341,7 @@ impl<'c> Session<'c> {
                 self.auth(mechanism, initial_response.into_owned(), conn)
                     .await
             }
-            Request::Mail { from } => self.mail(from, conn),
+            Request::Mail { from } => self.mail(from, conn).await,
             Request::Rcpt { to } => self.rcpt(to, conn),
             Request::Data => self.data(conn).await,
             Request::Bdat {

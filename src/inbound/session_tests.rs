@@ -50,6 +50,13 @@ fn shared(dir: &std::path::Path) -> Shared {
         rate_limiter: RateLimiter::default(),
         queued,
         metrics: Arc::new(crate::metrics::Metrics::new()),
+        hash_pool: super::hash_pool::HashPool::new(1, prometheus::IntGauge::new("w", "w").unwrap()),
+        buffer_budget: super::budget::BufferBudget::new(
+            1 << 20,
+            4,
+            prometheus::IntGauge::new("b", "b").unwrap(),
+        ),
+        cluster: None,
     }
 }
 

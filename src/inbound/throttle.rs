@@ -36,6 +36,22 @@ impl AuthThrottle {
     }
 }
 
+impl AuthThrottle {
+    /// How long the next attempt from `ip` waits before its password is even checked: the
+    /// delay its failure would earn (the same as after it, so an attempt that fails is not
+    /// delayed twice, and one that succeeds costs the attacker's pace, not a hash slot).
+    pub fn delay_before_check(&self, ip: Option<IpAddr>, now: Instant) -> Duration {
+        let Some(ip) = ip else { return Duration::ZERO };
+        let Ok(map) = self.failures.lock() else {
+            return Duration::from_secs(5);
+        };
+        match map.get(&ip) {
+            Some((n, last)) if now.duration_since(*last) < FAILURE_MEMORY => delay_for(n + 1),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
 /// The reply delay after the `n`th failure.
 pub fn delay_for(n: u32) -> Duration {
     if n <= 3 {
@@ -88,6 +104,26 @@ mod tests {
             .collect();
         assert_eq!(delays, vec![0, 0, 0, 1, 2, 3, 4, 5, 5, 5]);
         assert_eq!(t.failure(Some(ip), now + FAILURE_MEMORY), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_delay_is_known_before_the_check() {
+        let t = AuthThrottle::default();
+        let ip: IpAddr = "192.0.2.2".parse().unwrap();
+        let now = Instant::now();
+        let before: Vec<u64> = (0..6)
+            .map(|_| {
+                let d = t.delay_before_check(Some(ip), now).as_secs();
+                t.failure(Some(ip), now);
+                d
+            })
+            .collect();
+        assert_eq!(before, vec![0, 0, 0, 1, 2, 3]);
+        assert_eq!(
+            t.delay_before_check(Some(ip), now + FAILURE_MEMORY),
+            Duration::ZERO
+        );
+        assert_eq!(t.delay_before_check(None, now), Duration::ZERO);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The operations endpoint: `GET /metrics` (text exposition format), `GET /healthz` (the
-//! process is alive) and `GET /readyz` (configuration loaded, listeners bound, spool writable).
-//! HTTP/1.1 only, on hyper; `HEAD` is accepted wherever `GET` is.
+//! process is alive), `GET /readyz` (configuration loaded, listeners bound, spool writable and
+//! not short of space) and, when the relay provides one, `GET /status` (a [`StatusPage`] for a
+//! person; `?format=json` for a program). HTTP/1.1 only, on hyper; `HEAD` is accepted wherever
+//! `GET` is.
 //!
 //! Every connection is bounded in time ([`CONNECTION_TIMEOUT`]) and in number
 //! ([`MAX_CONNECTIONS`]), so a slow or hostile client cannot hold tasks forever.
@@ -33,13 +35,29 @@ pub const MAX_CONNECTIONS: usize = 64;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// What `/readyz` reports. The relay sets the flags as it starts (and on reload); each `/readyz`
-/// also probes the spool directory for writability.
+/// also runs the checks added with [`Readiness::add_check`] (the spool's free space) and probes
+/// the spool directory for writability.
 #[derive(Debug, Default)]
 pub struct Readiness {
     config_loaded: AtomicBool,
     listeners_bound: AtomicBool,
     spool_dir: Mutex<Option<PathBuf>>,
     probe_seq: AtomicU64,
+    checks: Checks,
+}
+
+/// A readiness condition owned elsewhere: `Err(reason)` while not met. Called on the blocking
+/// thread pool.
+pub type ReadyCheck = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+#[derive(Default)]
+struct Checks(Mutex<Vec<Arc<ReadyCheck>>>);
+
+impl std::fmt::Debug for Checks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().map_or(0, |c| c.len());
+        write!(f, "{n} check(s)")
+    }
 }
 
 impl Readiness {
@@ -63,6 +81,16 @@ impl Readiness {
         *self.spool_dir.lock().unwrap_or_else(|p| p.into_inner()) = Some(dir);
     }
 
+    /// One more condition for `/readyz` (e.g. the spool's free space above
+    /// `limits.spool_min_free`); it is asked at every `/readyz`, so it recovers by itself.
+    pub fn add_check(&self, check: ReadyCheck) {
+        self.checks
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::new(check));
+    }
+
     fn spool_dir(&self) -> Option<PathBuf> {
         self.spool_dir
             .lock()
@@ -78,6 +106,15 @@ impl Readiness {
         }
         if !self.listeners_bound.load(Ordering::Acquire) {
             return Err("listeners not bound".into());
+        }
+        let checks: Vec<Arc<ReadyCheck>> = self
+            .checks
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for check in checks {
+            check()?;
         }
         let Some(dir) = self.spool_dir() else {
             return Err("spool directory not set".into());
@@ -120,12 +157,38 @@ fn probe_writable(dir: &std::path::Path, seq: u64) -> std::io::Result<()> {
     }
 }
 
+/// The `/status` page, put together elsewhere (this module imports nothing else of ours).
+pub trait StatusPage: Send + Sync + 'static {
+    /// The page, as HTML or (`json`) as JSON. May block on file I/O: it is called on the
+    /// blocking thread pool.
+    fn render(&self, json: bool) -> Page;
+}
+
+/// A rendered page: its content type, extra response header fields (a Content-Security-Policy,
+/// say) and body.
+pub struct Page {
+    pub content_type: &'static str,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
 /// Serve `/metrics`, `/healthz` and `/readyz` on `listener` until `*shutdown.borrow()` is true
 /// (or the sender is dropped). Open connections then get a short grace period to finish.
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
+    shutdown: watch::Receiver<bool>,
+) {
+    serve_with_status(listener, metrics, readiness, None, shutdown).await;
+}
+
+/// [`serve`], plus `/status` from `status`.
+pub async fn serve_with_status(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    status: Option<Arc<dyn StatusPage>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut conns = JoinSet::new();
@@ -151,6 +214,7 @@ pub async fn serve(
                         stream,
                         Arc::clone(&metrics),
                         Arc::clone(&readiness),
+                        status.clone(),
                         shutdown.clone(),
                     ));
                 }
@@ -177,12 +241,14 @@ async fn serve_connection(
     stream: tokio::net::TcpStream,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
+    status: Option<Arc<dyn StatusPage>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let service = service_fn(move |req| {
         let metrics = Arc::clone(&metrics);
         let readiness = Arc::clone(&readiness);
-        async move { Ok::<_, Infallible>(route(req, &metrics, &readiness).await) }
+        let status = status.clone();
+        async move { Ok::<_, Infallible>(route(req, &metrics, &readiness, status).await) }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -221,9 +287,12 @@ async fn route(
     req: Request<Incoming>,
     metrics: &Metrics,
     readiness: &Arc<Readiness>,
+    status: Option<Arc<dyn StatusPage>>,
 ) -> Response<Body> {
     let path = req.uri().path();
-    if !matches!(path, "/metrics" | "/healthz" | "/readyz") {
+    let known = matches!(path, "/metrics" | "/healthz" | "/readyz")
+        || (path == "/status" && status.is_some());
+    if !known {
         return text(StatusCode::NOT_FOUND, "not found\n");
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -240,6 +309,10 @@ async fn route(
             resp
         }
         "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/status" => match status {
+            Some(page) => status_page(page, wants_json(req.uri().query())).await,
+            None => text(StatusCode::NOT_FOUND, "not found\n"),
+        },
         _ => match readiness.check().await {
             Ok(()) => text(StatusCode::OK, "ready\n"),
             Err(reason) => {
@@ -251,6 +324,30 @@ async fn route(
             }
         },
     }
+}
+
+/// `?format=json` (among other parameters, in any order).
+fn wants_json(query: Option<&str>) -> bool {
+    query.is_some_and(|q| q.split('&').any(|kv| kv == "format=json"))
+}
+
+async fn status_page(page: Arc<dyn StatusPage>, json: bool) -> Response<Body> {
+    let rendered = match tokio::task::spawn_blocking(move || page.render(json)).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "status page failed");
+            return text(StatusCode::INTERNAL_SERVER_ERROR, "status page failed\n");
+        }
+    };
+    let mut resp = Response::new(Body::new(Bytes::from(rendered.body)));
+    let headers = resp.headers_mut();
+    headers.insert(CT, HeaderValue::from_static(rendered.content_type));
+    for (name, value) in rendered.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
+    resp
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {

@@ -1,6 +1,7 @@
 //! Every metric the relay exports, declared once with its help text, in a registry of its own
 //! (never prometheus' global default registry), plus the HTTP endpoint that serves them
-//! ([`http`]: `/metrics`, `/healthz`, `/readyz`).
+//! ([`http`]: `/metrics`, `/healthz`, `/readyz`). The `bounce-check` daemon, a process of its
+//! own, has its own small set in [`bounce_check`].
 //!
 //! The rest of the relay updates the public fields of [`Metrics`] directly (they are cheap,
 //! lock-free handles), or through the typed helpers below, which keep label values inside their
@@ -10,9 +11,10 @@
 //!
 //! This module imports nothing else of ours.
 
+pub mod bounce_check;
 pub mod http;
 
-pub use http::{serve, Readiness};
+pub use http::{serve, serve_with_status, Page, Readiness, StatusPage};
 
 use prometheus::core::Collector;
 use prometheus::{
@@ -51,11 +53,13 @@ pub enum RejectReason {
     Spool,
     /// SMTP protocol violation that aborted the transaction.
     Protocol,
+    /// Its header section would have pushed `limits.buffer_memory` over (`451 4.3.2`).
+    BufferMemory,
 }
 
 impl RejectReason {
     /// Every reason, in a stable order (used to pre-initialise the label set).
-    pub const ALL: [RejectReason; 11] = [
+    pub const ALL: [RejectReason; 12] = [
         RejectReason::Auth,
         RejectReason::SenderNotAllowed,
         RejectReason::HeaderPolicy,
@@ -67,6 +71,7 @@ impl RejectReason {
         RejectReason::SelfVerify,
         RejectReason::Spool,
         RejectReason::Protocol,
+        RejectReason::BufferMemory,
     ];
 
     /// The label value.
@@ -83,6 +88,7 @@ impl RejectReason {
             RejectReason::SelfVerify => "self_verify",
             RejectReason::Spool => "spool",
             RejectReason::Protocol => "protocol",
+            RejectReason::BufferMemory => "buffer_memory",
         }
     }
 }
@@ -278,6 +284,75 @@ pub struct Metrics {
     /// `tls_policy_total{policy,result}`: outbound sessions to MX hosts by the policy they
     /// were under ([`TlsPolicy`]) and whether they met it (`ok`, `failed`).
     pub tls_policy_total: IntCounterVec,
+    /// `auth_hash_waiting`: AUTH attempts waiting for a password-check slot (or for their
+    /// address's turn).
+    pub auth_hash_waiting: IntGauge,
+    /// `buffer_memory_bytes`: bytes clients hold in the relay's buffers before spooling
+    /// (counted against `limits.buffer_memory`).
+    pub buffer_memory_bytes: IntGauge,
+    /// `overload_refusals_total{reason}`: requests refused to keep memory and CPU bounded,
+    /// by [`OverloadReason`].
+    pub overload_refusals_total: IntCounterVec,
+    /// `cluster_redis_up`: 1 while the Redis of `cluster.redis` answers, else 0 (always 0
+    /// without `cluster.redis`).
+    pub cluster_redis_up: IntGauge,
+    /// `cluster_decisions_total{limit,outcome}`: decisions of the shared limits, by
+    /// [`ClusterLimit`] and outcome (`allowed`, `refused`, `unavailable`: Redis could not
+    /// decide and `cluster.on_redis_down` applied).
+    pub cluster_decisions_total: IntCounterVec,
+    /// `cluster_redis_seconds`: time Redis took to answer one shared decision.
+    pub cluster_redis_seconds: Histogram,
+}
+
+/// A limit shared through Redis: the `limit` label of `dkim_relay_cluster_decisions_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClusterLimit {
+    /// `limits.messages_per_minute_per_client`.
+    MessageRate,
+    /// The per-address AUTH failure count and its delays.
+    AuthFailures,
+    /// `limits.max_connections_per_ip`.
+    Connections,
+}
+
+impl ClusterLimit {
+    pub const ALL: [ClusterLimit; 3] = [
+        ClusterLimit::MessageRate,
+        ClusterLimit::AuthFailures,
+        ClusterLimit::Connections,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterLimit::MessageRate => "message_rate",
+            ClusterLimit::AuthFailures => "auth_failures",
+            ClusterLimit::Connections => "connections",
+        }
+    }
+}
+
+/// Why a request was refused under load: the `reason` label of
+/// `dkim_relay_overload_refusals_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OverloadReason {
+    /// No password-check slot within the bounded wait (`454 4.7.0`).
+    AuthHashBusy,
+    /// `limits.buffer_memory` would be exceeded (`451 4.3.2`).
+    BufferMemory,
+}
+
+impl OverloadReason {
+    pub const ALL: [OverloadReason; 2] =
+        [OverloadReason::AuthHashBusy, OverloadReason::BufferMemory];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OverloadReason::AuthHashBusy => "auth_hash_busy",
+            OverloadReason::BufferMemory => "buffer_memory",
+        }
+    }
 }
 
 /// Building the metric set failed. Only possible through a programming error (an invalid or
@@ -411,6 +486,38 @@ impl Metrics {
                 ),
                 &["policy", "result"],
             )?,
+            auth_hash_waiting: IntGauge::with_opts(opts(
+                "auth_hash_waiting",
+                "AUTH attempts waiting for a password-check slot.",
+            ))?,
+            buffer_memory_bytes: IntGauge::with_opts(opts(
+                "buffer_memory_bytes",
+                "Bytes clients hold in buffers before spooling (limit: limits.buffer_memory).",
+            ))?,
+            overload_refusals_total: IntCounterVec::new(
+                opts(
+                    "overload_refusals_total",
+                    "Requests refused to keep the relay bounded, by reason (auth_hash_busy, buffer_memory).",
+                ),
+                &["reason"],
+            )?,
+            cluster_redis_up: IntGauge::with_opts(opts(
+                "cluster_redis_up",
+                "1 while the Redis shared by the replicas (cluster.redis) answers, else 0.",
+            ))?,
+            cluster_decisions_total: IntCounterVec::new(
+                opts(
+                    "cluster_decisions_total",
+                    "Decisions of the limits shared through Redis, by limit and outcome (allowed, refused, unavailable).",
+                ),
+                &["limit", "outcome"],
+            )?,
+            // 100 µs .. ~200 ms: loopback answers in ~0.1 ms, a decision's budget is a few ms.
+            cluster_redis_seconds: Histogram::with_opts(hopts(
+                "cluster_redis_seconds",
+                "Time Redis took to answer one shared-limit decision, in seconds.",
+                exp_buckets(0.000_1, 2.0, 12),
+            ))?,
             registry,
         };
 
@@ -438,6 +545,31 @@ impl Metrics {
             m.registry.register(c)?;
         }
         m.registry.register(Box::new(m.tls_policy_total.clone()))?;
+        let load: [Box<dyn Collector>; 3] = [
+            Box::new(m.auth_hash_waiting.clone()),
+            Box::new(m.buffer_memory_bytes.clone()),
+            Box::new(m.overload_refusals_total.clone()),
+        ];
+        for c in load {
+            m.registry.register(c)?;
+        }
+        for r in OverloadReason::ALL {
+            m.overload_refusals_total.with_label_values(&[r.as_str()]);
+        }
+        let cluster: [Box<dyn Collector>; 3] = [
+            Box::new(m.cluster_redis_up.clone()),
+            Box::new(m.cluster_decisions_total.clone()),
+            Box::new(m.cluster_redis_seconds.clone()),
+        ];
+        for c in cluster {
+            m.registry.register(c)?;
+        }
+        for l in ClusterLimit::ALL {
+            for o in ["allowed", "refused", "unavailable"] {
+                m.cluster_decisions_total
+                    .with_label_values(&[l.as_str(), o]);
+            }
+        }
 
         // Pre-initialise fixed label sets: a series that does not exist yet is invisible to
         // rate() and to alerts, a zero is not.
@@ -556,10 +688,81 @@ impl Metrics {
             .inc();
     }
 
+    /// Count a request refused under load.
+    pub fn overload_refusal(&self, reason: OverloadReason) {
+        self.overload_refusals_total
+            .with_label_values(&[reason.as_str()])
+            .inc();
+    }
+
+    /// Count a decision Redis made for a shared limit.
+    pub fn cluster_decision(&self, limit: ClusterLimit, allowed: bool) {
+        let outcome = if allowed { "allowed" } else { "refused" };
+        self.cluster_decisions_total
+            .with_label_values(&[limit.as_str(), outcome])
+            .inc();
+    }
+
+    /// Count a shared-limit decision Redis could not make.
+    pub fn cluster_unavailable(&self, limit: ClusterLimit) {
+        self.cluster_decisions_total
+            .with_label_values(&[limit.as_str(), "unavailable"])
+            .inc();
+    }
+
     /// Count a configuration reload.
     pub fn config_reload(&self, ok: bool) {
         let result = if ok { "success" } else { "failure" };
         self.config_reloads_total.with_label_values(&[result]).inc();
+    }
+}
+
+/// The running totals behind the status page's "last hour" (it keeps per-minute snapshots of
+/// these and subtracts): read from the counters themselves, so whatever counts them counts here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Totals {
+    /// Messages accepted (250 after the data): `messages_received_total`.
+    pub accepted: u64,
+    /// Per-recipient outcomes: `deliveries_total{result}`.
+    pub delivered: u64,
+    pub deferred: u64,
+    pub bounced: u64,
+    /// Messages refused, every reason: `messages_rejected_total`.
+    pub rejected: u64,
+}
+
+impl Totals {
+    /// What happened between `earlier` and `self` (counters only grow; a restart starts over).
+    pub fn since(&self, earlier: &Totals) -> Totals {
+        Totals {
+            accepted: self.accepted.saturating_sub(earlier.accepted),
+            delivered: self.delivered.saturating_sub(earlier.delivered),
+            deferred: self.deferred.saturating_sub(earlier.deferred),
+            bounced: self.bounced.saturating_sub(earlier.bounced),
+            rejected: self.rejected.saturating_sub(earlier.rejected),
+        }
+    }
+}
+
+impl Metrics {
+    /// The counters behind [`Totals`], now.
+    pub fn totals(&self) -> Totals {
+        let delivery =
+            |r: DeliveryResult| self.deliveries_total.with_label_values(&[r.as_str()]).get();
+        Totals {
+            accepted: self.messages_received_total.get(),
+            delivered: delivery(DeliveryResult::Delivered),
+            deferred: delivery(DeliveryResult::Deferred),
+            bounced: delivery(DeliveryResult::Bounced),
+            rejected: RejectReason::ALL
+                .iter()
+                .map(|r| {
+                    self.messages_rejected_total
+                        .with_label_values(&[r.as_str()])
+                        .get()
+                })
+                .sum(),
+        }
     }
 }
 

@@ -1,6 +1,9 @@
 //! `mode: directory`: each signed message becomes `<queue id>.eml` in a directory — the
 //! staging and demo mode. Written to a temporary name, fsynced and renamed, so a reader never
-//! sees half a message.
+//! sees half a message. When envelope tagging gave the sender a BATV tag, the file starts with
+//! a `Return-Path` field holding it, as a final delivery would (RFC 5321 §4.4): the one thing
+//! about the envelope a receiver would see that the message itself does not show. Otherwise
+//! the file is the message exactly as it would be sent.
 
 use super::{Outcome, Parcel};
 use std::io::Write;
@@ -21,6 +24,9 @@ fn write(dir: &Path, parcel: &Parcel<'_>) -> std::io::Result<std::path::PathBuf>
     let tmp = dir.join(format!(".{}.eml.tmp", parcel.queue_id));
     let target = dir.join(format!("{}.eml", parcel.queue_id));
     let mut out = std::fs::File::create(&tmp)?;
+    if is_tagged(parcel.sender) {
+        out.write_all(format!("Return-Path: <{}>\r\n", parcel.sender).as_bytes())?;
+    }
     for sig in parcel.signatures {
         out.write_all(sig.as_bytes())?;
     }
@@ -29,4 +35,11 @@ fn write(dir: &Path, parcel: &Parcel<'_>) -> std::io::Result<std::path::PathBuf>
     out.sync_data()?;
     std::fs::rename(&tmp, &target)?;
     Ok(target)
+}
+
+/// Does the envelope sender carry a BATV tag (`prvs=...=user@domain`)?
+fn is_tagged(sender: &str) -> bool {
+    sender
+        .rsplit_once('@')
+        .is_some_and(|(local, _)| crate::backscatter::prvs::parse(local).is_some())
 }

@@ -299,10 +299,17 @@ impl Scheduler {
                 .iter()
                 .map(|&i| env.recipients[i].address.as_str())
                 .collect();
+            // BATV tags go on here, on the wire only: the spool keeps the envelope as submitted.
+            let wire = crate::backscatter::WireEnvelope::new(
+                core.tagging.as_ref(),
+                &env.sender,
+                &recipients,
+                now,
+            );
             let parcel = Parcel {
                 queue_id: id.as_str(),
-                sender: &env.sender,
-                recipients,
+                sender: &wire.sender,
+                recipients: wire.recipients(),
                 signatures: &env.signatures,
                 message: &message.path,
                 message_len: message.len,
@@ -386,6 +393,7 @@ impl Scheduler {
             DeliveryMode::Directory(dir) => {
                 let dir = dir.clone();
                 let queue_id = parcel.queue_id.to_string();
+                let sender = parcel.sender.to_string();
                 let recipients: Vec<String> =
                     parcel.recipients.iter().map(|r| r.to_string()).collect();
                 let signatures = parcel.signatures.to_vec();
@@ -394,7 +402,7 @@ impl Scheduler {
                 let written = tokio::task::spawn_blocking(move || {
                     let owned = Parcel {
                         queue_id: &queue_id,
-                        sender: "",
+                        sender: &sender,
                         recipients: recipients.iter().map(String::as_str).collect(),
                         signatures: &signatures,
                         message: &message,

@@ -9,12 +9,15 @@
 //! envelope changes later (a deferral, `queue retry`), the new one is `queue/<id>.env`, written
 //! aside and renamed over, and wins over the committed one. The daemon's spool recycles the
 //! files of delivered messages: emptied, they wait in `tmp/` as `<id>.spare` and hold the next
-//! drafts (`Spares`). Must not import other modules of ours.
+//! drafts (`Spares`). `space` watches the file system's free space against the configured
+//! minimum. Must not import other modules of ours.
 
 mod envelope;
+pub mod space;
 mod store;
 
 pub use envelope::{Envelope, RecipientState, RecipientStatus};
+pub use space::{FreeSpace, Shortage};
 pub use store::{Draft, Spool, SpoolError, StoredMessage};
 
 use std::fmt;

@@ -43,6 +43,8 @@ pub struct Spool {
     /// Emptied message files kept for the next drafts (`with_recycling`); `None`: files are
     /// created and unlinked.
     spares: Option<Arc<Spares>>,
+    /// Free space on the spool's file system (shared by clones: one reading per second).
+    space: Arc<super::space::FreeSpace>,
 }
 
 /// Files of delivered messages, emptied, waiting in `tmp/` to hold the next drafts.
@@ -153,11 +155,17 @@ impl Spool {
             queue: root.join("queue"),
             tmp: root.join("tmp"),
             spares: None,
+            space: Arc::new(super::space::FreeSpace::new(root)),
         };
         for dir in [&spool.root, &spool.queue, &spool.tmp] {
             fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
         }
         Ok(spool)
+    }
+
+    /// Free space on the spool's file system, against `limits.spool_min_free`.
+    pub fn free_space(&self) -> &super::space::FreeSpace {
+        &self.space
     }
 
     /// Keep the files of delivered messages, emptied, for the next drafts instead of

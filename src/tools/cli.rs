@@ -116,21 +116,16 @@ pub fn dns_check_command(config: Option<&Path>, domain: Option<&str>, json: bool
     }
 }
 
-/// `verify [FILE|-] [--key PEM [--domain D] [--selector S]] [-c FILE]`.
+/// `verify [FILE…|-] [--key PEM [--domain D] [--selector S]] [-c FILE]`. With several files
+/// every line (results and errors) starts with `FILE: `, as grep does; exit 1 when any message
+/// fails or cannot be read.
 pub fn verify_command(
-    file: Option<&Path>,
+    files: &[PathBuf],
     key: Option<&Path>,
     domain: Option<&str>,
     selector: Option<&str>,
     config: Option<&Path>,
 ) -> u8 {
-    let raw = match read_input(file) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{e}");
-            return EXIT_FAIL;
-        }
-    };
     let local = match key {
         Some(p) => match PrivateKey::load(p) {
             Ok(k) => Some(LocalKey {
@@ -153,26 +148,49 @@ pub fn verify_command(
             None
         }
     };
+    let stdin_count = files.iter().filter(|f| f.as_os_str() == "-").count();
+    if stdin_count > 1 {
+        eprintln!("verify: - (standard input) can be given only once");
+        return EXIT_FAIL;
+    }
     let Some((resolver, rt)) = resolver_and_runtime(verify_resolver(local.is_some(), config))
     else {
         return EXIT_FAIL;
     };
-    match rt.block_on(verify_message(&raw, &resolver, local.as_ref())) {
-        Ok(reports) => {
-            for r in &reports {
-                println!("{r}");
+    let stdin = [PathBuf::from("-")];
+    let inputs = if files.is_empty() { &stdin[..] } else { files };
+    let prefixed = inputs.len() > 1;
+    let mut status = EXIT_OK;
+    for file in inputs {
+        let prefix = if prefixed {
+            format!("{}: ", file.display())
+        } else {
+            String::new()
+        };
+        let raw = match read_input(file) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{prefix}{e}");
+                status = EXIT_FAIL;
+                continue;
             }
-            if all_passed(&reports) {
-                EXIT_OK
-            } else {
-                EXIT_FAIL
+        };
+        match rt.block_on(verify_message(&raw, &resolver, local.as_ref())) {
+            Ok(reports) => {
+                for r in &reports {
+                    println!("{prefix}{r}");
+                }
+                if !all_passed(&reports) {
+                    status = EXIT_FAIL;
+                }
             }
-        }
-        Err(e) => {
-            eprintln!("verify: {e}");
-            EXIT_FAIL
+            Err(e) => {
+                eprintln!("{prefix}verify: {e}");
+                status = EXIT_FAIL;
+            }
         }
     }
+    status
 }
 
 /// With `--key`, a resolver with no name servers: nothing reaches DNS. Else the config's
@@ -193,19 +211,14 @@ fn verify_resolver(
     }
 }
 
-fn read_input(file: Option<&Path>) -> Result<Vec<u8>, String> {
-    let mut buf = Vec::new();
-    match file {
-        None => std::io::stdin()
+/// The message in `file`, or on standard input for `-`.
+fn read_input(file: &Path) -> Result<Vec<u8>, String> {
+    if file.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
             .read_to_end(&mut buf)
-            .map_err(|e| format!("cannot read the message from stdin: {e}"))?,
-        Some(p) if p.as_os_str() == "-" => std::io::stdin()
-            .read_to_end(&mut buf)
-            .map_err(|e| format!("cannot read the message from stdin: {e}"))?,
-        Some(p) => {
-            buf = std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-            buf.len()
-        }
-    };
-    Ok(buf)
+            .map_err(|e| format!("cannot read the message from stdin: {e}"))?;
+        return Ok(buf);
+    }
+    std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))
 }
