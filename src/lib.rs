@@ -8,6 +8,8 @@
 //! - `config`: YAML file -> validated `Settings` (every error with file, line, column).
 //! - `core`: the loaded configuration (settings, keys, TLS, resolver), swapped whole on reload.
 //! - `smtp`: I/O-free protocol pieces: replies, DATA framing, header section, addresses.
+//! - `mime`: long lines and 8-bit bytes found as a body streams in; the MIME walk and
+//!   quoted-printable re-encoding that make such a body fit for SMTP before it is signed.
 //! - `dkim`: keys, streaming signer, header fix-ups, self-verification.
 //! - `inbound`: listeners, the SMTP session (one file per command), AUTH, sender policy,
 //!   reception (checks, fix-ups, signing, spooling) before the 250.
@@ -29,6 +31,7 @@ pub mod core;
 pub mod dkim;
 pub mod inbound;
 pub mod metrics;
+pub mod mime;
 pub mod outbound;
 pub mod queue;
 pub mod queue_admin;
