@@ -204,6 +204,8 @@ pub struct Dkim {
     pub header_canon: Canon,
     pub body_canon: Canon,
     pub expire: Option<Duration>,
+    /// Messages up to this size are self-verified with mail-auth's own verifier too.
+    pub independent_verify_max: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,6 +256,24 @@ pub struct Dns {
     pub check_interval: Duration,
 }
 
+/// What happens to a body line over 998 bytes (`limits.long_lines`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LongLines {
+    /// Its MIME part is re-encoded as quoted-printable before signing.
+    Encode,
+    /// The message is refused (554 5.6.0).
+    Reject,
+}
+
+/// What happens to 8-bit body parts (`limits.eight_bit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EightBit {
+    /// Delivered as they are (with BODY=8BITMIME where offered).
+    Keep,
+    /// Re-encoded as quoted-printable before signing: 7-bit on the wire.
+    Encode,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BareNewlines {
     Normalize,
@@ -273,6 +293,8 @@ pub struct Limits {
     pub max_header_size: u64,
     pub max_commands: usize,
     pub max_errors: usize,
+    pub long_lines: LongLines,
+    pub eight_bit: EightBit,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -62,6 +62,7 @@ pub struct RawDkim {
     pub domains: BTreeMap<String, Vec<RawSelector>>,
     pub canonicalization: Option<String>,
     pub expire: Option<String>,
+    pub independent_verify_max: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,6 +122,8 @@ pub struct RawLimits {
     pub max_header_size: Option<String>,
     pub max_commands: Option<usize>,
     pub max_errors: Option<usize>,
+    pub long_lines: Option<String>,
+    pub eight_bit: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -51,11 +51,13 @@ pub enum RejectReason {
     Spool,
     /// SMTP protocol violation that aborted the transaction.
     Protocol,
+    /// A body line over 998 bytes with `long_lines: reject`, or one no encoding can fix.
+    LongLines,
 }
 
 impl RejectReason {
     /// Every reason, in a stable order (used to pre-initialise the label set).
-    pub const ALL: [RejectReason; 11] = [
+    pub const ALL: [RejectReason; 12] = [
         RejectReason::Auth,
         RejectReason::SenderNotAllowed,
         RejectReason::HeaderPolicy,
@@ -67,6 +69,7 @@ impl RejectReason {
         RejectReason::SelfVerify,
         RejectReason::Spool,
         RejectReason::Protocol,
+        RejectReason::LongLines,
     ];
 
     /// The label value.
@@ -83,6 +86,29 @@ impl RejectReason {
             RejectReason::SelfVerify => "self_verify",
             RejectReason::Spool => "spool",
             RejectReason::Protocol => "protocol",
+            RejectReason::LongLines => "long_lines",
+        }
+    }
+}
+
+/// Why a body was re-encoded before signing: the `reason` label of
+/// `dkim_relay_messages_reencoded_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReencodeReason {
+    /// A line over 998 bytes (`limits.long_lines: encode`).
+    LongLines,
+    /// 8-bit data (`limits.eight_bit: encode`).
+    EightBit,
+}
+
+impl ReencodeReason {
+    pub const ALL: [ReencodeReason; 2] = [ReencodeReason::LongLines, ReencodeReason::EightBit];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReencodeReason::LongLines => "long_lines",
+            ReencodeReason::EightBit => "eight_bit",
         }
     }
 }
@@ -250,6 +276,12 @@ pub struct Metrics {
     pub config_reloads_total: IntCounterVec,
     /// `build_info{version}`: always 1.
     pub build_info: IntGaugeVec,
+    /// `messages_reencoded_total{reason}`: bodies re-encoded before signing, by
+    /// [`ReencodeReason`] (a message re-encoded for both counts under each).
+    pub messages_reencoded_total: IntCounterVec,
+    /// `8bit_without_8bitmime_total`: messages with 8-bit data sent to a next hop that does
+    /// not offer 8BITMIME (`limits.eight_bit: keep`).
+    pub eight_bit_without_8bitmime_total: IntCounter,
 }
 
 /// Building the metric set failed. Only possible through a programming error (an invalid or
@@ -376,6 +408,17 @@ impl Metrics {
                 opts("build_info", "Build information; the value is always 1."),
                 &["version"],
             )?,
+            messages_reencoded_total: IntCounterVec::new(
+                opts(
+                    "messages_reencoded_total",
+                    "Message bodies re-encoded as quoted-printable before signing, by reason (long_lines, eight_bit).",
+                ),
+                &["reason"],
+            )?,
+            eight_bit_without_8bitmime_total: IntCounter::with_opts(opts(
+                "8bit_without_8bitmime_total",
+                "Messages with 8-bit data sent to a next hop that does not offer 8BITMIME.",
+            ))?,
             registry,
         };
 
@@ -401,6 +444,13 @@ impl Metrics {
         ];
         for c in collectors {
             m.registry.register(c)?;
+        }
+        m.registry
+            .register(Box::new(m.messages_reencoded_total.clone()))?;
+        m.registry
+            .register(Box::new(m.eight_bit_without_8bitmime_total.clone()))?;
+        for r in ReencodeReason::ALL {
+            m.messages_reencoded_total.with_label_values(&[r.as_str()]);
         }
 
         // Pre-initialise fixed label sets: a series that does not exist yet is invisible to
@@ -469,6 +519,13 @@ impl Metrics {
     pub fn auth_failure(&self, mechanism: AuthMechanism) {
         self.auth_failures_total
             .with_label_values(&[mechanism.as_str()])
+            .inc();
+    }
+
+    /// Count a message re-encoded before signing.
+    pub fn reencoded(&self, reason: ReencodeReason) {
+        self.messages_reencoded_total
+            .with_label_values(&[reason.as_str()])
             .inc();
     }
 

@@ -7,6 +7,7 @@
 pub mod connection;
 pub mod courier;
 pub mod directory;
+pub mod extensions;
 pub mod health;
 pub mod next_hop;
 pub mod pool;

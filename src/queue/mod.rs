@@ -380,6 +380,7 @@ impl Scheduler {
                     .tls_failures_total
                     .with_label_values(&["outbound"]),
             ),
+            unannounced_8bit: Some(self.metrics.eight_bit_without_8bitmime_total.clone()),
         };
         match &d.mode {
             // Local file writes and an fsync: keep them off the async workers' backs.
