@@ -7,6 +7,9 @@ set -euo pipefail
 need=()
 /usr/bin/python3 -c 'import dkim' 2>/dev/null || need+=(python3-dkim)
 [[ -x /usr/bin/bsd-mailx ]] || need+=(bsd-mailx)
+# The real-world message corpus of tests/corpus.rs (fetched through cargo, apt and pip; not
+# committed): see tests/corpus/README.md.
+"$(dirname "$0")/../tests/corpus/fetch.sh" || echo "install-test-deps: the message corpus could not be fetched (tests/corpus/fetch.sh)" >&2
 if (( ${#need[@]} == 0 )); then exit 0; fi
 sudo=()
 if (( EUID != 0 )); then
