@@ -308,6 +308,23 @@ fn main() {
         }
         g.finish();
     }
+    {
+        // The body scan alone (`mime::scan::BodyScan`), fed as the relay feeds it.
+        let mut g = c.benchmark_group("scan");
+        for (&(label, size), b) in SIZES.iter().zip(&bodies) {
+            g.throughput(Throughput::Bytes(size as u64));
+            g.bench_with_input(BenchmarkId::new("scan", label), b, |bench, b| {
+                bench.iter(|| {
+                    let mut scan = BodyScan::new();
+                    for piece in black_box(b).chunks(CHUNK) {
+                        scan.write(piece);
+                    }
+                    scan.finish()
+                })
+            });
+        }
+        g.finish();
+    }
     for canon in CANONS {
         let relaxed = *canon == "relaxed";
         for algo in ALGOS {
@@ -334,6 +351,33 @@ fn main() {
     }
     c.final_summary();
     print_table(&out_dir, started);
+    print_scan_table(&out_dir, started);
+}
+
+/// The body scan's share of what the relay spends on a body (relaxed, dual signing).
+fn print_scan_table(dir: &Path, since: SystemTime) {
+    println!();
+    println!("Body scan (long lines, 8-bit), one thread; share of relaxed dual one-pass signing");
+    println!(
+        "{:<7} | {:>9} {:>9} | {:>9} {:>7}",
+        "size", "scan µs", "MB/s", "1-pass µs", "share"
+    );
+    for &(label, size) in SIZES {
+        let scan = median_ns(dir, "scan", "scan", label, since);
+        let one = median_ns(dir, "sign/relaxed/dual", "one-pass", label, since);
+        let Some(scan) = scan else { continue };
+        let one_cols = one.map_or_else(
+            || format!("{:>9} {:>7}", "-", "-"),
+            |o| format!("{:>9.1} {:>6.2}%", o / 1e3, scan / o * 100.0),
+        );
+        println!(
+            "{:<7} | {:>9.2} {:>9.0} | {}",
+            label,
+            scan / 1e3,
+            size as f64 / scan * 1e3,
+            one_cols
+        );
+    }
 }
 
 /// Criterion's median for one benchmark of this run, in nanoseconds.

@@ -378,6 +378,8 @@ async fn smtputf8_to_a_hop_without_it_fails_with_5_6_7_and_sends_nothing() {
     let relay = Relay::start(&config(sink.addr.port(), ""));
     let mut c = client(&relay).await;
     // Without SMTPUTF8 an internationalised address is refused at once (RFC 6531 3.4).
+    let r = c.cmd("MAIL FROM:<\u{3b4}@example.com>").await;
+    assert_eq!((r.code, r.text.get(..5)), (553, Some("5.6.7")), "{r:?}");
     assert_eq!(c.cmd("MAIL FROM:<app@example.com>").await.code, 250);
     let r = c
         .cmd("RCPT TO:<\u{3b4}\u{3bf}\u{3ba}\u{3b9}\u{3bc}\u{3ae}@example.net>")
