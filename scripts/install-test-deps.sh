@@ -29,6 +29,9 @@ command -v swaks >/dev/null 2>&1 || need+=(swaks)
 # is not used).
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 [[ -x /usr/sbin/dovecot && -e /usr/lib/dovecot/imap ]] || need+=(dovecot-imapd)
+# The real-world message corpus of tests/corpus.rs (fetched through cargo, apt and pip; not
+# committed): see tests/corpus/README.md.
+"$(dirname "$0")/../tests/corpus/fetch.sh" || echo "install-test-deps: the message corpus could not be fetched (tests/corpus/fetch.sh)" >&2
 if (( ${#need[@]} == 0 )); then exit 0; fi
 sudo=()
 if (( EUID != 0 )); then

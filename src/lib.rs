@@ -10,6 +10,8 @@
 //! - `clock`: Unix time behind a seam (the system clock, or tokio's paused clock in tests).
 //! - `core`: the loaded configuration (settings, keys, TLS, resolver), swapped whole on reload.
 //! - `smtp`: I/O-free protocol pieces: replies, DATA framing, header section, addresses.
+//! - `mime`: long lines and 8-bit bytes found as a body streams in; the MIME walk and
+//!   quoted-printable re-encoding that make such a body fit for SMTP before it is signed.
 //! - `dkim`: keys, streaming signer, header fix-ups, self-verification.
 //! - `inbound`: listeners, the SMTP session (one file per command), AUTH, sender policy,
 //!   reception (checks, fix-ups, signing, spooling) before the 250.
@@ -44,6 +46,7 @@ pub mod dkim;
 pub mod inbound;
 pub mod logging;
 pub mod metrics;
+pub mod mime;
 pub mod outbound;
 pub mod queue;
 pub mod queue_admin;

@@ -64,6 +64,7 @@ pub struct RawDkim {
     pub domains: BTreeMap<String, Vec<RawSelector>>,
     pub canonicalization: Option<String>,
     pub expire: Option<String>,
+    pub independent_verify_max: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,6 +126,8 @@ pub struct RawLimits {
     pub max_header_size: Option<String>,
     pub max_commands: Option<usize>,
     pub max_errors: Option<usize>,
+    pub long_lines: Option<String>,
+    pub eight_bit: Option<String>,
     pub auth_hash_concurrency: Option<usize>,
     pub buffer_memory: Option<String>,
 }

@@ -55,11 +55,13 @@ pub enum RejectReason {
     Protocol,
     /// Its header section would have pushed `limits.buffer_memory` over (`451 4.3.2`).
     BufferMemory,
+    /// A body line over 998 bytes with `long_lines: reject`, or one no encoding can fix.
+    LongLines,
 }
 
 impl RejectReason {
     /// Every reason, in a stable order (used to pre-initialise the label set).
-    pub const ALL: [RejectReason; 12] = [
+    pub const ALL: [RejectReason; 13] = [
         RejectReason::Auth,
         RejectReason::SenderNotAllowed,
         RejectReason::HeaderPolicy,
@@ -72,6 +74,7 @@ impl RejectReason {
         RejectReason::Spool,
         RejectReason::Protocol,
         RejectReason::BufferMemory,
+        RejectReason::LongLines,
     ];
 
     /// The label value.
@@ -89,6 +92,29 @@ impl RejectReason {
             RejectReason::Spool => "spool",
             RejectReason::Protocol => "protocol",
             RejectReason::BufferMemory => "buffer_memory",
+            RejectReason::LongLines => "long_lines",
+        }
+    }
+}
+
+/// Why a body was re-encoded before signing: the `reason` label of
+/// `dkim_relay_messages_reencoded_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReencodeReason {
+    /// A line over 998 bytes (`limits.long_lines: encode`).
+    LongLines,
+    /// 8-bit data (`limits.eight_bit: encode`).
+    EightBit,
+}
+
+impl ReencodeReason {
+    pub const ALL: [ReencodeReason; 2] = [ReencodeReason::LongLines, ReencodeReason::EightBit];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReencodeReason::LongLines => "long_lines",
+            ReencodeReason::EightBit => "eight_bit",
         }
     }
 }
@@ -300,6 +326,12 @@ pub struct Metrics {
     pub next_hop_closed: IntGauge,
     /// `delivery_probes_total{result}`: probe deliveries to closed hosts ([`ProbeResult`]).
     pub delivery_probes_total: IntCounterVec,
+    /// `messages_reencoded_total{reason}`: bodies re-encoded before signing, by
+    /// [`ReencodeReason`] (a message re-encoded for both counts under each).
+    pub messages_reencoded_total: IntCounterVec,
+    /// `8bit_without_8bitmime_total`: messages with 8-bit data sent to a next hop that does
+    /// not offer 8BITMIME (`limits.eight_bit: keep`).
+    pub eight_bit_without_8bitmime_total: IntCounter,
 }
 
 /// A limit shared through Redis: the `limit` label of `dkim_relay_cluster_decisions_total`.
@@ -520,6 +552,17 @@ impl Metrics {
                 ),
                 &["result"],
             )?,
+            messages_reencoded_total: IntCounterVec::new(
+                opts(
+                    "messages_reencoded_total",
+                    "Message bodies re-encoded as quoted-printable before signing, by reason (long_lines, eight_bit).",
+                ),
+                &["reason"],
+            )?,
+            eight_bit_without_8bitmime_total: IntCounter::with_opts(opts(
+                "8bit_without_8bitmime_total",
+                "Messages with 8-bit data sent to a next hop that does not offer 8BITMIME.",
+            ))?,
             registry,
         };
 
@@ -576,6 +619,13 @@ impl Metrics {
             .register(Box::new(m.delivery_probes_total.clone()))?;
         for r in ProbeResult::ALL {
             m.delivery_probes_total.with_label_values(&[r.as_str()]);
+        }
+        m.registry
+            .register(Box::new(m.messages_reencoded_total.clone()))?;
+        m.registry
+            .register(Box::new(m.eight_bit_without_8bitmime_total.clone()))?;
+        for r in ReencodeReason::ALL {
+            m.messages_reencoded_total.with_label_values(&[r.as_str()]);
         }
 
         // Pre-initialise fixed label sets: a series that does not exist yet is invisible to
@@ -644,6 +694,13 @@ impl Metrics {
     pub fn auth_failure(&self, mechanism: AuthMechanism) {
         self.auth_failures_total
             .with_label_values(&[mechanism.as_str()])
+            .inc();
+    }
+
+    /// Count a message re-encoded before signing.
+    pub fn reencoded(&self, reason: ReencodeReason) {
+        self.messages_reencoded_total
+            .with_label_values(&[reason.as_str()])
             .inc();
     }
 

@@ -7,6 +7,7 @@
 
 use super::breaker::{Admit, Breaker};
 use super::connection::{self, Connection, OpenError, Policy};
+use super::extensions::{mail_parameters, MailParameters};
 use super::next_hop::{self, Hop, HopError};
 use super::pool::Pool;
 use super::{Outcome, Parcel};
@@ -24,6 +25,8 @@ pub struct Courier<'a> {
     pub policy: &'a Policy,
     /// Counts TLS that was required or tried and did not happen.
     pub tls_failures: Option<prometheus::IntCounter>,
+    /// Counts 8-bit messages sent to a server that did not offer 8BITMIME.
+    pub unannounced_8bit: Option<prometheus::IntCounter>,
 }
 
 /// A transaction that got its answers.
@@ -45,7 +48,14 @@ impl Courier<'_> {
         let mut lease = self.pool.lease(destination).await;
         if let Some(mut conn) = lease.take_idle() {
             if conn.reset().await {
-                match transaction(&mut conn, self.policy, parcel).await {
+                match transaction(
+                    &mut conn,
+                    self.policy,
+                    parcel,
+                    self.unannounced_8bit.as_ref(),
+                )
+                .await
+                {
                     Ok(done) => {
                         tracing::debug!(queue_id = parcel.queue_id, host = %conn.host, addr = %conn.addr, transactions = conn.transactions, "transaction over a reused connection");
                         if done.reusable {
@@ -121,7 +131,14 @@ impl Courier<'_> {
                         continue 'hops;
                     }
                 };
-                match transaction(&mut conn, self.policy, parcel).await {
+                match transaction(
+                    &mut conn,
+                    self.policy,
+                    parcel,
+                    self.unannounced_8bit.as_ref(),
+                )
+                .await
+                {
                     Ok(done) => {
                         if done.reusable {
                             self.pool.give_back(lease, conn);
@@ -163,16 +180,29 @@ async fn transaction(
     conn: &mut Connection,
     policy: &Policy,
     parcel: &Parcel<'_>,
+    unannounced_8bit: Option<&prometheus::IntCounter>,
 ) -> HopResult<Done> {
     conn.transactions += 1;
-    let mut mail = format!("MAIL FROM:<{}>", parcel.sender);
-    if parcel.eight_bit && conn.caps.has_capability(EXT_8BIT_MIME) {
-        mail.push_str(" BODY=8BITMIME");
-    }
-    if parcel.smtputf8 && conn.caps.has_capability(EXT_SMTP_UTF8) {
-        mail.push_str(" SMTPUTF8");
-    }
-    mail.push_str("\r\n");
+    let (params, unannounced) = match mail_parameters(
+        parcel.eight_bit,
+        parcel.smtputf8,
+        conn.caps.has_capability(EXT_8BIT_MIME),
+        conn.caps.has_capability(EXT_SMTP_UTF8),
+        &conn.host,
+    ) {
+        MailParameters::Send {
+            params,
+            unannounced_8bit,
+        } => (params, unannounced_8bit),
+        MailParameters::Refused(why) => {
+            tracing::info!(queue_id = parcel.queue_id, host = %conn.host, "not sent: the message needs SMTPUTF8");
+            return Ok(Done {
+                outcomes: parcel.all(Outcome::Permanent(why)),
+                reusable: true,
+            });
+        }
+    };
+    let mail = format!("MAIL FROM:<{}>{params}\r\n", parcel.sender);
     let rcpts: Vec<String> = parcel
         .recipients
         .iter()
@@ -199,6 +229,12 @@ async fn transaction(
             outcomes: outcomes.into_iter().flatten().collect(),
             reusable: true,
         });
+    }
+    if unannounced {
+        tracing::info!(queue_id = parcel.queue_id, host = %conn.host, "8-bit message sent to a server without 8BITMIME");
+        if let Some(c) = unannounced_8bit {
+            c.inc();
+        }
     }
     tokio::time::timeout(
         policy.command_timeout.max(Duration::from_secs(60)) * 4,

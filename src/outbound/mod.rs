@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod connection;
 pub mod courier;
 pub mod directory;
+pub mod extensions;
 pub mod next_hop;
 pub mod pool;
 pub mod transport;

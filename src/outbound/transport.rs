@@ -115,6 +115,7 @@ impl MailTransport {
                     .tls_failures_total
                     .with_label_values(&["outbound"]),
             ),
+            unannounced_8bit: Some(self.metrics.eight_bit_without_8bitmime_total.clone()),
         };
         match &d.mode {
             DeliveryMode::Directory(dir) => deliver_to_directory(dir, parcel).await,
