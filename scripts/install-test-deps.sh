@@ -3,7 +3,8 @@
 # independent DKIM verifier the tests check every signature with), python3-authheaders (the
 # receiver's SPF/DKIM/DMARC view, Authentication-Results), postfix (a private instance is the
 # inbound MX of the bounce-check tests), bsd-mailx (the `mail -s` the sendmail tests drive
-# through a sendmail symlink), chromium, openssl, swaks and libnet-ssleay-perl (see below).
+# through a sendmail symlink), dovecot-imapd (the IMAP server
+# dmarc-report --imap is tested against), chromium, openssl, swaks and libnet-ssleay-perl (see below).
 # Idempotent: installs only what is missing. Needs root or sudo for apt-get; without either it
 # says what to install.
 #
@@ -29,6 +30,10 @@ command -v swaks >/dev/null 2>&1 || need+=(swaks)
 # tests/cluster_redis.rs starts its own redis-server on a loopback port (the package's service
 # is not used).
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+[[ -x /usr/sbin/dovecot && -e /usr/lib/dovecot/imap ]] || need+=(dovecot-imapd)
+# The real-world message corpus of tests/corpus.rs (fetched through cargo, apt and pip; not
+# committed): see tests/corpus/README.md.
+"$(dirname "$0")/../tests/corpus/fetch.sh" || echo "install-test-deps: the message corpus could not be fetched (tests/corpus/fetch.sh)" >&2
 if (( ${#need[@]} == 0 )); then exit 0; fi
 sudo=()
 if (( EUID != 0 )); then

@@ -7,14 +7,18 @@
 //! # Layout
 //! - `cli_io`: every command exits quietly (status 0) when the reader of its output goes away.
 //! - `config`: YAML file -> validated `Settings` (every error with file, line, column).
+//! - `clock`: Unix time behind a seam (the system clock, or tokio's paused clock in tests).
 //! - `core`: the loaded configuration (settings, keys, TLS, resolver), swapped whole on reload.
 //! - `smtp`: I/O-free protocol pieces: replies, DATA framing, header section, addresses.
+//! - `mime`: long lines and 8-bit bytes found as a body streams in; the MIME walk and
+//!   quoted-printable re-encoding that make such a body fit for SMTP before it is signed.
 //! - `dkim`: keys, streaming signer, header fix-ups, self-verification.
 //! - `inbound`: listeners, the SMTP session (one file per command), AUTH, sender policy,
 //!   reception (checks, fix-ups, signing, spooling) before the 250.
 //! - `spool`: the durable queue on disk (queue id, envelope, atomic commit).
 //! - `queue`: scheduler, retry schedule, DSNs.
-//! - `outbound`: next hop (routes, MX, A/AAAA), SMTP courier, directory delivery.
+//! - `outbound`: the `Transport` the queue delivers through: next hop (routes, MX, A/AAAA),
+//!   SMTP courier, connection pool, circuit breaker of failed hosts, directory delivery.
 //! - `logging`: the daemon's log (format, colour only on a terminal, peer noise lowered).
 //! - `metrics`: every Prometheus metric with its help text; the `/metrics`, `/healthz`, `/readyz`
 //!   endpoint.
@@ -28,6 +32,7 @@
 //! - `sendmail`: the sendmail-compatible front end (flags, stdin, submission, sysexits).
 //! - `backscatter`: BATV tags on envelope senders at delivery, and `bounce-check` (a Postfix
 //!   policy server and a one-shot command) that refuses bounces to untagged addresses.
+//! - `trust`: whom our TLS clients trust (system roots, `$SSL_CERT_FILE`, a named CA file).
 //! - `queue_admin`: `queue list|show|retry|delete` and `mailq`, on the spool while `serve` runs.
 //! - `cluster`: limits shared by replicas through Redis (`cluster.redis`), with their fallback.
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -35,6 +40,7 @@
 pub mod app;
 pub mod backscatter;
 pub mod cli_io;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod core;
@@ -42,6 +48,7 @@ pub mod dkim;
 pub mod inbound;
 pub mod logging;
 pub mod metrics;
+pub mod mime;
 pub mod outbound;
 pub mod queue;
 pub mod queue_admin;
@@ -54,3 +61,4 @@ pub mod spool;
 pub mod status;
 pub mod tls_policy;
 pub mod tools;
+pub mod trust;

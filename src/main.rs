@@ -125,16 +125,34 @@ enum Command {
     /// Read DMARC aggregate reports and tell, per domain, whether p=reject would drop legitimate mail.
     #[command(long_about = DMARC_REPORT_HELP)]
     DmarcReport {
-        /// Aggregate report files: .xml, .xml.gz/.gz, or .zip (the format is told by the content).
-        #[arg(required = true, value_name = "FILE")]
-        files: Vec<PathBuf>,
+        /// Report files (.xml, .gz, .zip), e-mails (.eml), mbox files, Maildirs, or directories
+        /// of these (what each is, is told by the content).
+        #[arg(required_unless_present = "imap", value_name = "INPUT")]
+        inputs: Vec<PathBuf>,
         /// Configuration file telling which sources are this relay (default: $DKIM_RELAY_CONFIG,
         /// else /etc/dkim-relay/config.yaml; without one no source is recognised as the relay).
         #[arg(short = 'c', long = "config")]
         config: Option<PathBuf>,
         /// Output format.
-        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        #[arg(long, default_value = "text", value_parser = ["text", "json", "html"])]
         format: String,
+        /// Write the report to FILE (replaced whole) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Count only reports of this day (UTC) and later.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        since: Option<String>,
+        /// Also read the reports in an IMAP mailbox, without changing it
+        /// (imaps://USER@HOST[:PORT]/MAILBOX).
+        #[arg(long, value_name = "URL")]
+        imap: Option<String>,
+        /// File whose first line is the IMAP password (default: $DKIM_RELAY_IMAP_PASSWORD).
+        #[arg(long, value_name = "FILE", requires = "imap")]
+        password_file: Option<PathBuf>,
+        /// CA certificate(s) to trust for --imap besides the system's and $SSL_CERT_FILE (a
+        /// self-signed server certificate listed here is trusted for its names).
+        #[arg(long, value_name = "FILE", requires = "imap")]
+        ca_file: Option<PathBuf>,
     },
     /// Tell real bounces from backscatter (BATV): a Postfix policy server, or one check.
     #[command(long_about = BOUNCE_CHECK_HELP)]
@@ -226,9 +244,17 @@ const DMARC_REPORT_HELP: &str =
     "Read DMARC aggregate reports and tell, per domain, whether moving to \
 p=reject would drop legitimate mail.
 
-Give the reports receivers send to your rua= address: .xml, .xml.gz/.gz, or .zip holding one or \
-more XML files (several files and globs at once; the same report given twice is counted once). \
-Each file may decompress to at most 100 MiB.
+Give the reports as they arrive at your rua= address: report files (.xml, .xml.gz/.gz, or .zip holding one or more XML files), e-mails (.eml: every attachment that is a report, whatever its Content-Type), mbox files, Maildir directories (cur/ and new/), or directories holding any of these; what each is, is told by its content. Messages without a report are skipped and counted. The same report (reporter and report id) seen twice is counted once. Each report may decompress to at most 100 MiB. --since YYYY-MM-DD counts only reports of that day (UTC) and later.
+
+--imap imaps://USER@HOST[:PORT]/MAILBOX reads a mailbox on an IMAP server without changing it \
+(EXAMINE and BODY.PEEK: no flag set, nothing moved); the password is the first line of \
+--password-file, else $DKIM_RELAY_IMAP_PASSWORD; the certificate is checked against the system \
+roots, $SSL_CERT_FILE and --ca-file (a self-signed server certificate listed there is trusted \
+for its names).
+
+--format html writes one self-contained page (no script, nothing fetched) with, per domain, \
+messages per day by outcome, what receivers did with the failing mail, the sources and the \
+verdict; --out FILE writes it (or the text or JSON) to FILE, replaced whole.
 
 Per policy domain it lists every source address that sent mail as the domain, largest first: \
 messages, how many passed DMARC, DKIM and SPF (aligned), the From domains, the DKIM signatures \
@@ -242,9 +268,10 @@ The verdict is READY when no legitimate-looking source fails DMARC, else NOT REA
 do for each such source (send it through the relay, fix its DKIM key, ...). It is a judgement on \
 the evidence in the reports, not proof: rare senders may not appear yet.
 
-Exit status: 0 when every file was read (whatever the verdict); 1 when a file, or a record in \
-one, could not be read (each is named on stderr and left out; the others are still reported), \
-or when -c names a configuration that cannot be loaded.";
+Exit status: 0 when every input was read (whatever the verdict); 1 when an input, or a record \
+in one, could not be read (each is named on stderr and left out; the others are still \
+reported), when -c names a configuration that cannot be loaded, or when --out cannot be \
+written; 2 for a --since that is not a date.";
 
 fn main() -> ExitCode {
     // Every command: a reader that goes away (`| head`) ends us quietly, never with a panic.
@@ -359,14 +386,41 @@ fn main() -> ExitCode {
             })
         }
         Command::DmarcReport {
-            files,
+            inputs,
             config,
             format,
-        } => ExitCode::from(dkim_relay::tools::dmarc_report::command(
-            &files,
-            config.as_deref(),
-            format == "json",
-        )),
+            out,
+            since,
+            imap,
+            password_file,
+            ca_file,
+        } => {
+            use dkim_relay::tools::dmarc_report::{command, Format, Options, EXIT_FAIL};
+            let options = Options {
+                inputs,
+                config,
+                format: match format.as_str() {
+                    "json" => Format::Json,
+                    "html" => Format::Html,
+                    _ => Format::Text,
+                },
+                out,
+                since,
+                imap,
+                password_file,
+                ca_file,
+            };
+            match command(&options) {
+                Ok(status) => ExitCode::from(status),
+                // Standard output closed early (`| head`): stop quietly, as every command does
+                // (cli_io).
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("dmarc-report: cannot write the report: {e}");
+                    ExitCode::from(EXIT_FAIL)
+                }
+            }
+        }
     }
 }
 

@@ -5,8 +5,11 @@
 //! recipients' next attempt to now, and the daemon's USR1 handler re-reads the whole spool and
 //! attempts what is due. `delete` needs no signal: the scheduler treats a vanished envelope
 //! as done. The daemon is found through the pid file it keeps in the spool directory.
+//! What a recipient waits for comes from the envelope, and, while the daemon runs, from the
+//! closed next-hop hosts it writes to `next-hops.json` (`queue::next_hops`).
 
-use crate::config::Settings;
+use crate::config::{Delivery, Settings};
+use crate::outbound::breaker::{ClosedHost, Snapshot};
 use crate::spool::{Envelope, QueueId, RecipientState, Spool, SpoolError, StoredMessage};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -84,13 +87,23 @@ fn execute(config: &Path, action: Action, out: &mut dyn Write) -> Result<(), Str
     }
     let spool = Spool::open(dir).map_err(|e| e.to_string())?;
     let now = crate::queue::unix_now();
+    // A file left by a daemon that is gone says nothing about now.
+    let closed = match running_daemon(dir) {
+        Some(_) => crate::queue::next_hops::read(dir),
+        None => Snapshot::default(),
+    };
+    let view = View {
+        now,
+        closed: &closed,
+        delivery: &settings.delivery,
+    };
     let w = |r: std::io::Result<()>| r.map_err(|e| format!("cannot write the output: {e}"));
     match action {
-        Action::List => w(list(&spool, now, out)),
+        Action::List => w(list(&spool, &view, out)),
         Action::Show(id) => {
             let id = parse_id(&id)?;
             let env = load(&spool, &id)?;
-            w(show(&spool, &id, &env, now, out))
+            w(show(&spool, &id, &env, &view, out))
         }
         Action::Delete(id) => {
             let id = parse_id(&id)?;
@@ -155,13 +168,9 @@ fn make_due(spool: &Spool, id: &QueueId, now: i64) -> Result<usize, SpoolError> 
     Ok(n)
 }
 
-/// Send SIGUSR1 to the daemon of this spool, if it runs; says what happened.
-fn wake_daemon(spool_dir: &Path) -> String {
-    let pid_file = spool_dir.join(PID_FILE);
-    let not_running = "the relay is not running: delivery is attempted when it starts";
-    let Some(pid) = read_pid(&pid_file).and_then(|p| i32::try_from(p).ok()) else {
-        return not_running.to_string();
-    };
+/// The pid of the daemon of this spool, if one runs.
+fn running_daemon(spool_dir: &Path) -> Option<i32> {
+    let pid = read_pid(&spool_dir.join(PID_FILE)).and_then(|p| i32::try_from(p).ok())?;
     // After a kill -9 the file stays and the pid may be reused: make sure it is a relay
     // (`dkim-relay… serve`) before signalling, as USR1 would kill most programs.
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"));
@@ -171,9 +180,14 @@ fn wake_daemon(spool_dir: &Path) -> String {
         Err(_) => !Path::new("/proc/self").exists(),
     };
     // SAFETY: kill only sends a signal; no memory is involved.
-    if !is_relay || unsafe { libc::kill(pid, 0) } != 0 {
-        return not_running.to_string();
-    }
+    (is_relay && unsafe { libc::kill(pid, 0) } == 0).then_some(pid)
+}
+
+/// Send SIGUSR1 to the daemon of this spool, if it runs; says what happened.
+fn wake_daemon(spool_dir: &Path) -> String {
+    let Some(pid) = running_daemon(spool_dir) else {
+        return "the relay is not running: delivery is attempted when it starts".to_string();
+    };
     // SAFETY: as above.
     if unsafe { libc::kill(pid, libc::SIGUSR1) } != 0 {
         let e = std::io::Error::last_os_error();
@@ -190,7 +204,28 @@ fn is_relay_command_line(cmdline: &[u8]) -> bool {
     name.starts_with(b"dkim-relay") && args.next() == Some(b"serve".as_slice())
 }
 
-fn list(spool: &Spool, now: i64, out: &mut dyn Write) -> std::io::Result<()> {
+/// What the listing needs besides the envelopes.
+struct View<'a> {
+    now: i64,
+    /// The closed next-hop hosts (empty when the daemon does not run).
+    closed: &'a Snapshot,
+    /// For the destination of a recipient.
+    delivery: &'a Delivery,
+}
+
+impl View<'_> {
+    /// The closed host that mail for `recipient` waits for (the first to be probed), if any.
+    fn waiting_for(&self, recipient: &str) -> Option<&ClosedHost> {
+        let destination = crate::outbound::transport::destination(self.delivery, recipient);
+        self.closed
+            .for_destination(&destination)
+            .into_iter()
+            .min_by_key(|h| (h.probing, h.probe_at))
+    }
+}
+
+fn list(spool: &Spool, view: &View<'_>, out: &mut dyn Write) -> std::io::Result<()> {
+    let now = view.now;
     let ids = spool.list().map_err(std::io::Error::other)?;
     let mut shown = 0;
     for id in &ids {
@@ -216,7 +251,7 @@ fn list(spool: &Spool, now: i64, out: &mut dyn Write) -> std::io::Result<()> {
             size(env.size)
         )?;
         for r in &env.recipients {
-            writeln!(out, "{:>38}{}  {}", "", r.address, status(r, now))?;
+            writeln!(out, "{:>38}{}  {}", "", r.address, status(r, view))?;
         }
     }
     if shown == 0 {
@@ -226,11 +261,21 @@ fn list(spool: &Spool, now: i64, out: &mut dyn Write) -> std::io::Result<()> {
     }
 }
 
-fn status(r: &crate::spool::RecipientStatus, now: i64) -> String {
+fn status(r: &crate::spool::RecipientStatus, view: &View<'_>) -> String {
+    let now = view.now;
+    let waiting = match r.state {
+        RecipientState::Pending => view.waiting_for(&r.address),
+        _ => None,
+    };
     let mut s = match r.state {
         RecipientState::Delivered => "delivered".to_string(),
         RecipientState::Failed if r.dsn_sent => "failed, bounce sent".to_string(),
         RecipientState::Failed => "failed, bounce pending".to_string(),
+        RecipientState::Expired if r.dsn_sent => "expired, bounce sent".to_string(),
+        RecipientState::Expired => "expired, bounce pending".to_string(),
+        RecipientState::Pending if waiting.is_some() => {
+            waiting.map(waiting_line).unwrap_or_default()
+        }
         RecipientState::Pending if r.next_attempt <= now => "pending, due now".to_string(),
         RecipientState::Pending => format!("pending, next in {}", age(r.next_attempt - now)),
     };
@@ -243,13 +288,40 @@ fn status(r: &crate::spool::RecipientStatus, now: i64) -> String {
     s
 }
 
+/// `waiting for 127.0.0.1:25, closed since 12:01:07 after: connect: refused; probe at
+/// 12:01:12` (times of day in UTC, as the log's).
+fn waiting_line(h: &ClosedHost) -> String {
+    let host = if h.host.trim_start_matches('[').starts_with(&h.name) {
+        h.host.clone()
+    } else {
+        format!("{} [{}]", h.name, h.host)
+    };
+    let probe = if h.probing {
+        "probe under way".to_string()
+    } else {
+        format!("probe at {}", time_of_day(h.probe_at))
+    };
+    format!(
+        "waiting for {host}, closed since {} after: {}; {probe}",
+        time_of_day(h.since),
+        one_line(&h.reason)
+    )
+}
+
+/// `12:01:07` (UTC).
+fn time_of_day(unix: i64) -> String {
+    let s = unix.rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
 fn show(
     spool: &Spool,
     id: &QueueId,
     env: &Envelope,
-    now: i64,
+    view: &View<'_>,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
+    let now = view.now;
     let sender = if env.sender.is_empty() {
         "<>"
     } else {
@@ -281,7 +353,7 @@ fn show(
     }
     writeln!(out, "Recipients:")?;
     for r in &env.recipients {
-        writeln!(out, "  {}  {}", r.address, status(r, now))?;
+        writeln!(out, "  {}  {}", r.address, status(r, view))?;
     }
     writeln!(out, "Header:")?;
     let head = read_head(&spool.message(id, env));
@@ -363,6 +435,33 @@ mod tests {
             signature_summary("DKIM-Signature: v=1; a=rsa-sha256; s=dev2026r;\r\n\td=example.com; c=relaxed/relaxed; b=abc\r\n"),
             "d=example.com s=dev2026r a=rsa-sha256"
         );
+    }
+
+    #[test]
+    fn a_waiting_recipient_says_what_it_waits_for() {
+        let mut h = ClosedHost {
+            host: "127.0.0.1:25".into(),
+            name: "127.0.0.1".into(),
+            since: 1_800_000_000 + 12 * 3600 + 67,
+            reason: "connect: Connection refused (os error 111)".into(),
+            failures: 1,
+            probe_at: 1_800_000_000 + 12 * 3600 + 72,
+            probing: false,
+            destinations: vec!["127.0.0.1:25".into()],
+        };
+        // 1_800_000_000 is 08:00:00 UTC.
+        assert_eq!(
+            waiting_line(&h),
+            "waiting for 127.0.0.1:25, closed since 20:01:07 after: connect: Connection refused (os error 111); probe at 20:01:12"
+        );
+        h.name = "mx.example.net".into();
+        h.probing = true;
+        assert!(
+            waiting_line(&h).starts_with("waiting for mx.example.net [127.0.0.1:25], "),
+            "{}",
+            waiting_line(&h)
+        );
+        assert!(waiting_line(&h).ends_with("; probe under way"));
     }
 
     #[test]

@@ -5,6 +5,8 @@
 
 #[path = "support/dns_server.rs"]
 mod dns_server;
+#[path = "support/eventually.rs"]
+mod eventually;
 #[path = "support/relay.rs"]
 mod relay;
 #[path = "support/smtp_client.rs"]
@@ -13,6 +15,7 @@ mod smtp_client;
 mod smtp_sink;
 
 use dns_server::DnsServer;
+use eventually::{eventually, eventually_blocking};
 use mail_auth::{AuthenticatedMessage, DkimResult};
 use relay::Relay;
 use smtp_client::Client;
@@ -160,14 +163,9 @@ async fn a_50_mib_message_streams_through_with_bounded_memory() {
 }
 
 fn wait_log(relay: &Relay, needle: &str, count: usize) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(15) {
-        if relay.log().matches(needle).count() >= count {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
+    eventually_blocking(Duration::from_secs(15), || {
+        relay.log().matches(needle).count() >= count
+    })
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -246,7 +244,6 @@ async fn sighup_adds_a_client_without_dropping_a_session_and_refuses_a_bad_confi
         assert_eq!(c.cmd("QUIT").await.code, 221);
     }
 
-    let start = Instant::now();
     let count = || {
         std::fs::read_dir(outbox.path())
             .map(|d| {
@@ -256,9 +253,7 @@ async fn sighup_adds_a_client_without_dropping_a_session_and_refuses_a_bad_confi
             })
             .unwrap_or(0)
     };
-    while count() < 4 && start.elapsed() < Duration::from_secs(15) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(Duration::from_secs(15), || count() >= 4).await;
     assert_eq!(count(), 4, "{}", relay.log());
 }
 
@@ -281,10 +276,7 @@ async fn sigterm_during_transfers_leaves_a_spool_the_restart_delivers() {
         .await;
     assert_eq!(r.code, 250, "{r:?}");
     c.cmd("QUIT").await;
-    let start = Instant::now();
-    while stalling.data_received() < 1 && start.elapsed() < Duration::from_secs(20) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(Duration::from_secs(20), || stalling.data_received() >= 1).await;
     assert_eq!(stalling.data_received(), 1, "{}", relay.log());
 
     // A client in the middle of DATA when SIGTERM arrives.
@@ -308,11 +300,14 @@ async fn sigterm_during_transfers_leaves_a_spool_the_restart_delivers() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // No new connections...
-    let start = Instant::now();
-    while std::net::TcpStream::connect(relay.plain).is_ok() {
-        assert!(start.elapsed() < Duration::from_secs(5), "still accepting");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(
+        eventually(Duration::from_secs(5), || std::net::TcpStream::connect(
+            relay.plain
+        )
+        .is_err())
+        .await,
+        "still accepting"
+    );
     // ...but the message being sent is received to its end and acknowledged,
     inbound.write(b"second half\r\n.\r\n").await;
     let r = inbound.read_reply().await;
@@ -357,14 +352,15 @@ async fn sigterm_during_transfers_leaves_a_spool_the_restart_delivers() {
     // The next hop comes back to normal; the restarted relay delivers both.
     stalling.stop();
     drop(stalling);
-    let start = Instant::now();
-    while std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "port {port} stays taken"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(
+        eventually(Duration::from_secs(5), || std::net::TcpListener::bind((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok())
+        .await,
+        "port {port} stays taken"
+    );
     let sink = Sink::start_on(&format!("127.0.0.1:{port}"), None).await;
     relay.spawn();
     let got = sink.wait_for(2, Duration::from_secs(30)).await;
@@ -384,9 +380,6 @@ async fn sigterm_during_transfers_leaves_a_spool_the_restart_delivers() {
         "{}",
         relay.log()
     );
-    let start = Instant::now();
-    while relay.queued() > 0 && start.elapsed() < Duration::from_secs(10) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(Duration::from_secs(10), || relay.queued() == 0).await;
     assert_eq!(relay.queued(), 0);
 }

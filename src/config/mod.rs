@@ -228,6 +228,8 @@ pub struct Dkim {
     pub header_canon: Canon,
     pub body_canon: Canon,
     pub expire: Option<Duration>,
+    /// Messages up to this size are self-verified with mail-auth's own verifier too.
+    pub independent_verify_max: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,6 +270,8 @@ pub struct Delivery {
     pub max_connections_per_domain: usize,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
+    /// Longest a closed next-hop host waits for its probe (`outbound::breaker`).
+    pub host_retry_max: Duration,
     /// Recipient domain (lower case) -> (host, port).
     pub routes: BTreeMap<String, (String, u16)>,
     /// MTA-STS, extra CA certificates, TLS-RPT.
@@ -278,6 +282,24 @@ pub struct Delivery {
 pub struct Dns {
     pub nameservers: Option<Vec<SocketAddr>>,
     pub check_interval: Duration,
+}
+
+/// What happens to a body line over 998 bytes (`limits.long_lines`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LongLines {
+    /// Its MIME part is re-encoded as quoted-printable before signing.
+    Encode,
+    /// The message is refused (554 5.6.0).
+    Reject,
+}
+
+/// What happens to 8-bit body parts (`limits.eight_bit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EightBit {
+    /// Delivered as they are (with BODY=8BITMIME where offered).
+    Keep,
+    /// Re-encoded as quoted-printable before signing: 7-bit on the wire.
+    Encode,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -306,6 +328,8 @@ pub struct Limits {
     pub auth_hash_concurrency: usize,
     /// Bytes clients may hold in buffers before their data is spooled (read at start).
     pub buffer_memory: u64,
+    pub long_lines: LongLines,
+    pub eight_bit: EightBit,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

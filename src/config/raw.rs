@@ -64,6 +64,7 @@ pub struct RawDkim {
     pub domains: BTreeMap<String, Vec<RawSelector>>,
     pub canonicalization: Option<String>,
     pub expire: Option<String>,
+    pub independent_verify_max: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +87,7 @@ pub struct RawDelivery {
     pub max_connections_per_domain: Option<usize>,
     pub connect_timeout: Option<String>,
     pub command_timeout: Option<String>,
+    pub host_retry_max: Option<String>,
     #[serde(default)]
     pub routes: BTreeMap<String, String>,
     pub relay_host: Option<RawRelayHost>,
@@ -135,6 +137,8 @@ pub struct RawLimits {
     pub max_header_size: Option<String>,
     pub max_commands: Option<usize>,
     pub max_errors: Option<usize>,
+    pub long_lines: Option<String>,
+    pub eight_bit: Option<String>,
     pub auth_hash_concurrency: Option<usize>,
     pub buffer_memory: Option<String>,
 }

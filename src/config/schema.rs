@@ -102,6 +102,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "(none)",
         "signature lifetime, sets the x= tag",
     ),
+    (
+        "dkim.independent_verify_max",
+        "1MiB",
+        "self-verify new signatures with mail-auth's own verifier up to this size",
+    ),
     ("delivery", "", "how queued mail leaves"),
     ("delivery.mode", "mx", "mx | relay_host | directory"),
     ("delivery.port", "25", "destination port for MX delivery"),
@@ -144,6 +149,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "delivery.command_timeout",
         "5m",
         "timeout for each outbound SMTP command",
+    ),
+    (
+        "delivery.host_retry_max",
+        "5m",
+        "longest a failed next-hop host waits for its one probe delivery",
     ),
     (
         "delivery.routes",
@@ -294,6 +304,12 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "256MiB",
         "memory clients may hold in the relay before it is spooled (451 4.3.2 beyond)",
     ),
+    (
+        "limits.long_lines",
+        "encode",
+        "encode | reject body lines over 998 bytes",
+    ),
+    ("limits.eight_bit", "keep", "keep | encode 8-bit body parts"),
     ("metrics", "", "Prometheus endpoint"),
     (
         "metrics.address",

@@ -405,6 +405,18 @@ fn check(c: &mut Checker, raw: RawConfig) -> Settings {
                 l.and_then(|l| l.buffer_memory.as_ref()),
                 256 << 20,
             ),
+            long_lines: c.choice(
+                p.key("long_lines"),
+                l.and_then(|l| l.long_lines.as_ref()),
+                &[("encode", LongLines::Encode), ("reject", LongLines::Reject)],
+                LongLines::Encode,
+            ),
+            eight_bit: c.choice(
+                p.key("eight_bit"),
+                l.and_then(|l| l.eight_bit.as_ref()),
+                &[("keep", EightBit::Keep), ("encode", EightBit::Encode)],
+                EightBit::Keep,
+            ),
         }
     };
     if limits.buffer_memory < limits.max_header_size {
@@ -708,6 +720,11 @@ fn check_dkim(c: &mut Checker, raw: Option<&RawDkim>) -> Dkim {
     let mut domains = BTreeMap::new();
     let (mut header_canon, mut body_canon) = (Canon::Relaxed, Canon::Relaxed);
     let mut expire = None;
+    let independent_verify_max = c.size(
+        p.key("independent_verify_max"),
+        raw.and_then(|d| d.independent_verify_max.as_ref()),
+        1 << 20,
+    );
     if let Some(d) = raw {
         for (domain, selectors) in &d.domains {
             let dp = p.key("domains").key(domain);
@@ -784,6 +801,7 @@ fn check_dkim(c: &mut Checker, raw: Option<&RawDkim>) -> Dkim {
         header_canon,
         body_canon,
         expire,
+        independent_verify_max,
     }
 }
 
@@ -934,6 +952,11 @@ fn check_delivery(c: &mut Checker, raw: Option<&RawDelivery>) -> Delivery {
         command_timeout: c.duration(
             p.key("command_timeout"),
             raw.and_then(|d| d.command_timeout.as_ref()),
+            Duration::from_secs(300),
+        ),
+        host_retry_max: c.duration(
+            p.key("host_retry_max"),
+            raw.and_then(|d| d.host_retry_max.as_ref()),
             Duration::from_secs(300),
         ),
         routes,

@@ -32,6 +32,23 @@ pub enum SignError {
     SelfVerify(#[from] SelfVerifyError),
 }
 
+/// Sign a whole message held in memory (a DSN the relay writes itself) the way a received
+/// message is signed: the same one-pass signer, every selector, each signature self-verified.
+/// `message` is the header section, the blank line and the body, CRLF throughout.
+pub fn sign_message(
+    signers: &[Arc<SelectorSigner>],
+    message: &[u8],
+    now_unix: u64,
+) -> Result<Vec<MadeField>, SignError> {
+    let (header_section, body) = match memchr::memmem::find(message, b"\r\n\r\n") {
+        Some(p) => (&message[..p + 2], &message[p + 4..]),
+        None => (message, &b""[..]),
+    };
+    let mut signing = MessageSigning::new(signers);
+    signing.write_body(body);
+    signing.finish(header_section, now_unix)
+}
+
 /// One signature made for a message.
 pub struct MadeField {
     pub domain: String,
@@ -39,13 +56,39 @@ pub struct MadeField {
     pub algorithm: KeyAlgorithm,
     /// The `DKIM-Signature: ...\r\n` field to prepend.
     pub header: String,
+    /// Its `b=` value (decoded).
+    pub b: Vec<u8>,
 }
 
 /// The signing of one message in progress: feed the body, then finish with the header section.
 pub struct MessageSigning<'s> {
     signers: &'s [Arc<SelectorSigner>],
-    /// One body hasher per body canonicalization in use: [relaxed, simple].
+    body: BodyHashing,
+}
+
+/// The body hashes of a message in progress, one per body canonicalization its selectors use:
+/// owned, so a body can be hashed on another thread (the re-encoding pass).
+pub struct BodyHashing {
+    /// [relaxed, simple].
     bodies: [Option<BodyCanon>; 2],
+}
+
+impl BodyHashing {
+    /// Hashers for the canonicalizations `signers` use.
+    pub fn for_signers(signers: &[Arc<SelectorSigner>]) -> BodyHashing {
+        let mut bodies = [None, None];
+        for s in signers {
+            let cb = s.signer.template().cb;
+            bodies[slot(cb)].get_or_insert_with(|| BodyCanon::new(cb == Canonicalization::Relaxed));
+        }
+        BodyHashing { bodies }
+    }
+
+    pub fn write(&mut self, chunk: &[u8]) {
+        for body in self.bodies.iter_mut().flatten() {
+            body.write(chunk);
+        }
+    }
 }
 
 fn slot(c: Canonicalization) -> usize {
@@ -57,26 +100,27 @@ fn slot(c: Canonicalization) -> usize {
 
 impl<'s> MessageSigning<'s> {
     pub fn new(signers: &'s [Arc<SelectorSigner>]) -> MessageSigning<'s> {
-        let mut bodies = [None, None];
-        for s in signers {
-            let cb = s.signer.template().cb;
-            bodies[slot(cb)].get_or_insert_with(|| BodyCanon::new(cb == Canonicalization::Relaxed));
+        MessageSigning {
+            signers,
+            body: BodyHashing::for_signers(signers),
         }
-        MessageSigning { signers, bodies }
+    }
+
+    /// Sign with `signers` over a body hashed elsewhere.
+    pub fn with_body(signers: &'s [Arc<SelectorSigner>], body: BodyHashing) -> MessageSigning<'s> {
+        MessageSigning { signers, body }
     }
 
     /// Take the next piece of the body (the bytes after the blank line, as they will be sent).
     pub fn write_body(&mut self, chunk: &[u8]) {
-        for body in self.bodies.iter_mut().flatten() {
-            body.write(chunk);
-        }
+        self.body.write(chunk);
     }
 
     /// Sign with every selector. `header_section` is the header section as it will be sent
     /// (each field ending in CRLF, without the blank line); `now_unix` becomes `t=`.
     pub fn finish(self, header_section: &[u8], now_unix: u64) -> Result<Vec<MadeField>, SignError> {
         let fields = parse_fields(header_section).map_err(SignError::Header)?;
-        let [relaxed, simple] = self.bodies;
+        let [relaxed, simple] = self.body.bodies;
         let hashes = [
             relaxed.map(BodyCanon::finish),
             simple.map(BodyCanon::finish),
@@ -128,6 +172,7 @@ impl<'s> MessageSigning<'s> {
                 selector: s.selector.clone(),
                 algorithm: s.algorithm,
                 header,
+                b: sig.b,
             });
         }
         Ok(made)

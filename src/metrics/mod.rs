@@ -55,11 +55,13 @@ pub enum RejectReason {
     Protocol,
     /// Its header section would have pushed `limits.buffer_memory` over (`451 4.3.2`).
     BufferMemory,
+    /// A body line over 998 bytes with `long_lines: reject`, or one no encoding can fix.
+    LongLines,
 }
 
 impl RejectReason {
     /// Every reason, in a stable order (used to pre-initialise the label set).
-    pub const ALL: [RejectReason; 12] = [
+    pub const ALL: [RejectReason; 13] = [
         RejectReason::Auth,
         RejectReason::SenderNotAllowed,
         RejectReason::HeaderPolicy,
@@ -72,6 +74,7 @@ impl RejectReason {
         RejectReason::Spool,
         RejectReason::Protocol,
         RejectReason::BufferMemory,
+        RejectReason::LongLines,
     ];
 
     /// The label value.
@@ -89,6 +92,29 @@ impl RejectReason {
             RejectReason::Spool => "spool",
             RejectReason::Protocol => "protocol",
             RejectReason::BufferMemory => "buffer_memory",
+            RejectReason::LongLines => "long_lines",
+        }
+    }
+}
+
+/// Why a body was re-encoded before signing: the `reason` label of
+/// `dkim_relay_messages_reencoded_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReencodeReason {
+    /// A line over 998 bytes (`limits.long_lines: encode`).
+    LongLines,
+    /// 8-bit data (`limits.eight_bit: encode`).
+    EightBit,
+}
+
+impl ReencodeReason {
+    pub const ALL: [ReencodeReason; 2] = [ReencodeReason::LongLines, ReencodeReason::EightBit];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReencodeReason::LongLines => "long_lines",
+            ReencodeReason::EightBit => "eight_bit",
         }
     }
 }
@@ -153,6 +179,28 @@ impl DeliveryResult {
             DeliveryResult::Delivered => "delivered",
             DeliveryResult::Deferred => "deferred",
             DeliveryResult::Bounced => "bounced",
+        }
+    }
+}
+
+/// How a probe of a closed next-hop host went: the `result` label of
+/// `dkim_relay_delivery_probes_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProbeResult {
+    /// The host answered: open again.
+    Success,
+    /// Still unreachable: closed until the next probe.
+    Failure,
+}
+
+impl ProbeResult {
+    pub const ALL: [ProbeResult; 2] = [ProbeResult::Success, ProbeResult::Failure];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeResult::Success => "success",
+            ProbeResult::Failure => "failure",
         }
     }
 }
@@ -302,6 +350,16 @@ pub struct Metrics {
     pub cluster_decisions_total: IntCounterVec,
     /// `cluster_redis_seconds`: time Redis took to answer one shared decision.
     pub cluster_redis_seconds: Histogram,
+    /// `next_hop_closed`: next-hop hosts closed by the circuit breaker right now.
+    pub next_hop_closed: IntGauge,
+    /// `delivery_probes_total{result}`: probe deliveries to closed hosts ([`ProbeResult`]).
+    pub delivery_probes_total: IntCounterVec,
+    /// `messages_reencoded_total{reason}`: bodies re-encoded before signing, by
+    /// [`ReencodeReason`] (a message re-encoded for both counts under each).
+    pub messages_reencoded_total: IntCounterVec,
+    /// `8bit_without_8bitmime_total`: messages with 8-bit data sent to a next hop that does
+    /// not offer 8BITMIME (`limits.eight_bit: keep`).
+    pub eight_bit_without_8bitmime_total: IntCounter,
 }
 
 /// A limit shared through Redis: the `limit` label of `dkim_relay_cluster_decisions_total`.
@@ -518,6 +576,28 @@ impl Metrics {
                 "Time Redis took to answer one shared-limit decision, in seconds.",
                 exp_buckets(0.000_1, 2.0, 12),
             ))?,
+            next_hop_closed: IntGauge::with_opts(opts(
+                "next_hop_closed",
+                "Next-hop hosts (address and port) closed after a failure, waiting for a probe.",
+            ))?,
+            delivery_probes_total: IntCounterVec::new(
+                opts(
+                    "delivery_probes_total",
+                    "Probe deliveries to closed next-hop hosts, by result (success, failure).",
+                ),
+                &["result"],
+            )?,
+            messages_reencoded_total: IntCounterVec::new(
+                opts(
+                    "messages_reencoded_total",
+                    "Message bodies re-encoded as quoted-printable before signing, by reason (long_lines, eight_bit).",
+                ),
+                &["reason"],
+            )?,
+            eight_bit_without_8bitmime_total: IntCounter::with_opts(opts(
+                "8bit_without_8bitmime_total",
+                "Messages with 8-bit data sent to a next hop that does not offer 8BITMIME.",
+            ))?,
             registry,
         };
 
@@ -569,6 +649,19 @@ impl Metrics {
                 m.cluster_decisions_total
                     .with_label_values(&[l.as_str(), o]);
             }
+        }
+        m.registry.register(Box::new(m.next_hop_closed.clone()))?;
+        m.registry
+            .register(Box::new(m.delivery_probes_total.clone()))?;
+        for r in ProbeResult::ALL {
+            m.delivery_probes_total.with_label_values(&[r.as_str()]);
+        }
+        m.registry
+            .register(Box::new(m.messages_reencoded_total.clone()))?;
+        m.registry
+            .register(Box::new(m.eight_bit_without_8bitmime_total.clone()))?;
+        for r in ReencodeReason::ALL {
+            m.messages_reencoded_total.with_label_values(&[r.as_str()]);
         }
 
         // Pre-initialise fixed label sets: a series that does not exist yet is invisible to
@@ -645,6 +738,13 @@ impl Metrics {
             .inc();
     }
 
+    /// Count a message re-encoded before signing.
+    pub fn reencoded(&self, reason: ReencodeReason) {
+        self.messages_reencoded_total
+            .with_label_values(&[reason.as_str()])
+            .inc();
+    }
+
     /// Count a refused message.
     pub fn rejected(&self, reason: RejectReason) {
         self.messages_rejected_total
@@ -664,6 +764,13 @@ impl Metrics {
         self.deliveries_total
             .with_label_values(&[result.as_str()])
             .inc_by(n);
+    }
+
+    /// Count a probe of a closed next-hop host.
+    pub fn probe(&self, result: ProbeResult) {
+        self.delivery_probes_total
+            .with_label_values(&[result.as_str()])
+            .inc();
     }
 
     /// Count a failed TLS handshake.

@@ -1,7 +1,7 @@
 use super::*;
 
 /// Every metric name PRODUCT.md lists, plus the ones we added.
-const NAMES: [&str; 18] = [
+const NAMES: [&str; 20] = [
     "dkim_relay_connections_total",
     "dkim_relay_sessions_active",
     "dkim_relay_auth_failures_total",
@@ -20,6 +20,8 @@ const NAMES: [&str; 18] = [
     "dkim_relay_self_verify_failures_total",
     "dkim_relay_config_reloads_total",
     "dkim_relay_build_info",
+    "dkim_relay_next_hop_closed",
+    "dkim_relay_delivery_probes_total",
 ];
 
 #[test]

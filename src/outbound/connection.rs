@@ -37,20 +37,45 @@ pub struct Connection {
     pub transactions: u32,
 }
 
-/// Why a connection could not be opened.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a connection could not be opened. Neither is permanent for the mail: another address,
+/// another host or a later attempt may do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OpenError {
     /// The address is unreachable or broken (refused, timed out, no greeting, TLS handshake
-    /// failed): try the next address, and remember this one as down for a while.
-    Down(String),
+    /// failed): try the next address; the circuit breaker closes this one.
+    #[error("{detail}")]
+    Down { detail: String, tls: bool },
     /// The host answered but cannot take our mail under the policy (TLS required and not
     /// offered, credentials refused): try the next host; it is not dead.
-    Policy(String),
+    #[error("{detail}")]
+    Policy { detail: String, tls: bool },
+}
+
+impl OpenError {
+    /// TLS that was required or tried did not happen (`tls_failures_total`).
+    pub fn is_tls(&self) -> bool {
+        match self {
+            OpenError::Down { tls, .. } | OpenError::Policy { tls, .. } => *tls,
+        }
+    }
+}
+
+fn down(what: &str, e: &dyn std::fmt::Display) -> OpenError {
+    OpenError::Down {
+        detail: format!("{what}: {e}"),
+        tls: false,
+    }
+}
+
+fn tls_down(what: &str, e: &dyn std::fmt::Display) -> OpenError {
+    OpenError::Down {
+        detail: format!("{what}: {e}"),
+        tls: true,
+    }
 }
 
 /// Open a connection to `addr` for `host` as `policy` says.
 pub async fn open(addr: SocketAddr, host: &str, policy: &Policy) -> Result<Connection, OpenError> {
-    let down = |what: &str, e: &dyn std::fmt::Display| OpenError::Down(format!("{what}: {e}"));
     let mut client = SmtpClient::connect(addr, policy.connect_timeout)
         .await
         .map_err(|e| down("connect", &e))?;
@@ -59,9 +84,9 @@ pub async fn open(addr: SocketAddr, host: &str, policy: &Policy) -> Result<Conne
 
     if policy.tls == OutboundTls::Implicit {
         let tls = client
-            .into_tls(&connector(policy).map_err(OpenError::Down)?, host)
+            .into_tls(&connector(policy)?, host)
             .await
-            .map_err(|e| down("TLS handshake", &e))?;
+            .map_err(|e| tls_down("TLS handshake", &e))?;
         let mut client = SmtpClient {
             stream: Box::new(tls.stream) as Box<dyn Stream>,
             timeout: tls.timeout,
@@ -84,9 +109,10 @@ pub async fn open(addr: SocketAddr, host: &str, policy: &Policy) -> Result<Conne
     if !offered {
         // Required TLS and no STARTTLS: never send the mail in clear text.
         let _ = client.cmd(b"QUIT\r\n").await;
-        return Err(OpenError::Policy(format!(
-            "{host} does not offer STARTTLS and TLS is required"
-        )));
+        return Err(OpenError::Policy {
+            detail: format!("{host} does not offer STARTTLS and TLS is required"),
+            tls: true,
+        });
     }
     let reply = client
         .cmd(b"STARTTLS\r\n")
@@ -95,10 +121,10 @@ pub async fn open(addr: SocketAddr, host: &str, policy: &Policy) -> Result<Conne
     if reply.code != 220 {
         if policy.tls != OutboundTls::Opportunistic {
             let _ = client.cmd(b"QUIT\r\n").await;
-            return Err(OpenError::Policy(format!(
-                "{host} refused STARTTLS: {}",
-                show(&reply)
-            )));
+            return Err(OpenError::Policy {
+                detail: format!("{host} refused STARTTLS: {}", show(&reply)),
+                tls: true,
+            });
         }
         // Opportunistic: the handshake never began, so carry on in clear text as without TLS.
         let client = SmtpClient {
@@ -109,9 +135,9 @@ pub async fn open(addr: SocketAddr, host: &str, policy: &Policy) -> Result<Conne
     }
     // A failed handshake is a broken host, not a reason to fall back to clear text.
     let tls = client
-        .into_tls(&connector(policy).map_err(OpenError::Down)?, host)
+        .into_tls(&connector(policy)?, host)
         .await
-        .map_err(|e| down("TLS handshake", &e))?;
+        .map_err(|e| tls_down("TLS handshake", &e))?;
     let mut client = SmtpClient {
         stream: Box::new(tls.stream) as Box<dyn Stream>,
         timeout: tls.timeout,
@@ -121,8 +147,9 @@ pub async fn open(addr: SocketAddr, host: &str, policy: &Policy) -> Result<Conne
     authenticate(client, caps, addr, host, true, policy).await
 }
 
-fn connector(policy: &Policy) -> Result<tokio_rustls::TlsConnector, String> {
+fn connector(policy: &Policy) -> Result<tokio_rustls::TlsConnector, OpenError> {
     mail_send::smtp::tls::build_tls_connector(!policy.verify_certificate)
+        .map_err(|e| tls_down("TLS setup", &e))
 }
 
 async fn greeting<S: AsyncRead + AsyncWrite + Unpin>(
@@ -132,10 +159,13 @@ async fn greeting<S: AsyncRead + AsyncWrite + Unpin>(
     // mail-send's read() has no timeout of its own.
     let reply = tokio::time::timeout(policy.connect_timeout, client.read())
         .await
-        .map_err(|_| OpenError::Down("no greeting".into()))?
-        .map_err(|e| OpenError::Down(format!("greeting: {e}")))?;
+        .map_err(|_| OpenError::Down {
+            detail: "no greeting".into(),
+            tls: false,
+        })?
+        .map_err(|e| down("greeting", &e))?;
     if reply.code != 220 {
-        return Err(OpenError::Down(format!("greeting: {}", show(&reply))));
+        return Err(down("greeting", &show(&reply)));
     }
     Ok(())
 }
@@ -148,7 +178,7 @@ async fn ehlo<S: AsyncRead + AsyncWrite + Unpin>(
     client
         .ehlo(&policy.hostname)
         .await
-        .map_err(|e| OpenError::Down(format!("EHLO: {e}")))
+        .map_err(|e| down("EHLO", &e))
 }
 
 async fn authenticate(
@@ -163,9 +193,10 @@ async fn authenticate(
         let creds = mail_send::Credentials::new(user.clone(), pass.clone());
         if let Err(e) = client.authenticate(&creds, &caps).await {
             let _ = client.cmd(b"QUIT\r\n").await;
-            return Err(OpenError::Policy(format!(
-                "authentication at {host} failed: {e}"
-            )));
+            return Err(OpenError::Policy {
+                detail: format!("authentication at {host} failed: {e}"),
+                tls: false,
+            });
         }
     }
     Ok(Connection {

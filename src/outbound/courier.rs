@@ -1,11 +1,13 @@
 //! The SMTP courier: hands one message to a destination over an idle pooled connection (after
 //! RSET) or a new one — next hops in order, each address of each host (IPv6 and IPv4), skipping
-//! addresses remembered as down — with MAIL/RCPT giving an outcome per recipient and the DATA
-//! phase written by us from the spool file (signatures first, dot-stuffed), so a large message
-//! is never in memory. A connection whose transaction ended cleanly goes back to the pool.
+//! addresses the circuit breaker holds closed — with MAIL/RCPT giving an outcome per recipient
+//! and the DATA phase written by us from the spool file (signatures first, dot-stuffed), so a
+//! large message is never in memory. A connection whose transaction ended cleanly goes back to
+//! the pool. When every address was skipped, nothing was attempted: the outcome is `Held`.
 
+use super::breaker::{Admit, Breaker};
 use super::connection::{self, Connection, OpenError, Policy};
-use super::health::HostHealth;
+use super::extensions::{mail_parameters, MailParameters};
 use super::next_hop::{self, Hop, HopError};
 use super::pool::Pool;
 use super::{Outcome, Parcel};
@@ -19,12 +21,12 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 pub struct Courier<'a> {
     pub resolver: &'a MessageAuthenticator,
     pub pool: &'a Pool,
-    pub health: &'a HostHealth,
+    pub breaker: &'a Breaker,
     pub policy: &'a Policy,
-    /// How long an address that failed is skipped at first (the first retry interval).
-    pub down_backoff: Duration,
     /// Counts TLS that was required or tried and did not happen.
     pub tls_failures: Option<prometheus::IntCounter>,
+    /// Counts 8-bit messages sent to a server that did not offer 8BITMIME.
+    pub unannounced_8bit: Option<prometheus::IntCounter>,
 }
 
 /// A transaction that got its answers.
@@ -46,7 +48,14 @@ impl Courier<'_> {
         let mut lease = self.pool.lease(destination).await;
         if let Some(mut conn) = lease.take_idle() {
             if conn.reset().await {
-                match transaction(&mut conn, self.policy, parcel).await {
+                match transaction(
+                    &mut conn,
+                    self.policy,
+                    parcel,
+                    self.unannounced_8bit.as_ref(),
+                )
+                .await
+                {
                     Ok(done) => {
                         tracing::debug!(queue_id = parcel.queue_id, host = %conn.host, addr = %conn.addr, transactions = conn.transactions, "transaction over a reused connection");
                         if done.reusable {
@@ -66,6 +75,9 @@ impl Courier<'_> {
 
         let mut last = String::from("no next hop");
         let mut permanent = true;
+        // Addresses skipped because they are closed; whether any other was really tried.
+        let mut held: Vec<String> = Vec::new();
+        let mut tried = false;
         'hops: for hop in hops {
             let addrs = match next_hop::addresses(self.resolver, hop).await {
                 Ok(a) => a,
@@ -75,42 +87,58 @@ impl Courier<'_> {
                 }
                 Err(HopError::Temporary(e)) => {
                     permanent = false;
+                    tried = true;
                     last = e;
                     continue;
                 }
             };
             for addr in addrs {
                 let at = format!("{} [{}]", hop.host, addr.ip());
+                let key = addr.to_string();
                 permanent = false;
-                if let Some(why) = self.health.skip_reason(&addr) {
-                    last = format!("{at}: {why}");
-                    continue;
-                }
+                let probe = match self.breaker.admit(&key) {
+                    Admit::Go => false,
+                    Admit::Probe => true,
+                    Admit::Held => {
+                        held.push(key);
+                        continue;
+                    }
+                };
+                tried = true;
                 let mut conn = match connection::open(addr, &hop.host, self.policy).await {
                     Ok(c) => {
-                        self.health.succeeded(&addr);
+                        self.breaker.succeeded(&key, probe);
                         c
                     }
-                    Err(OpenError::Down(e)) => {
+                    Err(e @ OpenError::Down { .. }) => {
                         tracing::info!(queue_id = parcel.queue_id, host = %hop.host, %addr, error = %e, "next hop unreachable");
-                        if e.starts_with("TLS") {
+                        if e.is_tls() {
                             self.count_tls_failure();
                         }
-                        self.health.failed(addr, &e, self.down_backoff);
+                        self.breaker.failed(&key, &hop.host, &e.to_string(), probe);
                         last = format!("{at}: {e}");
                         continue;
                     }
-                    Err(OpenError::Policy(e)) => {
-                        // Every address of this host would say the same: next host.
+                    Err(e @ OpenError::Policy { .. }) => {
+                        // The host answered: it is up. Every address of it would say the
+                        // same: next host.
+                        self.breaker.succeeded(&key, probe);
                         tracing::info!(queue_id = parcel.queue_id, host = %hop.host, %addr, error = %e, "next hop refused by policy");
-                        if e.contains("TLS") {
+                        if e.is_tls() {
                             self.count_tls_failure();
                         }
                         last = format!("{at}: {e}");
                         continue 'hops;
                     }
                 };
-                match transaction(&mut conn, self.policy, parcel).await {
+                match transaction(
+                    &mut conn,
+                    self.policy,
+                    parcel,
+                    self.unannounced_8bit.as_ref(),
+                )
+                .await
+                {
                     Ok(done) => {
                         if done.reusable {
                             self.pool.give_back(lease, conn);
@@ -126,7 +154,10 @@ impl Courier<'_> {
                 }
             }
         }
-        if permanent {
+        if !tried && !held.is_empty() {
+            self.breaker.held(destination, &held);
+            parcel.all(Outcome::Held(held))
+        } else if permanent {
             parcel.all(Outcome::Permanent(last))
         } else {
             parcel.all(Outcome::Temporary(last))
@@ -149,16 +180,29 @@ async fn transaction(
     conn: &mut Connection,
     policy: &Policy,
     parcel: &Parcel<'_>,
+    unannounced_8bit: Option<&prometheus::IntCounter>,
 ) -> HopResult<Done> {
     conn.transactions += 1;
-    let mut mail = format!("MAIL FROM:<{}>", parcel.sender);
-    if parcel.eight_bit && conn.caps.has_capability(EXT_8BIT_MIME) {
-        mail.push_str(" BODY=8BITMIME");
-    }
-    if parcel.smtputf8 && conn.caps.has_capability(EXT_SMTP_UTF8) {
-        mail.push_str(" SMTPUTF8");
-    }
-    mail.push_str("\r\n");
+    let (params, unannounced) = match mail_parameters(
+        parcel.eight_bit,
+        parcel.smtputf8,
+        conn.caps.has_capability(EXT_8BIT_MIME),
+        conn.caps.has_capability(EXT_SMTP_UTF8),
+        &conn.host,
+    ) {
+        MailParameters::Send {
+            params,
+            unannounced_8bit,
+        } => (params, unannounced_8bit),
+        MailParameters::Refused(why) => {
+            tracing::info!(queue_id = parcel.queue_id, host = %conn.host, "not sent: the message needs SMTPUTF8");
+            return Ok(Done {
+                outcomes: parcel.all(Outcome::Permanent(why)),
+                reusable: true,
+            });
+        }
+    };
+    let mail = format!("MAIL FROM:<{}>{params}\r\n", parcel.sender);
     let rcpts: Vec<String> = parcel
         .recipients
         .iter()
@@ -185,6 +229,12 @@ async fn transaction(
             outcomes: outcomes.into_iter().flatten().collect(),
             reusable: true,
         });
+    }
+    if unannounced {
+        tracing::info!(queue_id = parcel.queue_id, host = %conn.host, "8-bit message sent to a server without 8BITMIME");
+        if let Some(c) = unannounced_8bit {
+            c.inc();
+        }
     }
     tokio::time::timeout(
         policy.command_timeout.max(Duration::from_secs(60)) * 4,

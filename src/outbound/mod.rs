@@ -1,15 +1,19 @@
 //! Outbound: where a recipient domain's mail goes next (routes, MX, A/AAAA, a relay host, a
 //! directory) and the SMTP courier that hands it over, with an outcome per recipient; the
 //! connection pool (limits overall and per destination, idle connections reused) and the
-//! memory of addresses that failed.
+//! circuit breaker of hosts that failed. The queue sees all of it as one `Transport`.
 //! Must not import `queue` or `spool`: it is given the bytes to send and returns outcomes.
 
+pub mod breaker;
 pub mod connection;
 pub mod courier;
 pub mod directory;
-pub mod health;
+pub mod extensions;
 pub mod next_hop;
 pub mod pool;
+pub mod transport;
+
+pub use transport::{MailTransport, Transport};
 
 /// What happened to one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,12 +23,18 @@ pub enum Outcome {
     Temporary(String),
     /// Give up; a DSN is owed.
     Permanent(String),
+    /// Not attempted: every host it could go to is closed (`breaker`). These are the hosts;
+    /// it goes when one of them opens again.
+    Held(Vec<String>),
 }
 
 impl Outcome {
-    pub fn reply(&self) -> &str {
+    /// The reply or finding to keep as the recipient's last reply (`None` when held: nothing
+    /// was tried, the last real reply stands).
+    pub fn reply(&self) -> Option<&str> {
         match self {
-            Outcome::Delivered(r) | Outcome::Temporary(r) | Outcome::Permanent(r) => r,
+            Outcome::Delivered(r) | Outcome::Temporary(r) | Outcome::Permanent(r) => Some(r),
+            Outcome::Held(_) => None,
         }
     }
 }

@@ -301,11 +301,6 @@ impl Pool {
             }
         }
     }
-
-    /// Idle connections kept right now (for tests and metrics).
-    pub fn idle_count(&self) -> usize {
-        self.lock().idle.values().map(Vec::len).sum()
-    }
 }
 
 fn oldest_idle(st: &mut State) -> Option<Idle> {

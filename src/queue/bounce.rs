@@ -4,9 +4,20 @@
 //! DSN), DKIM-signed when the relay has a key for its hostname's domain, queued like any
 //! message.
 
-use super::{dsn, unix_now, Scheduler};
+use super::{dsn, Scheduler};
 use crate::core::Core;
-use crate::spool::{Envelope, QueueId, RecipientState, RecipientStatus, SpoolError, StoredMessage};
+use crate::dkim::message::{sign_message, SignError};
+use crate::spool::{Envelope, QueueId, RecipientState, SpoolError, StoredMessage};
+
+/// Why a DSN could not be queued (the attempt that owes it is tried again later).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum DsnError {
+    /// Signing or its self-verification failed: nothing leaves that would not verify.
+    #[error("cannot sign the DSN: {0}")]
+    Sign(#[from] SignError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+}
 
 impl Scheduler {
     /// Queue one DSN for the recipients that failed for good since the last one, and mark
@@ -19,9 +30,7 @@ impl Scheduler {
         message: &StoredMessage,
     ) -> Option<QueueId> {
         let failed: Vec<usize> = (0..env.recipients.len())
-            .filter(|&i| {
-                env.recipients[i].state == RecipientState::Failed && !env.recipients[i].dsn_sent
-            })
+            .filter(|&i| env.recipients[i].state.is_failure() && !env.recipients[i].dsn_sent)
             .collect();
         if failed.is_empty() {
             return None;
@@ -31,9 +40,13 @@ impl Scheduler {
         if !env.sender.is_empty() && !env.is_dsn {
             let failures: Vec<dsn::Failure<'_>> = failed
                 .iter()
-                .map(|&i| dsn::Failure {
-                    recipient: &env.recipients[i].address,
-                    reply: env.recipients[i].last_reply.as_deref().unwrap_or("failed"),
+                .map(|&i| {
+                    let r = &env.recipients[i];
+                    dsn::Failure {
+                        recipient: &r.address,
+                        reply: r.last_reply.as_deref().unwrap_or("failed"),
+                        expired_after: (r.state == RecipientState::Expired).then_some(r.attempts),
+                    }
                 })
                 .collect();
             let about = dsn::About {
@@ -43,7 +56,7 @@ impl Scheduler {
                 arrived: env.received_at,
                 original: message,
             };
-            let bytes = dsn::build(&about, dsn::Kind::Failed, &failures, unix_now());
+            let bytes = dsn::build(&about, dsn::Kind::Failed, &failures, self.clock.now());
             match self.enqueue_dsn(core, &env.sender, bytes).await {
                 Ok(dsn_id) => {
                     tracing::info!(queue_id = %id, dsn_id = %dsn_id, recipients = failed.len(), "bounce queued for the sender");
@@ -71,7 +84,7 @@ impl Scheduler {
         message: &StoredMessage,
     ) -> Option<QueueId> {
         let d = &core.settings.delivery;
-        let waited = unix_now() - env.received_at;
+        let waited = self.clock.now() - env.received_at;
         if d.delay_warning.is_zero()
             || env.delay_warned
             || env.sender.is_empty()
@@ -86,6 +99,7 @@ impl Scheduler {
             .map(|r| dsn::Failure {
                 recipient: &r.address,
                 reply: r.last_reply.as_deref().unwrap_or("not delivered yet"),
+                expired_after: None,
             })
             .collect();
         if delayed.is_empty() {
@@ -104,7 +118,7 @@ impl Scheduler {
             &about,
             dsn::Kind::Delayed { retry_until },
             &delayed,
-            unix_now(),
+            self.clock.now(),
         );
         drop(delayed);
         match self.enqueue_dsn(core, &env.sender.clone(), bytes).await {
@@ -120,42 +134,32 @@ impl Scheduler {
         }
     }
 
+    /// Sign (as the relay's hostname's domain, when it has keys) and queue a DSN to `to`.
     async fn enqueue_dsn(
         &self,
         core: &Core,
         to: &str,
         bytes: Vec<u8>,
-    ) -> Result<QueueId, SpoolError> {
+    ) -> Result<QueueId, DsnError> {
         let id = QueueId::new();
-        let mut signatures = Vec::new();
-        if let Some(signers) = core.signers.for_from_domain(&core.settings.hostname) {
-            use mail_auth::headers::HeaderWriter;
-            for s in signers {
-                if let Ok(sig) = s.signer.sign(&bytes) {
-                    signatures.push(sig.to_header());
+        let now = self.clock.now();
+        let signatures = match core.signers.for_from_domain(&core.settings.hostname) {
+            Some(signers) => match sign_message(signers, &bytes, now.max(0) as u64) {
+                Ok(made) => made.into_iter().map(|m| m.header).collect(),
+                Err(e) => {
+                    if let SignError::SelfVerify(_) = e {
+                        self.metrics.self_verify_failures_total.inc();
+                    }
+                    return Err(e.into());
                 }
-            }
-        }
-        let now = unix_now();
+            },
+            None => Vec::new(),
+        };
         let env = Envelope {
-            version: 1,
-            sender: String::new(),
-            recipients: vec![RecipientStatus {
-                address: to.to_string(),
-                state: RecipientState::Pending,
-                attempts: 0,
-                next_attempt: now,
-                last_reply: None,
-                dsn_sent: false,
-            }],
-            received_at: now,
-            client: "dsn".into(),
             signatures,
             size: bytes.len() as u64,
-            eight_bit: false,
-            smtputf8: false,
             is_dsn: true,
-            delay_warned: false,
+            ..Envelope::new(String::new(), [to.to_string()], now, "dsn".into())
         };
         let spool = self.spool.clone();
         let id2 = id.clone();

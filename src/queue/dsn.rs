@@ -10,6 +10,18 @@ use std::io::Read;
 pub struct Failure<'a> {
     pub recipient: &'a str,
     pub reply: &'a str,
+    /// Given up at `delivery.max_age` after this many attempts (the reply was temporary).
+    pub expired_after: Option<u32>,
+}
+
+impl Failure<'_> {
+    /// The reply as the text part tells it.
+    fn told(&self) -> String {
+        match self.expired_after {
+            Some(n) => format!("gave up after {n} attempts: {}", self.reply),
+            None => self.reply.to_string(),
+        }
+    }
 }
 
 /// What the report says about its recipients.
@@ -73,7 +85,7 @@ pub fn build(about: &About<'_>, kind: Kind, failures: &[Failure<'_>], now_unix: 
         "This is the mail system at {hostname}.\r\n\r\n{intro}\r\n\r\n"
     ));
     for f in failures {
-        m.push_str(&format!("<{}>: {}\r\n", f.recipient, clean(f.reply)));
+        m.push_str(&format!("<{}>: {}\r\n", f.recipient, clean(&f.told())));
     }
     m.push_str(&format!(
         "\r\n--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n"
@@ -83,10 +95,7 @@ pub fn build(about: &About<'_>, kind: Kind, failures: &[Failure<'_>], now_unix: 
         crate::dkim::fixups::rfc5322_date(about.arrived)
     ));
     for f in failures {
-        let (remote, expired) = match f.reply.strip_prefix(EXPIRED) {
-            Some(rest) => (rest.split_once(": ").map_or(rest, |(_, r)| r), true),
-            None => (f.reply, false),
-        };
+        let (remote, expired) = (f.reply, f.expired_after.is_some());
         let status = if expired {
             // RFC 3463 X.4.7: delivery time expired.
             "4.4.7".to_string()
@@ -115,7 +124,7 @@ pub fn build(about: &About<'_>, kind: Kind, failures: &[Failure<'_>], now_unix: 
             clean(remote)
         ));
         if expired {
-            m.push_str(&format!("X-Dkim-Relay-Note: {}\r\n", clean(f.reply)));
+            m.push_str(&format!("X-Dkim-Relay-Note: {}\r\n", clean(&f.told())));
         }
         if let Kind::Delayed { retry_until } = kind {
             m.push_str(&format!(
@@ -132,9 +141,6 @@ pub fn build(about: &About<'_>, kind: Kind, failures: &[Failure<'_>], now_unix: 
     out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     out
 }
-
-/// How the queue words a failure that came from `max_age` (the last reply follows ": ").
-pub const EXPIRED: &str = "gave up after ";
 
 /// The enhanced status code (RFC 3463) for a failure: the remote reply's own, else one for our
 /// local findings (null MX, no such domain, no address), else a generic permanent failure.
@@ -202,7 +208,7 @@ mod tests {
             len: bytes.len() as u64,
         };
         std::fs::write(&original.path, bytes).unwrap();
-        let reply = format!("{EXPIRED}3 attempts: 451 4.2.0 busy");
+        let reply = "451 4.2.0 busy";
         let about = About {
             hostname: "relay.test",
             queue_id: "Q1",
@@ -212,7 +218,8 @@ mod tests {
         };
         let failures = [Failure {
             recipient: "b@example.net",
-            reply: &reply,
+            reply,
+            expired_after: Some(3),
         }];
         let out = build(&about, Kind::Failed, &failures, 0);
         let text = String::from_utf8(out).unwrap();
@@ -226,11 +233,16 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("body"), "{text}");
+        assert!(
+            text.contains("<b@example.net>: gave up after 3 attempts: 451 4.2.0 busy\r\n"),
+            "{text}"
+        );
 
         let busy = "451 4.2.0 busy";
         let failures = [Failure {
             recipient: "b@example.net",
             reply: busy,
+            expired_after: None,
         }];
         let out = build(
             &about,

@@ -1,188 +1,206 @@
 //! The queue: which message is due when, delivery attempts bounded overall and per
-//! destination (through the outbound connection pool), per-recipient outcomes written back to
-//! the spool, retries on the schedule, and DSNs for what failed for good. The spool is the
-//! source of truth: at start the schedule is rebuilt from it, and every decision is written to
-//! it before it counts.
+//! destination (through the transport's connection limits), per-recipient outcomes written
+//! back to the spool, retries on the schedule, DSNs for what failed for good, and messages
+//! waiting for closed next-hop hosts (released at once when a host opens again). The spool is
+//! the source of truth: at start the schedule is rebuilt from it, and every decision is
+//! written to it before it counts. Where mail goes and how is the `Transport`'s business.
 
+mod attempt;
 mod bounce;
 pub mod dsn;
+pub mod next_hops;
 pub mod retry;
+#[cfg(test)]
+mod tests;
+mod waiting;
 
-use crate::config::DeliveryMode;
+use crate::clock::Clock;
 use crate::core::Core;
-use crate::outbound::connection::Policy;
-use crate::outbound::courier::Courier;
-use crate::outbound::health::HostHealth;
-use crate::outbound::next_hop::{self, Hop, HopError};
-use crate::outbound::pool::Pool;
-use crate::outbound::{directory, Outcome, Parcel};
-use crate::spool::{QueueId, RecipientState, RecipientStatus, Spool, SpoolError};
+use crate::metrics::ProbeResult;
+use crate::outbound::breaker::{Breaker, Event, HostView};
+use crate::outbound::{MailTransport, Transport};
+use crate::spool::{QueueId, Spool};
 use arc_swap::ArcSwap;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use attempt::Attempted;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use waiting::Waiting;
+
+pub use crate::clock::unix_now;
 
 /// After SIGTERM, how long deliveries under way may take to get their answers. Those still
 /// running are then abandoned: their recipients stay pending in the spool and go out after
 /// the restart (the receiver saw no final dot, or its answer was not recorded: at least once).
 pub const DELIVERY_GRACE: Duration = Duration::from_secs(5);
 
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// A message parked behind a crowded destination goes again when a delivery there ends, or
 /// after this long at the latest.
 const PARKED_AT_MOST: i64 = 15;
 
-/// What an attempt leaves for the scheduler.
-#[derive(Default)]
-struct Attempted {
-    /// When the message is due again (`None`: it is done, or gone).
-    next: Option<i64>,
-    /// DSNs it queued (a bounce, a delay warning).
-    dsns: Vec<QueueId>,
-    /// Recipients were left for later because this destination was crowded (`Pool::crowded`).
-    parked_on: Option<String>,
-    /// Destinations it delivered to (a connection slot there is free again).
-    used: Vec<String>,
-}
+/// While a probe is under way the scheduler looks again at least this often (a probe whose
+/// task was lost is given up by the breaker after a while).
+const PROBE_CHECK: i64 = 60;
 
 /// The delivery side of the relay.
 pub struct Scheduler {
     pub spool: Spool,
     pub live: Arc<ArcSwap<Core>>,
     pub metrics: Arc<crate::metrics::Metrics>,
-    pool: Arc<Pool>,
-    health: HostHealth,
-    /// The configuration the pool's limits come from; a reload is noticed by comparing.
-    applied: Mutex<Arc<Core>>,
+    transport: Arc<dyn Transport>,
+    breaker: Arc<Breaker>,
+    clock: Clock,
+}
+
+/// The scheduler's book: what is due when, and what waits for what.
+#[derive(Default)]
+struct Book {
+    due: BTreeSet<(i64, QueueId)>,
+    in_flight: HashSet<QueueId>,
+    /// Every message in the queue, in arrival order (queue ids are time-ordered): the queue
+    /// gauges come from here, not from listing the spool at every event.
+    queued: BTreeSet<QueueId>,
+    /// Messages waiting for a crowded destination, with the time they are due at the latest
+    /// (their entry in `due`).
+    parked: HashMap<String, VecDeque<(i64, QueueId)>>,
+    /// Messages waiting for closed hosts.
+    waiting: Waiting,
+    /// Messages to try now whatever their recipients' next attempt says (`queue retry`).
+    forced: HashSet<QueueId>,
+    /// The message of each attempt task (a panicked task is known only by its task id).
+    tasks: HashMap<tokio::task::Id, QueueId>,
 }
 
 impl Scheduler {
+    /// The relay's scheduler: delivering through `MailTransport` by the system clock.
     pub fn new(
         spool: Spool,
         live: Arc<ArcSwap<Core>>,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Arc<Scheduler> {
-        let core = live.load_full();
-        let d = &core.settings.delivery;
-        let pool = Arc::new(Pool::new(d.max_connections, d.max_connections_per_domain));
+        let d = live.load().settings.delivery.clone();
+        let breaker = Arc::new(Breaker::new(Clock::System, d.retry, d.host_retry_max));
+        let transport = Arc::new(MailTransport::new(
+            live.clone(),
+            metrics.clone(),
+            breaker.clone(),
+        ));
+        Scheduler::with_transport(spool, live, metrics, transport, breaker, Clock::System)
+    }
+
+    /// A scheduler delivering through `transport`, whose closed hosts `breaker` knows, on
+    /// `clock`'s time.
+    pub fn with_transport(
+        spool: Spool,
+        live: Arc<ArcSwap<Core>>,
+        metrics: Arc<crate::metrics::Metrics>,
+        transport: Arc<dyn Transport>,
+        breaker: Arc<Breaker>,
+        clock: Clock,
+    ) -> Arc<Scheduler> {
         Arc::new(Scheduler {
             spool,
             live,
             metrics,
-            pool,
-            health: HostHealth::default(),
-            applied: Mutex::new(core),
+            transport,
+            breaker,
+            clock,
         })
     }
 
     /// Run until shutdown: `new` announces accepted messages, `retry_all` asks to try every
-    /// queued message now (`queue retry`). Sleeps until the next message is due or something
-    /// happens; never polls. On shutdown, deliveries under way get `DELIVERY_GRACE`.
+    /// queued message now (`queue retry`). Sleeps until the next message or probe is due or
+    /// something happens; never polls. On shutdown, deliveries under way get `DELIVERY_GRACE`.
     pub async fn run(
         self: Arc<Self>,
         mut new: mpsc::UnboundedReceiver<QueueId>,
         mut retry_all: mpsc::UnboundedReceiver<()>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let mut due: BTreeSet<(i64, QueueId)> = BTreeSet::new();
-        let mut in_flight: HashSet<QueueId> = HashSet::new();
-        // Every message in the queue, in arrival order (queue ids are time-ordered): the queue
-        // gauges come from here, not from listing the spool at every event.
-        let mut queued: BTreeSet<QueueId> = BTreeSet::new();
+        let mut book = Book::default();
         let mut tasks: JoinSet<(QueueId, Attempted)> = JoinSet::new();
-        // Messages waiting for a crowded destination, with the time they are due at the
-        // latest (their entry in `due`).
-        let mut parked: HashMap<String, VecDeque<(i64, QueueId)>> = HashMap::new();
-        tokio::spawn(self.pool.clone().reap(shutdown.clone()));
-        self.rescan(&mut due, &mut queued);
-        // Attempts wait for connection slots in the pool; this bounds the envelopes in memory.
+        tokio::spawn(self.transport.clone().maintain(shutdown.clone()));
+        self.rescan(&mut book);
+        self.write_next_hops();
+        // Attempts wait for connection slots in the transport; this bounds the envelopes in
+        // memory.
         let max_in_flight = self.live.load().settings.delivery.max_connections.max(1) * 2;
         loop {
-            let now = unix_now();
-            while in_flight.len() < max_in_flight {
-                let Some(first) = due.first().cloned() else {
+            let now = self.clock.now();
+            let next_probe = self.release_probes(&mut book, now);
+            while book.in_flight.len() < max_in_flight {
+                let Some(first) = book.due.first().cloned() else {
                     break;
                 };
                 if first.0 > now {
                     break;
                 }
-                due.remove(&first);
-                if !in_flight.insert(first.1.clone()) {
+                book.due.remove(&first);
+                if !book.in_flight.insert(first.1.clone()) {
                     continue;
                 }
+                book.waiting.forget(&first.1);
+                let force = book.forced.remove(&first.1);
                 let me = self.clone();
-                tasks.spawn(async move {
-                    let next = me.attempt(&first.1).await;
-                    (first.1, next)
+                let id = first.1.clone();
+                let task = tasks.spawn(async move {
+                    let next = me.attempt(&id, force).await;
+                    (id, next)
                 });
+                book.tasks.insert(task.id(), first.1);
             }
-            let wait = due.first().map_or(Duration::from_secs(3600), |(t, _)| {
+            let wake = book
+                .due
+                .first()
+                .map(|(t, _)| *t)
+                .into_iter()
+                .chain(next_probe)
+                .min();
+            let wait = wake.map_or(Duration::from_secs(3600), |t| {
                 Duration::from_millis(((t - now).max(0) as u64) * 1000 + 5)
             });
-            let can_start = in_flight.len() < max_in_flight;
+            let can_start = book.in_flight.len() < max_in_flight;
             tokio::select! {
                 Some(id) = new.recv() => {
-                    queued.insert(id.clone());
-                    if !in_flight.contains(&id) {
-                        due.insert((unix_now(), id));
+                    book.queued.insert(id.clone());
+                    if !book.in_flight.contains(&id) {
+                        book.due.insert((self.clock.now(), id));
                     }
-                    self.update_gauges(&queued);
+                    self.update_gauges(&book.queued);
                 }
-                Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
                     match joined {
-                        Ok((id, attempted)) => {
-                            in_flight.remove(&id);
-                            let now = unix_now();
-                            // A delivery there ended: the next message parked for it goes.
-                            for d in &attempted.used {
-                                unpark_one(&mut parked, &mut due, d, now);
-                            }
-                            match (attempted.next, attempted.parked_on) {
-                                (Some(_), Some(d)) => {
-                                    let at = now + PARKED_AT_MOST;
-                                    due.insert((at, id.clone()));
-                                    parked.entry(d).or_default().push_back((at, id));
-                                }
-                                (Some(t), None) => {
-                                    due.insert((t, id));
-                                }
-                                (None, _) => {
-                                    queued.remove(&id);
-                                }
-                            }
-                            for dsn in attempted.dsns {
-                                queued.insert(dsn.clone());
-                                due.insert((unix_now(), dsn));
-                            }
+                        Ok((task, (id, attempted))) => {
+                            book.tasks.remove(&task);
+                            self.attempt_ended(&mut book, id, attempted);
                         }
                         Err(e) => {
                             // A panicked attempt: its message is still in the spool; pick
-                            // everything up again from there.
+                            // everything up again from there (what is in flight stays so).
                             tracing::error!(error = %e, "delivery attempt failed; rescanning the spool");
-                            in_flight.clear();
-                            due.clear();
-                            parked.clear();
-                            self.rescan(&mut due, &mut queued);
+                            if let Some(id) = book.tasks.remove(&e.id()) {
+                                book.in_flight.remove(&id);
+                                book.waiting.attempt_ended(&id);
+                            }
+                            self.rescan(&mut book);
                         }
                     }
-                    self.update_gauges(&queued);
+                    self.note_breaker_events(&mut book);
+                    self.update_gauges(&book.queued);
                 }
                 Some(()) = retry_all.recv() => {
                     // `queue retry`/`delete` changed the spool behind our back: start over
-                    // from it, everything due now.
-                    due.clear();
-                    parked.clear();
-                    self.rescan(&mut due, &mut queued);
-                    due = due.into_iter().map(|(_, id)| (0, id)).filter(|(_, id)| !in_flight.contains(id)).collect();
-                    self.update_gauges(&queued);
+                    // from it, everything due now, closed hosts probed now.
+                    self.breaker.probe_now();
+                    self.rescan(&mut book);
+                    book.due = std::mem::take(&mut book.due)
+                        .into_iter()
+                        .map(|(_, id)| (0, id))
+                        .collect();
+                    book.forced = book.due.iter().map(|(_, id)| id.clone()).collect();
+                    self.update_gauges(&book.queued);
                 }
                 _ = tokio::time::sleep(wait), if can_start => {}
                 r = shutdown.changed() => {
@@ -192,6 +210,135 @@ impl Scheduler {
                     }
                 }
             }
+        }
+    }
+
+    /// An attempt ended: schedule the message again, park it, let it wait for its hosts, or
+    /// forget it.
+    fn attempt_ended(&self, book: &mut Book, id: QueueId, attempted: Attempted) {
+        book.in_flight.remove(&id);
+        let carried = book.waiting.attempt_ended(&id);
+        let now = self.clock.now();
+        for host in carried {
+            // Its probe time passed and it went without probing the host (delivered through
+            // another one: the next hops changed): the others need not wait for a probe either.
+            if matches!(self.breaker.view(&host), HostView::Closed { probe_at } if probe_at <= now)
+            {
+                for other in book.waiting.release(&host) {
+                    book.due.insert((now, other));
+                }
+            }
+        }
+        // A delivery there ended: the next message parked for it goes.
+        for d in &attempted.used {
+            unpark_one(&mut book.parked, &mut book.due, d, now);
+        }
+        if attempted.done {
+            book.queued.remove(&id);
+            book.waiting.forget(&id);
+        } else {
+            if !attempted.held_on.is_empty() {
+                book.waiting.hold(&id, attempted.held_on);
+            }
+            match (attempted.next, attempted.parked_on) {
+                (Some(_), Some(d)) => {
+                    let at = now + PARKED_AT_MOST;
+                    book.due.insert((at, id.clone()));
+                    book.parked.entry(d).or_default().push_back((at, id));
+                }
+                (Some(t), None) => {
+                    book.due.insert((t, id));
+                }
+                (None, _) => {}
+            }
+        }
+        for dsn in attempted.dsns {
+            book.queued.insert(dsn.clone());
+            book.due.insert((now, dsn));
+        }
+    }
+
+    /// Hosts that opened meanwhile release their messages; hosts whose probe is due get one
+    /// message to carry it. Returns the next probe time to wake up for.
+    fn release_probes(&self, book: &mut Book, now: i64) -> Option<i64> {
+        let mut next: Option<i64> = None;
+        for host in book.waiting.hosts() {
+            match self.breaker.view(&host) {
+                HostView::Open => {
+                    for id in book.waiting.release(&host) {
+                        book.due.insert((now, id));
+                    }
+                }
+                HostView::Closed { probe_at } if probe_at <= now => {
+                    if let Some(id) = book.waiting.carrier(&host) {
+                        book.due.insert((now, id));
+                    }
+                }
+                HostView::Closed { probe_at } => {
+                    next = Some(next.map_or(probe_at, |n| n.min(probe_at)));
+                }
+                HostView::Probing => {
+                    let check = now + PROBE_CHECK;
+                    next = Some(next.map_or(check, |n| n.min(check)));
+                }
+            }
+        }
+        next
+    }
+
+    /// Log and count what the breaker did (once per host, never per message), release the
+    /// messages of hosts that opened, and tell the queue commands.
+    fn note_breaker_events(&self, book: &mut Book) {
+        let (events, changed) = self.breaker.take_changes();
+        if !changed {
+            return;
+        }
+        let now = self.clock.now();
+        for e in events {
+            let waiting = book.waiting.count(e.host());
+            match e {
+                Event::Closed {
+                    host,
+                    reason,
+                    probe_at,
+                } => {
+                    tracing::warn!(%host, %reason, waiting, probe_in = probe_at - now, "next hop closed: messages for it wait for one probe");
+                }
+                Event::ProbeFailed {
+                    host,
+                    reason,
+                    closed_since,
+                    probe_at,
+                } => {
+                    self.metrics.probe(ProbeResult::Failure);
+                    tracing::info!(%host, %reason, waiting, closed_for = now - closed_since, next_probe_in = probe_at - now, "next hop probe failed");
+                }
+                Event::Reopened {
+                    host,
+                    closed_since,
+                    probe,
+                } => {
+                    if probe {
+                        self.metrics.probe(ProbeResult::Success);
+                    }
+                    let released = book.waiting.release(&host);
+                    tracing::info!(%host, closed_for = now - closed_since, released = released.len(), "next hop reopened");
+                    for id in released {
+                        book.due.insert((now, id));
+                    }
+                }
+            }
+        }
+        self.write_next_hops();
+    }
+
+    /// The closed hosts, for the gauge and for `queue list`.
+    fn write_next_hops(&self) {
+        self.metrics
+            .next_hop_closed
+            .set(self.breaker.closed_count() as i64);
+        if let Err(e) = next_hops::write(self.spool.root(), &self.breaker.snapshot()) {
+            tracing::warn!(error = %e, "cannot write {}", next_hops::FILE);
         }
     }
 
@@ -215,18 +362,27 @@ impl Scheduler {
         }
     }
 
-    fn rescan(&self, due: &mut BTreeSet<(i64, QueueId)>, queued: &mut BTreeSet<QueueId>) {
-        queued.clear();
+    /// Rebuild the schedule from the spool (what is in flight stays in flight, and is
+    /// scheduled again when its attempt ends).
+    fn rescan(&self, book: &mut Book) {
+        book.due.clear();
+        book.parked.clear();
+        book.waiting.clear();
+        book.queued.clear();
+        book.forced.clear();
         for id in self.spool.list().unwrap_or_default() {
-            queued.insert(id.clone());
+            book.queued.insert(id.clone());
+            if book.in_flight.contains(&id) {
+                continue;
+            }
             match self.spool.load(&id) {
                 Ok(env) => {
-                    due.insert((env.next_due().unwrap_or(0), id));
+                    book.due.insert((env.next_due().unwrap_or(0), id));
                 }
                 Err(e) => tracing::error!(queue_id = %id, error = %e, "cannot read envelope"),
             }
         }
-        self.update_gauges(queued);
+        self.update_gauges(&book.queued);
     }
 
     /// The queue gauges: messages queued, and the age of the oldest.
@@ -235,239 +391,8 @@ impl Scheduler {
         let oldest = queued
             .first()
             .and_then(QueueId::created_unix)
-            .map_or(0, |t| (unix_now() - t).max(0));
+            .map_or(0, |t| (self.clock.now() - t).max(0));
         self.metrics.queue_oldest_age_seconds.set(oldest as f64);
-    }
-
-    /// A reload happened since the last attempt: the pool takes the new limits and drops the
-    /// idle connections made under the old configuration.
-    fn follow_reload(&self, core: &Arc<Core>) {
-        let Ok(mut applied) = self.applied.lock() else {
-            return;
-        };
-        if !Arc::ptr_eq(&applied, core) {
-            let d = &core.settings.delivery;
-            self.pool
-                .reconfigure(d.max_connections, d.max_connections_per_domain);
-            *applied = core.clone();
-        }
-    }
-
-    /// One delivery attempt for the due recipients of a message.
-    async fn attempt(&self, id: &QueueId) -> Attempted {
-        let core = self.live.load_full();
-        self.follow_reload(&core);
-        let mut env = match self.spool.load(id) {
-            Ok(e) => e,
-            Err(SpoolError::NotFound) => return Attempted::default(),
-            Err(e) => {
-                tracing::error!(queue_id = %id, error = %e, "cannot read envelope");
-                return Attempted {
-                    next: Some(unix_now() + 300),
-                    ..Attempted::default()
-                };
-            }
-        };
-        let now = unix_now();
-        let loaded = env.clone();
-        let mut parked_on: Option<String> = None;
-        let mut used: Vec<String> = Vec::new();
-        let message = self.spool.message(id, &env);
-        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for (i, r) in env.recipients.iter().enumerate() {
-            if r.state == RecipientState::Pending && r.next_attempt <= now {
-                let domain = match &core.settings.delivery.mode {
-                    DeliveryMode::Mx => {
-                        crate::smtp::address::domain_of(&r.address).unwrap_or_default()
-                    }
-                    // One next hop for everything.
-                    _ => String::new(),
-                };
-                groups.entry(domain).or_default().push(i);
-            }
-        }
-        for (domain, indexes) in groups {
-            let pool_key = pool_key(&core, &domain);
-            if let Some(key) = &pool_key {
-                if self.pool.crowded(key) {
-                    // Enough deliveries already wait there; this one would only hold a slot.
-                    parked_on.get_or_insert_with(|| key.clone());
-                    continue;
-                }
-            }
-            let recipients: Vec<&str> = indexes
-                .iter()
-                .map(|&i| env.recipients[i].address.as_str())
-                .collect();
-            // BATV tags go on here, on the wire only: the spool keeps the envelope as submitted.
-            let wire = crate::backscatter::WireEnvelope::new(
-                core.tagging.as_ref(),
-                &env.sender,
-                &recipients,
-                now,
-            );
-            let parcel = Parcel {
-                queue_id: id.as_str(),
-                sender: &wire.sender,
-                recipients: wire.recipients(),
-                signatures: &env.signatures,
-                message: &message.path,
-                message_len: message.len,
-                eight_bit: env.eight_bit,
-                smtputf8: env.smtputf8,
-            };
-            let started = std::time::Instant::now();
-            let outcomes = self.deliver(&core, &domain, &parcel).await;
-            used.extend(pool_key);
-            self.metrics
-                .delivery_seconds
-                .observe(started.elapsed().as_secs_f64());
-            for (&i, outcome) in indexes.iter().zip(outcomes) {
-                apply(
-                    &mut env.recipients[i],
-                    outcome,
-                    &core,
-                    env.received_at,
-                    now,
-                    id,
-                    &self.metrics,
-                );
-            }
-        }
-        let mut dsns: Vec<QueueId> = Vec::new();
-        dsns.extend(self.bounce(&core, id, &mut env, &message).await);
-        dsns.extend(self.warn_delayed(&core, id, &mut env, &message).await);
-        let spool = self.spool.clone();
-        let id2 = id.clone();
-        let done = env.is_done();
-        let next = env.next_due();
-        let unchanged = env == loaded;
-        let result = tokio::task::spawn_blocking(move || {
-            if done {
-                spool.remove(&id2)
-            } else if unchanged {
-                // Parked without an attempt: nothing to record.
-                Ok(())
-            } else {
-                spool.update(&id2, &env)
-            }
-        })
-        .await;
-        match result {
-            Ok(Ok(())) | Ok(Err(SpoolError::NotFound)) => {}
-            Ok(Err(e)) => {
-                tracing::error!(queue_id = %id, error = %e, "cannot record delivery outcome")
-            }
-            Err(_) => {}
-        }
-        let next = match (done, next) {
-            (true, _) => None,
-            (false, Some(t)) => Some(t),
-            // Nothing pending but a DSN still owed (it could not be queued): try again soon.
-            (false, None) => Some(unix_now() + 60),
-        };
-        Attempted {
-            next,
-            dsns,
-            parked_on,
-            used,
-        }
-    }
-
-    async fn deliver(&self, core: &Core, domain: &str, parcel: &Parcel<'_>) -> Vec<Outcome> {
-        let d = &core.settings.delivery;
-        let courier = |policy| Courier {
-            resolver: &core.resolver,
-            pool: &self.pool,
-            health: &self.health,
-            policy,
-            down_backoff: d.retry.first().copied().unwrap_or(Duration::from_secs(60)),
-            tls_failures: Some(
-                self.metrics
-                    .tls_failures_total
-                    .with_label_values(&["outbound"]),
-            ),
-        };
-        match &d.mode {
-            // Local file writes and an fsync: keep them off the async workers' backs.
-            DeliveryMode::Directory(dir) => {
-                let dir = dir.clone();
-                let queue_id = parcel.queue_id.to_string();
-                let sender = parcel.sender.to_string();
-                let recipients: Vec<String> =
-                    parcel.recipients.iter().map(|r| r.to_string()).collect();
-                let signatures = parcel.signatures.to_vec();
-                let message = parcel.message.to_path_buf();
-                let message_len = parcel.message_len;
-                let written = tokio::task::spawn_blocking(move || {
-                    let owned = Parcel {
-                        queue_id: &queue_id,
-                        sender: &sender,
-                        recipients: recipients.iter().map(String::as_str).collect(),
-                        signatures: &signatures,
-                        message: &message,
-                        message_len,
-                        eight_bit: false,
-                        smtputf8: false,
-                    };
-                    directory::deliver(&dir, &owned)
-                })
-                .await;
-                written.unwrap_or_else(|e| {
-                    parcel.all(Outcome::Temporary(format!(
-                        "directory delivery failed: {e}"
-                    )))
-                })
-            }
-            DeliveryMode::RelayHost(r) => {
-                let policy = Policy {
-                    hostname: core.settings.hostname.clone(),
-                    tls: r.tls,
-                    verify_certificate: r.verify_certificate,
-                    credentials: r.username.clone().zip(core.relay_password.clone()),
-                    connect_timeout: d.connect_timeout,
-                    command_timeout: d.command_timeout,
-                };
-                let hop = Hop {
-                    host: r.host.clone(),
-                    port: r.port,
-                };
-                let destination = pool_key(core, domain).unwrap_or_default();
-                courier(&policy).deliver(&destination, &[hop], parcel).await
-            }
-            DeliveryMode::Mx => {
-                let hops = match next_hop::resolve(&core.resolver, &d.routes, domain, d.port).await
-                {
-                    Ok(h) => h,
-                    Err(HopError::Permanent(e)) => return parcel.all(Outcome::Permanent(e)),
-                    Err(HopError::Temporary(e)) => {
-                        self.metrics.dns_failures_total.inc();
-                        return parcel.all(Outcome::Temporary(e));
-                    }
-                };
-                let policy = Policy {
-                    hostname: core.settings.hostname.clone(),
-                    tls: d.tls,
-                    // Opportunistic MX delivery cannot check certificates (nobody publishes
-                    // names to check them against without DANE/MTA-STS): as every MTA does.
-                    verify_certificate: false,
-                    credentials: None,
-                    connect_timeout: d.connect_timeout,
-                    command_timeout: d.command_timeout,
-                };
-                courier(&policy).deliver(domain, &hops, parcel).await
-            }
-        }
-    }
-}
-
-/// The connection pool's name for where a group of recipients goes: the recipient domain, or
-/// the relay host; `None` when no connection is involved (directory delivery).
-fn pool_key(core: &Core, domain: &str) -> Option<String> {
-    match &core.settings.delivery.mode {
-        DeliveryMode::Mx => Some(domain.to_string()),
-        DeliveryMode::RelayHost(r) => Some(format!("{}:{}", r.host, r.port)),
-        DeliveryMode::Directory(_) => None,
     }
 }
 
@@ -490,57 +415,5 @@ fn unpark_one(
     }
     if waiting.is_empty() {
         parked.remove(destination);
-    }
-}
-
-/// Record one recipient's outcome.
-fn apply(
-    r: &mut RecipientStatus,
-    outcome: Outcome,
-    core: &Core,
-    received_at: i64,
-    now: i64,
-    id: &QueueId,
-    metrics: &crate::metrics::Metrics,
-) {
-    r.attempts += 1;
-    r.last_reply = Some(outcome.reply().to_string());
-    match outcome {
-        Outcome::Delivered(reply) => {
-            r.state = RecipientState::Delivered;
-            metrics
-                .deliveries_total
-                .with_label_values(&["delivered"])
-                .inc();
-            tracing::info!(queue_id = %id, recipient = %r.address, reply = %reply, "delivered");
-        }
-        Outcome::Temporary(reply) => {
-            let max_age = core.settings.delivery.max_age.as_secs() as i64;
-            if now - received_at >= max_age {
-                r.state = RecipientState::Failed;
-                r.last_reply = Some(format!("{}{} attempts: {reply}", dsn::EXPIRED, r.attempts));
-                metrics
-                    .deliveries_total
-                    .with_label_values(&["bounced"])
-                    .inc();
-                tracing::warn!(queue_id = %id, recipient = %r.address, reply = %reply, "bounced: too old");
-            } else {
-                let delay = retry::delay(&core.settings.delivery.retry, r.attempts);
-                r.next_attempt = now + delay.as_secs().max(1) as i64;
-                metrics
-                    .deliveries_total
-                    .with_label_values(&["deferred"])
-                    .inc();
-                tracing::info!(queue_id = %id, recipient = %r.address, reply = %reply, retry_in = delay.as_secs(), "deferred");
-            }
-        }
-        Outcome::Permanent(reply) => {
-            r.state = RecipientState::Failed;
-            metrics
-                .deliveries_total
-                .with_label_values(&["bounced"])
-                .inc();
-            tracing::warn!(queue_id = %id, recipient = %r.address, reply = %reply, "bounced");
-        }
     }
 }

@@ -21,14 +21,6 @@ impl Reply {
         }
     }
 
-    pub fn is_positive(&self) -> bool {
-        self.code < 400
-    }
-
-    pub fn is_permanent(&self) -> bool {
-        self.code >= 500
-    }
-
     /// The reply on the wire. Text is stripped of CR and LF so nothing a client sent can
     /// inject a reply line.
     pub fn to_bytes(&self) -> Vec<u8> {

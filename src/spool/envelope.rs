@@ -12,6 +12,17 @@ pub enum RecipientState {
     Delivered,
     /// Failed permanently; a DSN is owed (or was sent: `dsn_sent`).
     Failed,
+    /// Still failing temporarily when `delivery.max_age` ran out: given up, a DSN is owed (or
+    /// was sent). `last_reply` is the last remote reply. (Envelopes written before this state
+    /// existed say `failed` with the reply behind a "gave up after" note; they still load.)
+    Expired,
+}
+
+impl RecipientState {
+    /// Given up for good (failed or expired): a DSN is owed unless sent.
+    pub fn is_failure(self) -> bool {
+        matches!(self, RecipientState::Failed | RecipientState::Expired)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,7 +66,44 @@ pub struct Envelope {
     pub delay_warned: bool,
 }
 
+/// The envelope format written by this version.
+const VERSION: u32 = 1;
+
 impl Envelope {
+    /// A new message's envelope: every recipient pending and due at `received_at`, no
+    /// signatures, size 0, no flags. Set the rest with struct update syntax:
+    /// `Envelope { signatures, size, ..Envelope::new(...) }`.
+    pub fn new(
+        sender: String,
+        recipients: impl IntoIterator<Item = String>,
+        received_at: i64,
+        client: String,
+    ) -> Envelope {
+        Envelope {
+            version: VERSION,
+            sender,
+            recipients: recipients
+                .into_iter()
+                .map(|address| RecipientStatus {
+                    address,
+                    state: RecipientState::Pending,
+                    attempts: 0,
+                    next_attempt: received_at,
+                    last_reply: None,
+                    dsn_sent: false,
+                })
+                .collect(),
+            received_at,
+            client,
+            signatures: Vec::new(),
+            size: 0,
+            eight_bit: false,
+            smtputf8: false,
+            is_dsn: false,
+            delay_warned: false,
+        }
+    }
+
     /// Recipients still to deliver.
     pub fn pending(&self) -> impl Iterator<Item = &RecipientStatus> {
         self.recipients
@@ -73,7 +121,7 @@ impl Envelope {
         self.recipients.iter().all(|r| match r.state {
             RecipientState::Pending => false,
             RecipientState::Delivered => true,
-            RecipientState::Failed => r.dsn_sent,
+            RecipientState::Failed | RecipientState::Expired => r.dsn_sent,
         })
     }
 }

@@ -231,6 +231,7 @@ fn message(h: &mut String, m: &QueuedMessage, now: i64) {
             RecipientState::Pending => ("pending", "warn"),
             RecipientState::Delivered => ("delivered", "ok"),
             RecipientState::Failed => ("failed", "fail"),
+            RecipientState::Expired => ("expired", "fail"),
         };
         let _ = write!(
             h,

@@ -71,11 +71,17 @@ impl Browser {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-        // SAFETY: between fork and exec only dup2, which is async-signal-safe; the two
-        // descriptors are open in the parent until after spawn returns.
+        // SAFETY: between fork and exec only fcntl and dup2, which are async-signal-safe; the
+        // two descriptors are open in the parent until after spawn returns.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::dup2(r, 3) < 0 || libc::dup2(w, 4) < 0 {
+                // Copies above 3 and 4 first: a pipe end may itself be 3 or 4 (in a process
+                // with few files open), and dup2 onto itself would keep its close-on-exec flag.
+                let (r, w) = (
+                    libc::fcntl(r, libc::F_DUPFD, 10),
+                    libc::fcntl(w, libc::F_DUPFD, 10),
+                );
+                if r < 0 || w < 0 || libc::dup2(r, 3) < 0 || libc::dup2(w, 4) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -164,6 +170,11 @@ impl Browser {
     /// Open `url` in a new page with console, log and network recording on, `width` CSS pixels
     /// wide as a phone; returns the page's session id once it has loaded.
     pub fn open(&mut self, url: &str, width: u32, mobile: bool) -> String {
+        self.open_sized(url, width, 800, mobile)
+    }
+
+    /// `open` with a viewport `height` CSS pixels tall.
+    pub fn open_sized(&mut self, url: &str, width: u32, height: u32, mobile: bool) -> String {
         let target = self.call(None, "Target.createTarget", json!({ "url": "about:blank" }));
         let target_id = target["targetId"].as_str().expect("targetId").to_string();
         let attached = self.call(
@@ -182,7 +193,7 @@ impl Browser {
         self.call(
             s,
             "Emulation.setDeviceMetricsOverride",
-            json!({ "width": width, "height": 800, "deviceScaleFactor": 1, "mobile": mobile }),
+            json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile }),
         );
         self.events.clear();
         let nav = self.call(s, "Page.navigate", json!({ "url": url }));
@@ -261,4 +272,59 @@ impl Browser {
             .filter_map(|e| e["params"]["request"]["url"].as_str().map(str::to_string))
             .collect()
     }
+
+    /// Load `url` in a new page 1000 px wide and `height` px tall and report what it did, the
+    /// strict way: every console message and every log entry, whatever its level, counts as a
+    /// problem.
+    pub fn load(&mut self, url: &str, height: u32) -> PageRun {
+        let session = self.open_sized(url, 1000, height, false);
+        let dom = self
+            .eval(&session, "document.documentElement.outerHTML")
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let png = {
+            use base64::Engine;
+            let shot = self.call(
+                Some(&session),
+                "Page.captureScreenshot",
+                json!({"format": "png", "clip": {"x": 0, "y": 0, "width": 1000, "height": height, "scale": 1}}),
+            );
+            base64::engine::general_purpose::STANDARD
+                .decode(shot["data"].as_str().unwrap_or_default())
+                .expect("png")
+        };
+        let requests = self.requests().into_iter().filter(|r| r != url).collect();
+        let problems = self
+            .events
+            .iter()
+            .filter_map(|e| {
+                let p = &e["params"];
+                match e["method"].as_str()? {
+                    "Runtime.consoleAPICalled" => Some(format!("console: {p}")),
+                    "Runtime.exceptionThrown" => Some(format!("exception: {p}")),
+                    "Log.entryAdded" => Some(format!("log: {p}")),
+                    _ => None,
+                }
+            })
+            .collect();
+        PageRun {
+            requests,
+            problems,
+            dom,
+            png,
+        }
+    }
+}
+
+/// What loading a page showed (`Browser::load`).
+pub struct PageRun {
+    /// URLs the page requested besides its own document.
+    pub requests: Vec<String>,
+    /// Console messages, exceptions and log entries, as text.
+    pub problems: Vec<String>,
+    /// `document.documentElement.outerHTML` after the load.
+    pub dom: String,
+    /// A PNG of the page at 1000 px wide, `height` px tall.
+    pub png: Vec<u8>,
 }

@@ -175,11 +175,15 @@ dkim:
         private_key: {ed}
 metrics:
   address: "{metrics}"
-log:
-  level: debug
-{extra}
+{log}{extra}
 "#,
             spool = dir.path().join("spool").display(),
+            // Debug unless the test sets its own `log:` section.
+            log = if extra.lines().any(|l| l.starts_with("log:")) {
+                ""
+            } else {
+                "log:\n  level: debug\n"
+            },
             cert = cert(),
             cert_key = cert_key(),
             rsa = rsa_key().display(),

@@ -2,7 +2,12 @@
 //! envelope, offers STARTTLS when given a certificate, can require AUTH, and answers scripted
 //! replies for chosen recipients (e.g. 451 twice, then 250). It counts connections (in total
 //! and at once), MAIL and RSET commands, and can hold its answer to the final dot (to catch
-//! the sender in the middle of a transfer).
+//! the sender in the middle of a transfer). It can go down as a restarting server does (the
+//! port refuses connections; an open connection is closed at its next command, so a message
+//! whose data is in gets its answer) and come back up on the same port, keeping what it
+//! received.
+//! Like a strict real server it can refuse a message holding a line over 998 bytes (`500 Line
+//! too long`), and leave 8BITMIME / SMTPUTF8 out of its EHLO.
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
@@ -20,6 +25,8 @@ pub struct Delivered {
     /// Unstuffed message bytes, as sent before the final dot.
     pub data: Vec<u8>,
     pub tls: bool,
+    /// What followed `MAIL FROM:<...>` (` BODY=8BITMIME`, ` SMTPUTF8`), trimmed.
+    pub mail_params: String,
 }
 
 #[derive(Default)]
@@ -41,12 +48,22 @@ struct State {
     no_pipelining: bool,
     /// MAIL commands that arrived with more commands right behind them (RFC 2920 batches).
     pipelined: usize,
+    /// Bumped by `down`: connections of an older generation close at their next command.
+    generation: u64,
+    /// Refuse a message with a line over 998 bytes (RFC 5321 4.5.3.1.6).
+    line_limit: bool,
+    /// Messages refused for a line over the limit.
+    too_long: usize,
+    /// Do not offer 8BITMIME / SMTPUTF8.
+    no_8bitmime: bool,
+    no_smtputf8: bool,
 }
 
 pub struct Sink {
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
     task: tokio::task::JoinHandle<()>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
 }
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -71,36 +88,66 @@ impl Sink {
                     .expect("sink tls");
             tokio_rustls::TlsAcceptor::from(config)
         });
-        let st = state.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                {
-                    let mut s = st.lock().unwrap();
-                    s.connections += 1;
-                    s.open += 1;
-                    s.max_open = s.max_open.max(s.open);
-                }
-                let st = st.clone();
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let _ = serve(Box::new(stream), st.clone(), acceptor, false).await;
-                    st.lock().unwrap().open -= 1;
-                });
-            }
-        });
-        Sink { addr, state, task }
+        let task = accept(listener, state.clone(), acceptor.clone());
+        Sink {
+            addr,
+            state,
+            task,
+            acceptor,
+        }
     }
 
     pub fn stop(&self) {
         self.task.abort();
     }
 
+    /// Go down as a crashed or restarting server does: the port refuses connections, and the
+    /// open ones are cut.
+    pub fn down(&self) {
+        self.task.abort();
+        self.state.lock().unwrap().generation += 1;
+    }
+
+    /// Come back up on the same port (waiting, at most 10 s, for the old socket to be gone).
+    pub async fn up(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("sink cannot bind {} again: {e}", self.addr),
+            }
+        };
+        self.task = accept(listener, self.state.clone(), self.acceptor.clone());
+    }
+
     /// Stop offering PIPELINING: clients must wait for each reply.
     pub fn no_pipelining(&self) {
         self.state.lock().unwrap().no_pipelining = true;
+    }
+
+    /// Answer `500 5.5.0 Line too long` to a message with a line over 998 bytes (after its
+    /// final dot, as it is read).
+    pub fn enforce_line_limit(&self) {
+        self.state.lock().unwrap().line_limit = true;
+    }
+
+    /// Messages refused with `500 Line too long`.
+    pub fn refused_too_long(&self) -> usize {
+        self.state.lock().unwrap().too_long
+    }
+
+    /// Stop offering 8BITMIME.
+    pub fn no_8bitmime(&self) {
+        self.state.lock().unwrap().no_8bitmime = true;
+    }
+
+    /// Stop offering SMTPUTF8.
+    pub fn no_smtputf8(&self) {
+        self.state.lock().unwrap().no_smtputf8 = true;
     }
 
     /// How many MAIL commands arrived with the next command already behind them.
@@ -172,32 +219,82 @@ impl Drop for Sink {
     }
 }
 
+/// Accept connections on `listener` until aborted, each served in its own task.
+fn accept(
+    listener: TcpListener,
+    st: Arc<Mutex<State>>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let generation = {
+                let mut s = st.lock().unwrap();
+                s.connections += 1;
+                s.open += 1;
+                s.max_open = s.max_open.max(s.open);
+                s.generation
+            };
+            let st = st.clone();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let counted =
+                    serve(Box::new(stream), st.clone(), acceptor, false, generation).await;
+                if !matches!(counted, Ok(true)) {
+                    st.lock().unwrap().open -= 1;
+                }
+            });
+        }
+    })
+}
+
+/// One connection; `Ok(true)` when it ended with QUIT and was already counted as closed.
 fn serve(
     stream: Box<dyn Stream>,
     st: Arc<Mutex<State>>,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     tls: bool,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> {
+    generation: u64,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<bool>> + Send>> {
     Box::pin(async move {
         let mut r = BufReader::new(stream);
         if !tls {
             r.get_mut().write_all(b"220 sink.test ESMTP\r\n").await?;
         }
         let mut sender = String::new();
+        let mut mail_params = String::new();
         let mut rcpts: Vec<String> = Vec::new();
         let mut authed = false;
         loop {
             let mut line = String::new();
             if r.read_line(&mut line).await? == 0 {
-                return Ok(());
+                return Ok(false);
+            }
+            if st.lock().unwrap().generation != generation {
+                // Went down since this connection opened: close it without an answer.
+                return Ok(false);
             }
             let upper = line.to_ascii_uppercase();
             let reply: String = if upper.starts_with("EHLO") {
-                let (starttls, auth, pipelining) = {
+                let (starttls, auth, pipelining, eight_bit, utf8) = {
                     let s = st.lock().unwrap();
-                    (s.starttls && !tls, s.auth.is_some(), !s.no_pipelining)
+                    (
+                        s.starttls && !tls,
+                        s.auth.is_some(),
+                        !s.no_pipelining,
+                        !s.no_8bitmime,
+                        !s.no_smtputf8,
+                    )
                 };
-                let mut caps = vec!["sink.test", "8BITMIME", "SMTPUTF8", "SIZE 100000000"];
+                let mut caps = vec!["sink.test", "SIZE 100000000"];
+                if eight_bit {
+                    caps.push("8BITMIME");
+                }
+                if utf8 {
+                    caps.push("SMTPUTF8");
+                }
                 if pipelining {
                     caps.push("PIPELINING");
                 }
@@ -222,7 +319,7 @@ fn serve(
                 r.get_mut().write_all(b"220 go\r\n").await?;
                 let inner = r.into_inner();
                 let tls_stream = acc.accept(inner).await?;
-                return serve(Box::new(tls_stream), st, None, true).await;
+                return serve(Box::new(tls_stream), st, None, true, generation).await;
             } else if upper.starts_with("AUTH PLAIN") {
                 use base64::Engine;
                 let arg = line
@@ -259,6 +356,11 @@ fn serve(
                     "530 5.7.0 auth first\r\n".into()
                 } else {
                     sender = extract(&line);
+                    mail_params = line
+                        .split_once('>')
+                        .map_or("", |(_, rest)| rest)
+                        .trim()
+                        .to_string();
                     rcpts.clear();
                     "250 2.1.0 ok\r\n".into()
                 }
@@ -283,10 +385,11 @@ fn serve(
             } else if upper.starts_with("DATA") {
                 r.get_mut().write_all(b"354 go\r\n").await?;
                 let mut data = Vec::new();
+                let mut longest = 0;
                 loop {
                     let mut l = Vec::new();
                     if r.read_until(b'\n', &mut l).await? == 0 {
-                        return Ok(());
+                        return Ok(false);
                     }
                     if l == b".\r\n" {
                         break;
@@ -294,6 +397,7 @@ fn serve(
                     if l.starts_with(b".") {
                         l.remove(0);
                     }
+                    longest = longest.max(l.len().saturating_sub(2));
                     data.extend_from_slice(&l);
                 }
                 let stall = {
@@ -304,12 +408,25 @@ fn serve(
                 if let Some(d) = stall {
                     tokio::time::sleep(d).await;
                 }
+                let refuse = {
+                    let mut s = st.lock().unwrap();
+                    let refuse = s.line_limit && longest > 998;
+                    s.too_long += usize::from(refuse);
+                    refuse
+                };
+                if refuse {
+                    r.get_mut()
+                        .write_all(b"500 5.5.0 Line too long\r\n")
+                        .await?;
+                    continue;
+                }
                 r.get_mut().write_all(b"250 2.0.0 accepted\r\n").await?;
                 st.lock().unwrap().messages.push(Delivered {
                     sender: sender.clone(),
                     recipients: rcpts.clone(),
                     data,
                     tls,
+                    mail_params: mail_params.clone(),
                 });
                 continue;
             } else if upper.starts_with("RSET") {
@@ -317,8 +434,12 @@ fn serve(
                 rcpts.clear();
                 "250 ok\r\n".into()
             } else if upper.starts_with("QUIT") {
-                r.get_mut().write_all(b"221 bye\r\n").await?;
-                return Ok(());
+                // Closed as far as the client is concerned once it reads 221: count it closed
+                // before answering, so a client that opens its next connection right after
+                // never finds this one still counted (max_open would race otherwise).
+                st.lock().unwrap().open -= 1;
+                let _ = r.get_mut().write_all(b"221 bye\r\n").await;
+                return Ok(true);
             } else if upper.starts_with("NOOP") {
                 "250 ok\r\n".into()
             } else {

@@ -8,85 +8,13 @@
 //! forger; a source whose failure the receiver attributes to forwarding, or whose relay
 //! signature broke on the way, is a forwarder or mailing list that no routing change fixes.
 
-use super::parse::Report;
-use super::render::utc_date;
+use super::model::{
+    day_name, report_day, utc_date, DaySummary, DomainSummary, FailingDispositions, Outcomes,
+    PolicyPublished, RelayIdentity, Report, Source, SourceKind, Verdict,
+};
 use super::source::{classify, SourceAcc};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-
-pub use super::source::{SignatureSeen, Source, SourceKind, SpfSeen};
-
-/// Which mail is this relay's: its outbound addresses and the d=/s= pairs it signs with.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct RelayIdentity {
-    pub addresses: Vec<IpAddr>,
-    /// Signing domain → selectors (lower case), from `dkim.domains`.
-    pub signing: BTreeMap<String, Vec<String>>,
-    /// Why the relay may be recognised only partly (no config, hostname unresolved, …).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
-}
-
-impl RelayIdentity {
-    pub fn is_relay_address(&self, ip: IpAddr) -> bool {
-        self.addresses.contains(&ip)
-    }
-
-    /// A signature with one of the relay's configured domain/selector pairs.
-    pub fn signs_with(&self, domain: &str, selector: &str) -> bool {
-        self.signing
-            .get(domain)
-            .is_some_and(|sels| sels.iter().any(|s| s == selector))
-    }
-
-    /// The relay has a key for `domain`, a parent of it, or one of its subdomains.
-    pub fn signs_for(&self, domain: &str) -> bool {
-        self.signing.keys().any(|d| related(d, domain))
-    }
-}
-
-/// The same domain, or one is a subdomain of the other (relaxed alignment's view, without a
-/// public-suffix list: report domains are organizational domains or below).
-pub fn related(a: &str, b: &str) -> bool {
-    a == b || is_subdomain(a, b) || is_subdomain(b, a)
-}
-
-fn is_subdomain(child: &str, parent: &str) -> bool {
-    child.len() > parent.len() + 1
-        && child.ends_with(parent)
-        && child.as_bytes()[child.len() - parent.len() - 1] == b'.'
-}
-
-/// Everything known about one policy domain.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct DomainSummary {
-    pub domain: String,
-    /// The policy of the most recent report.
-    pub policy: super::parse::PolicyPublished,
-    pub reports: usize,
-    pub reporters: Vec<String>,
-    /// First and last day covered (UTC), `YYYY-MM-DD`.
-    pub first_day: Option<String>,
-    pub last_day: Option<String>,
-    pub messages: u64,
-    pub dmarc_pass: u64,
-    /// Whether `dkim.domains` has a key for this domain (or a parent or subdomain).
-    pub relay_signs_for_domain: bool,
-    /// By volume, largest first.
-    pub sources: Vec<Source>,
-    pub verdict: Verdict,
-}
-
-/// The answer to "ready for p=reject?".
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Verdict {
-    pub ready: bool,
-    pub summary: String,
-    /// What to fix first: one line per source that blocks `p=reject`.
-    pub actions: Vec<String>,
-    /// What else the evidence says, and its limits.
-    pub notes: Vec<String>,
-}
 
 #[derive(Default)]
 struct DomainAcc {
@@ -95,16 +23,30 @@ struct DomainAcc {
     begin: Option<u64>,
     end: Option<u64>,
     /// (report end, policy): the latest report's policy wins.
-    policy: Option<(u64, super::parse::PolicyPublished)>,
+    policy: Option<(u64, PolicyPublished)>,
     sources: BTreeMap<IpAddr, SourceAcc>,
 }
 
-/// Aggregate reports (already de-duplicated) into one summary per policy domain, sorted by name.
-pub fn analyze(reports: &[Report], relay: &RelayIdentity) -> Vec<DomainSummary> {
-    let mut domains: BTreeMap<String, DomainAcc> = BTreeMap::new();
-    for report in reports {
+/// Reports added one at a time (already de-duplicated), so that only the running totals stay
+/// in memory, not every record read.
+pub struct Analysis<'r> {
+    relay: &'r RelayIdentity,
+    domains: BTreeMap<String, DomainAcc>,
+}
+
+impl<'r> Analysis<'r> {
+    pub fn new(relay: &'r RelayIdentity) -> Analysis<'r> {
+        Analysis {
+            relay,
+            domains: BTreeMap::new(),
+        }
+    }
+
+    /// Count one report.
+    pub fn add(&mut self, report: &Report) {
+        let relay = self.relay;
         let domain = &report.policy.domain;
-        let acc = domains.entry(domain.clone()).or_default();
+        let acc = self.domains.entry(domain.clone()).or_default();
         acc.reports += 1;
         let reporter = if report.org_name.is_empty() {
             "(unnamed reporter)".to_string()
@@ -118,17 +60,32 @@ pub fn analyze(reports: &[Report], relay: &RelayIdentity) -> Vec<DomainSummary> 
         if acc.policy.as_ref().is_none_or(|(t, _)| when >= *t) {
             acc.policy = Some((when, report.policy.clone()));
         }
+        let day = report_day(report);
         for record in &report.records {
             let source = acc.sources.entry(record.source_ip).or_insert_with(|| {
                 SourceAcc::new(record.source_ip, relay.is_relay_address(record.source_ip))
             });
-            source.add(record, domain, &reporter, relay);
+            source.add(record, domain, &reporter, day, relay);
         }
     }
-    domains
-        .into_iter()
-        .map(|(domain, acc)| summarize(domain, acc, relay))
-        .collect()
+
+    /// One summary per policy domain, sorted by name.
+    pub fn finish(self) -> Vec<DomainSummary> {
+        let relay = self.relay;
+        self.domains
+            .into_iter()
+            .map(|(domain, acc)| summarize(domain, acc, relay))
+            .collect()
+    }
+}
+
+/// Aggregate reports (already de-duplicated) into one summary per policy domain, sorted by name.
+pub fn analyze(reports: &[Report], relay: &RelayIdentity) -> Vec<DomainSummary> {
+    let mut analysis = Analysis::new(relay);
+    for report in reports {
+        analysis.add(report);
+    }
+    analysis.finish()
 }
 
 fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
@@ -146,10 +103,40 @@ fn max_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 }
 
 fn summarize(domain: String, acc: DomainAcc, relay: &RelayIdentity) -> DomainSummary {
-    let mut sources: Vec<Source> = acc
-        .sources
-        .into_values()
-        .map(|s| classify(s, &domain, relay))
+    let mut days: BTreeMap<Option<i64>, (Outcomes, FailingDispositions)> = BTreeMap::new();
+    let mut sources: Vec<Source> = Vec::with_capacity(acc.sources.len());
+    for mut s in acc.sources.into_values() {
+        let daily = s.take_daily();
+        let source = classify(s, &domain, relay);
+        let forged = source.kind == SourceKind::Unauthenticated;
+        for (day, counts) in daily {
+            let (outcomes, failing) = days.entry(day).or_default();
+            let fail = counts.failing.total();
+            outcomes.add(&Outcomes {
+                relay_pass: counts.relay_pass,
+                other_pass: counts.other_pass,
+                fail_legitimate: if forged { 0 } else { fail },
+                fail_forged: if forged { fail } else { 0 },
+            });
+            failing.add(&counts.failing);
+        }
+        sources.push(source);
+    }
+    let mut outcomes = Outcomes::default();
+    let mut failing_dispositions = FailingDispositions::default();
+    for (o, f) in days.values() {
+        outcomes.add(o);
+        failing_dispositions.add(f);
+    }
+    let days: Vec<DaySummary> = days
+        .into_iter()
+        .filter_map(|(day, (outcomes, failing_dispositions))| {
+            Some(DaySummary {
+                day: day_name(day?),
+                outcomes,
+                failing_dispositions,
+            })
+        })
         .collect();
     sources.sort_by(|a, b| b.messages.cmp(&a.messages).then(a.ip.cmp(&b.ip)));
     let messages = sources
@@ -169,6 +156,9 @@ fn summarize(domain: String, acc: DomainAcc, relay: &RelayIdentity) -> DomainSum
         last_day: acc.end.map(|e| utc_date(e.saturating_sub(1))),
         messages,
         dmarc_pass,
+        outcomes,
+        failing_dispositions,
+        days,
         sources,
         verdict: Verdict {
             ready: false,
@@ -308,6 +298,12 @@ fn notes(d: &DomainSummary, relay: &RelayIdentity) -> Vec<String> {
             "p=reject applies to pct={}% of failing mail only.",
             d.policy.pct.as_deref().unwrap_or("100")
         ));
+    }
+    if d.policy.testing.as_deref() == Some("y") {
+        notes.push(
+            "The policy is in testing mode (t=y): receivers apply one step less than p= (reject as quarantine, quarantine as none)."
+                .to_string(),
+        );
     }
     let period = match (&d.first_day, &d.last_day) {
         (Some(a), Some(b)) if a == b => format!(" for {a} (UTC)"),

@@ -1,13 +1,14 @@
-//! Getting report XML out of the files an operator saves from the `rua` mailbox: plain XML,
-//! gzip (`.xml.gz`, `.gz`) and zip (one or more XML files). The format is told by the content
-//! (magic bytes), not the file name, since reporters name attachments inconsistently.
+//! Getting report XML out of a report file or attachment: plain XML, gzip (`.xml.gz`, `.gz`)
+//! and zip (one or more XML files). The format is told by the content (magic bytes), not the
+//! file name, since reporters name attachments inconsistently.
 //!
 //! Hostile input is expected: every file may decompress to at most [`MAX_REPORT_BYTES`] in
 //! total (a report is kilobytes to a few MiB; a zip or gzip bomb stops at the cap), a zip may
 //! hold at most [`MAX_ZIP_ENTRIES`] files, and every failure is an error value naming what is
 //! wrong, never a panic.
 
-use super::parse::{parse_report, ParseError, Report};
+use super::model::Report;
+use super::parse::{parse_report, ParseError};
 use std::borrow::Cow;
 use std::io::{Cursor, Read};
 use std::path::Path;
@@ -38,8 +39,6 @@ pub enum InputError {
     TooManyEntries,
     #[error("the zip archive holds no file")]
     EmptyZip,
-    #[error("this is an e-mail message, not a report: save its attachment (.xml, .gz or .zip) and give that")]
-    Email,
     #[error("{0}")]
     Parse(#[from] ParseError),
 }
@@ -73,8 +72,28 @@ pub fn load_file(path: &Path) -> Vec<Loaded> {
 
 /// Like [`load_file`], for bytes already in memory.
 pub fn load_bytes(label: &str, raw: &[u8]) -> Vec<Loaded> {
+    load(label, raw, Strictness::File)
+}
+
+/// Like [`load_bytes`], for a part of an e-mail message: content without a `<feedback>`
+/// anywhere is [`ParseError::NotAReport`] before it is parsed, so that ordinary attachments
+/// (HTML, other XML) are told apart from damaged reports.
+pub fn load_attachment(label: &str, raw: &[u8]) -> Vec<Loaded> {
+    load(label, raw, Strictness::Attachment)
+}
+
+/// How sure the caller is that the bytes are meant to be a report.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Strictness {
+    /// The operator named the file: whatever is wrong with it is worth saying.
+    File,
+    /// One part of a message: it may be anything.
+    Attachment,
+}
+
+fn load(label: &str, raw: &[u8], strictness: Strictness) -> Vec<Loaded> {
     if raw.starts_with(ZIP_MAGIC) || raw.starts_with(ZIP_EMPTY_MAGIC) {
-        return match unzip(label, raw) {
+        return match unzip(label, raw, strictness) {
             Ok(list) => list,
             Err(e) => vec![Loaded {
                 label: label.to_string(),
@@ -85,26 +104,43 @@ pub fn load_bytes(label: &str, raw: &[u8]) -> Vec<Loaded> {
     let mut budget = MAX_REPORT_BYTES;
     vec![Loaded {
         label: label.to_string(),
-        report: decode(raw, &mut budget),
+        report: decode(raw, &mut budget, strictness),
     }]
 }
 
 /// gzip or plain XML → report; `budget` is what may still be decompressed.
-fn decode(raw: &[u8], budget: &mut u64) -> Result<Report, InputError> {
+fn decode(raw: &[u8], budget: &mut u64, strictness: Strictness) -> Result<Report, InputError> {
     // Borrowed unless it had to be decompressed: a 100 MiB plain report is not copied.
     let xml: Cow<[u8]> = if raw.starts_with(GZIP_MAGIC) {
         let out = gunzip(raw, *budget)?;
         *budget = budget.saturating_sub(out.len() as u64);
         Cow::Owned(out)
-    } else if looks_like_email(raw) {
-        return Err(InputError::Email);
     } else {
         Cow::Borrowed(raw)
     };
-    // Reports declare UTF-8 but some carry stray Latin-1 bytes in free-text fields: those become
-    // U+FFFD instead of failing the whole report.
-    let text = String::from_utf8_lossy(&xml);
+    let text = xml_text(&xml);
+    if strictness == Strictness::Attachment && !text.contains("feedback") {
+        return Err(ParseError::NotAReport("no <feedback> element".to_string()).into());
+    }
     Ok(parse_report(&text)?)
+}
+
+/// The text of an XML document. Reports declare UTF-8 but some carry stray Latin-1 bytes in
+/// free-text fields: those become U+FFFD instead of failing the whole report. A UTF-16 byte
+/// order mark (a few Windows-based reporters) means UTF-16.
+fn xml_text(xml: &[u8]) -> Cow<'_, str> {
+    let utf16 = |unit: fn([u8; 2]) -> u16| {
+        let units: Vec<u16> = xml[2..]
+            .chunks_exact(2)
+            .map(|c| unit([c[0], c[1]]))
+            .collect();
+        Cow::Owned(String::from_utf16_lossy(&units))
+    };
+    match xml {
+        [0xff, 0xfe, ..] => utf16(u16::from_le_bytes),
+        [0xfe, 0xff, ..] => utf16(u16::from_be_bytes),
+        _ => String::from_utf8_lossy(xml),
+    }
 }
 
 fn gunzip(raw: &[u8], budget: u64) -> Result<Vec<u8>, InputError> {
@@ -116,7 +152,7 @@ fn gunzip(raw: &[u8], budget: u64) -> Result<Vec<u8>, InputError> {
     })
 }
 
-fn unzip(label: &str, raw: &[u8]) -> Result<Vec<Loaded>, InputError> {
+fn unzip(label: &str, raw: &[u8], strictness: Strictness) -> Result<Vec<Loaded>, InputError> {
     let mut archive = zip::ZipArchive::new(Cursor::new(raw)).map_err(zip_error)?;
     if archive.len() > MAX_ZIP_ENTRIES {
         return Err(InputError::TooManyEntries);
@@ -148,7 +184,7 @@ fn unzip(label: &str, raw: &[u8]) -> Result<Vec<Loaded>, InputError> {
             match read_capped(&mut entry, budget, InputError::Bomb) {
                 Ok(bytes) => {
                     budget = budget.saturating_sub(bytes.len() as u64);
-                    decode(&bytes, &mut budget)
+                    decode(&bytes, &mut budget, strictness)
                 }
                 Err(InputError::Read(e)) => Err(InputError::Zip(format!("{name}: {e}"))),
                 Err(e) => Err(e),
@@ -180,7 +216,11 @@ fn zip_error(e: zip::result::ZipError) -> InputError {
 }
 
 /// Read everything, but at most `cap` bytes: one byte more means `too_big`.
-fn read_capped(reader: impl Read, cap: u64, too_big: InputError) -> Result<Vec<u8>, InputError> {
+pub(super) fn read_capped(
+    reader: impl Read,
+    cap: u64,
+    too_big: InputError,
+) -> Result<Vec<u8>, InputError> {
     let mut buf = Vec::new();
     reader
         .take(cap.saturating_add(1))
@@ -192,19 +232,26 @@ fn read_capped(reader: impl Read, cap: u64, too_big: InputError) -> Result<Vec<u
     Ok(buf)
 }
 
-/// A saved message (`.eml`, a Maildir file) rather than its attachment: it starts with an mbox
-/// `From ` line or a header field (`Name: value`, the name printable ASCII without a colon).
-fn looks_like_email(raw: &[u8]) -> bool {
-    if raw.starts_with(b"From ") {
-        return true;
-    }
-    // XML starts with markup (`<?xml`, `<feedback`, `<d:feedback`), never with a field name.
-    if raw.trim_ascii_start().starts_with(b"<") || raw.starts_with("\u{feff}".as_bytes()) {
-        return false;
-    }
-    let line = raw.split(|&b| b == b'\n').next().unwrap_or_default();
-    match line.iter().position(|&b| b == b':') {
-        Some(colon) if colon > 0 => line[..colon].iter().all(|&b| (33..=126).contains(&b)),
-        _ => false,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf16_and_invalid_utf8_are_read() {
+        let xml = "<feedback><report_metadata><org_name>Zoë</org_name></report_metadata>\
+                   <policy_published><domain>example.com</domain></policy_published></feedback>";
+        let mut le = vec![0xff, 0xfe];
+        le.extend(xml.encode_utf16().flat_map(u16::to_le_bytes));
+        let mut be = vec![0xfe, 0xff];
+        be.extend(xml.encode_utf16().flat_map(u16::to_be_bytes));
+        let latin1 = xml.replace("Zoë", "Zo\u{0}").replace('\u{0}', "");
+        let mut latin1 = latin1.into_bytes();
+        let at = latin1.windows(2).position(|w| w == b"Zo").unwrap_or(0) + 2;
+        latin1.insert(at, 0xeb);
+        for (bytes, org) in [(le, "Zoë"), (be, "Zoë"), (latin1, "Zo\u{fffd}")] {
+            let loaded = load_bytes("r.xml", &bytes);
+            let report = loaded[0].report.as_ref().expect("report");
+            assert_eq!(report.org_name, org);
+        }
     }
 }

@@ -4,84 +4,102 @@
 //! its configured d=/s= pairs), and says per domain whether `p=reject` would drop mail that
 //! looks legitimate, and what to do about each such source.
 //!
-//! Layout: `input` (files, gzip, zip, size caps) → `parse` (XML → `Report`) → `analyze` and
-//! `source` (aggregation, classification, verdict) → `render` (text, JSON). Uses `config` and
-//! `resolver` only; nothing here touches the SMTP, spool or delivery modules.
+//! Layout: `mailbox` (what an input is: report file, message, mbox, Maildir, directory) and
+//! `imap` (a mailbox on a server) → `mail` (the report parts of a message) → `input` (gzip,
+//! zip, size caps) → `parse` (XML → `Report`) → `collect` (once each, `--since`) → `analyze`
+//! and `source` (aggregation, classification, verdict) → `render` (text, JSON) and `html` with
+//! `svg` (the page). `model` holds the plain data they pass along and imports none of them,
+//! so the stages form no cycle. Uses
+//! `config` and `resolver` only; nothing here touches the SMTP, spool or delivery modules.
 
 mod analyze;
+mod collect;
+mod html;
+mod imap;
 mod input;
+mod mail;
+mod mailbox;
+mod model;
 mod parse;
 mod render;
+mod small;
 mod source;
+mod svg;
 
-pub use analyze::{
-    analyze, DomainSummary, RelayIdentity, SignatureSeen, Source, SourceKind, SpfSeen, Verdict,
+pub use analyze::{analyze, Analysis};
+pub use collect::{Collected, Collector};
+pub use html::render_html;
+pub use imap::{ImapSource, PASSWORD_ENV};
+pub use input::{
+    load_attachment, load_bytes, load_file, InputError, Loaded, MAX_REPORT_BYTES, MAX_ZIP_ENTRIES,
 };
-pub use input::{load_bytes, load_file, InputError, Loaded, MAX_REPORT_BYTES, MAX_ZIP_ENTRIES};
-pub use parse::{parse_report, DkimAuth, ParseError, PolicyPublished, Record, Report, SpfAuth};
-pub use render::{render_json, render_text, utc_date, FileError};
+pub use mail::reports_in_message;
+pub use mailbox::{read_input, MAX_MESSAGE_BYTES};
+pub use model::{
+    day_name, parse_day, report_day, utc_date, DaySummary, DkimAuth, DomainSummary,
+    FailingDispositions, FileError, Outcomes, PolicyPublished, Record, RelayIdentity, Report,
+    RunSummary, SignatureSeen, Source, SourceKind, SpfAuth, SpfSeen, Verdict,
+};
+pub use parse::{parse_report, ParseError};
+pub use render::{render_json, render_text};
 
 use crate::config::{resolve_path, Settings};
 use mail_auth::dns::NoCache;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-/// Exit status: every file was read (whatever the verdict).
+/// Exit status: every input was read (whatever the verdict).
 pub const EXIT_OK: u8 = 0;
-/// Exit status: a file, or a record in one, could not be read; or the config could not.
+/// Exit status: an input, or a record in one, could not be read; or the config could not; or
+/// the output could not be written.
 pub const EXIT_FAIL: u8 = 1;
+/// Exit status: the command line is wrong (a `--since` that is not a date).
+pub const EXIT_USAGE: u8 = 2;
 
-/// Every report of every file, duplicates dropped, and what could not be read.
-pub struct Collected {
-    pub reports: Vec<Report>,
-    pub errors: Vec<FileError>,
-    /// Reports seen twice (the same reporter and report id), left out of the counts.
-    pub duplicates: Vec<String>,
+/// How the answer is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+    /// One self-contained page with the charts.
+    Html,
 }
 
-/// Read all files. A report whose (reporter, report id) was already read is counted once:
-/// operators often save both the `.zip` and its extracted `.xml`.
-pub fn collect(files: &[PathBuf]) -> Collected {
-    let mut seen: HashMap<(String, String), String> = HashMap::new();
-    let mut out = Collected {
-        reports: Vec::new(),
-        errors: Vec::new(),
-        duplicates: Vec::new(),
-    };
-    for file in files {
-        for Loaded { label, report } in load_file(file) {
-            let report = match report {
-                Ok(r) => r,
-                Err(e) => {
-                    out.errors.push(FileError {
-                        file: label,
-                        error: e.to_string(),
-                    });
-                    continue;
-                }
-            };
-            for problem in &report.problems {
-                out.errors.push(FileError {
-                    file: label.clone(),
-                    error: format!("{problem} (record left out)"),
-                });
-            }
-            if !report.report_id.is_empty() {
-                let key = (report.org_name.clone(), report.report_id.clone());
-                if let Some(first) = seen.get(&key) {
-                    out.duplicates.push(format!(
-                        "{label}: report {} from {} already read from {first}; counted once",
-                        report.report_id, report.org_name
-                    ));
-                    continue;
-                }
-                seen.insert(key, label.clone());
-            }
-            out.reports.push(report);
-        }
+/// The command line of `dmarc-report`.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Report files, messages, mboxes, Maildirs, directories.
+    pub inputs: Vec<PathBuf>,
+    pub config: Option<PathBuf>,
+    pub format: Format,
+    /// Write here (replaced whole, never left half-written) instead of standard output.
+    pub out: Option<PathBuf>,
+    /// `YYYY-MM-DD`: reports of earlier days are left out.
+    pub since: Option<String>,
+    /// `imaps://USER@HOST[:PORT]/MAILBOX`: read that mailbox too (without changing it).
+    pub imap: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// A CA certificate (or the server's own self-signed one) to trust for `--imap`.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Read every input of `options` into one collection.
+pub fn collect(
+    options: &Options,
+    relay: &RelayIdentity,
+    since: Option<i64>,
+    imap: Option<(&ImapSource, &imap::ImapLogin)>,
+) -> Collected {
+    let mut collector = Collector::new(relay, since);
+    for input in &options.inputs {
+        read_input(input, &mut collector);
     }
-    out
+    if let Some((source, login)) = imap {
+        imap::read_mailbox(source, login, &mut collector);
+    }
+    collector.finish()
 }
 
 /// Who "this relay" is, from the configuration. An explicit `-c` that cannot be loaded is an
@@ -108,7 +126,7 @@ pub fn relay_identity(config: Option<&Path>) -> Result<RelayIdentity, String> {
         .iter()
         .map(|(d, sels)| {
             (
-                parse::normalize_domain(d),
+                model::normalize_domain(d),
                 sels.iter()
                     .map(|s| s.selector.to_ascii_lowercase())
                     .collect(),
@@ -157,45 +175,120 @@ fn resolve_hostname(settings: &Settings) -> Result<Vec<IpAddr>, String> {
     }
 }
 
-/// `dmarc-report [-c FILE] [--format text|json] FILE…`: print the report; exit 0 when every
-/// file was read, 1 when one could not be (each named on stderr) or the config is unusable.
-pub fn command(files: &[PathBuf], config: Option<&Path>, json: bool) -> u8 {
-    let relay = match relay_identity(config) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{e}");
-            return EXIT_FAIL;
+/// `dmarc-report`: write the report; exit 0 when every input was read, 1 when one could not be
+/// (each named on stderr) or the config is unusable, 2 for a bad command line. An error
+/// writing standard output (a closed pipe) is returned, not printed, for the caller to handle.
+pub fn command(options: &Options) -> std::io::Result<u8> {
+    let since = match options.since.as_deref().map(|s| (s, parse_day(s))) {
+        None => None,
+        Some((_, Some(day))) => Some(day),
+        Some((text, None)) => {
+            warn(&format!("--since {text:?}: not a date (give YYYY-MM-DD)"));
+            return Ok(EXIT_USAGE);
         }
     };
-    let collected = collect(files);
-    let domains = analyze(&collected.reports, &relay);
-    if json {
-        print!(
-            "{}",
-            render_json(&domains, &relay, collected.reports.len(), &collected.errors)
-        );
-    } else {
-        print!("{}", render_text(&domains, &relay));
+    let imap = match &options.imap {
+        None => None,
+        Some(url) => {
+            let source = match ImapSource::parse(url) {
+                Ok(s) => s,
+                Err(e) => {
+                    warn(&e);
+                    return Ok(EXIT_USAGE);
+                }
+            };
+            let password = match imap::password(options.password_file.as_deref()) {
+                Ok(p) => p,
+                Err(e) => {
+                    warn(&e);
+                    return Ok(EXIT_FAIL);
+                }
+            };
+            let login = imap::ImapLogin {
+                password,
+                ca_file: options.ca_file.clone(),
+                since,
+            };
+            Some((source, login))
+        }
+    };
+    let relay = match relay_identity(options.config.as_deref()) {
+        Ok(r) => r,
+        Err(e) => {
+            warn(&e);
+            return Ok(EXIT_FAIL);
+        }
+    };
+    let collected = collect(options, &relay, since, imap.as_ref().map(|(s, l)| (s, l)));
+    let text = match options.format {
+        Format::Json => render_json(
+            &collected.domains,
+            &relay,
+            &collected.summary,
+            &collected.errors,
+        ),
+        Format::Text => render_text(&collected.domains, &relay, &collected.summary),
+        Format::Html => render_html(&collected.domains, &relay, &collected.summary),
+    };
+    let mut status = EXIT_OK;
+    match &options.out {
+        Some(path) => {
+            if let Err(e) = write_whole(path, text.as_bytes()) {
+                warn(&format!("cannot write {}: {e}", path.display()));
+                status = EXIT_FAIL;
+            }
+        }
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(text.as_bytes())?;
+            stdout.flush()?;
+        }
     }
     for d in &collected.duplicates {
-        eprintln!("dmarc-report: {d}");
+        warn(d);
     }
     for e in &collected.errors {
-        eprintln!("dmarc-report: {}: {}", e.file, e.error);
+        warn(&format!("{}: {}", e.file, e.error));
     }
-    if collected.errors.is_empty() {
-        EXIT_OK
-    } else {
+    if !collected.errors.is_empty() {
         let n = collected.errors.len();
-        eprintln!(
-            "dmarc-report: {n} problem{} above; what {} left out of the report",
+        warn(&format!(
+            "{n} problem{} above; what {} left out of the report",
             if n == 1 { "" } else { "s" },
             if n == 1 {
                 "it names is"
             } else {
                 "they name is"
             }
-        );
-        EXIT_FAIL
+        ));
+        status = EXIT_FAIL;
     }
+    Ok(status)
+}
+
+/// One line on stderr. A closed stderr is no reason to stop (nor to panic, as eprintln! would).
+fn warn(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "dmarc-report: {line}");
+}
+
+/// Replace `path` with `bytes`: written to a temporary file beside it, synced, renamed over it,
+/// so a reader (a web server publishing the page) never sees half a report.
+fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("not a file name"))?;
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(name);
+    temp_name.push(format!(".tmp{}", std::process::id()));
+    let temp = path.with_file_name(temp_name);
+    let result = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
 }

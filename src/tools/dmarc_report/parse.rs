@@ -4,13 +4,16 @@
 //! Streaming over quick-xml events, no DOM. Elements are matched by *local* name, so namespaced
 //! reports (`<feedback xmlns="urn:ietf:params:xml:ns:dmarc-2.0">`, or a `dmarc:` prefix) read
 //! like plain ones. Lenient where reporters are sloppy: unknown elements, missing optional ones,
-//! any element order, empty `<reason>`s, and stray tags (an unescaped `<addr@host>` inside
+//! any element order, empty `<reason>`s, upper-case values, wrapper elements around the
+//! `<feedback>`, unescaped `&` and `<` in text, and stray tags (an unescaped `<addr@host>` inside
 //! `<email>`: an end tag closes every element opened since its start tag). Strict where the
 //! numbers come from: a record without a valid source IP or count is left out and named in
-//! [`Report::problems`]; a document that is not a `<feedback>`, or is cut short, is an error.
+//! [`Report::problems`]; a document without a `<feedback>`, or cut short, is an error.
 
+use super::model::{normalize_domain, DkimAuth, Record, Report, SpfAuth};
 use quick_xml::events::Event;
 use quick_xml::Reader;
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// Deeper nesting than any report has (5 levels): refuse before the element stack grows.
@@ -30,98 +33,24 @@ pub enum ParseError {
     Truncated(String),
 }
 
-/// A parsed aggregate report.
-#[derive(Debug, Clone, Default)]
-pub struct Report {
-    /// The reporter (`report_metadata/org_name`), e.g. `google.com`.
-    pub org_name: String,
-    pub report_id: String,
-    /// The period covered, seconds since the epoch (UTC).
-    pub begin: Option<u64>,
-    pub end: Option<u64>,
-    pub policy: PolicyPublished,
-    pub records: Vec<Record>,
-    /// Records left out, each with why; the rest of the report still counts.
-    pub problems: Vec<String>,
-}
-
-/// `policy_published`: the DMARC record the reporter found. Values as reported, lower case.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct PolicyPublished {
-    /// The domain whose DMARC record applied (lower case, no final dot).
-    pub domain: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub p: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sp: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pct: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub adkim: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub aspf: Option<String>,
-}
-
-/// One `<record>`: `count` messages from one source with one set of results.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    pub source_ip: IpAddr,
-    pub count: u64,
-    /// What the receiver did: `none`, `quarantine`, `reject` (RFC 9990 adds `pass`); empty if
-    /// not reported.
-    pub disposition: String,
-    /// `policy_evaluated/dkim` = pass: a DKIM signature passed *and* aligned with the From domain.
-    pub dkim_aligned: bool,
-    /// `policy_evaluated/spf` = pass: SPF passed *and* aligned with the From domain.
-    pub spf_aligned: bool,
-    /// `policy_evaluated/reason/type`s: why the receiver overrode the policy (`forwarded`,
-    /// `mailing_list`, `local_policy`, …), plus `arc=pass` when a reason's comment says the
-    /// receiver trusted the message's ARC chain (Google's note on forwarded mail).
-    pub reasons: Vec<String>,
-    pub header_from: String,
-    pub envelope_from: String,
-    /// `auth_results/dkim`: every signature the receiver checked, aligned or not.
-    pub dkim: Vec<DkimAuth>,
-    /// `auth_results/spf`: the SPF check(s), for whichever domain was checked.
-    pub spf: Vec<SpfAuth>,
-}
-
-impl Record {
-    /// DMARC passes when DKIM or SPF passes aligned.
-    pub fn dmarc_pass(&self) -> bool {
-        self.dkim_aligned || self.spf_aligned
-    }
-}
-
-/// One DKIM signature's result (`d=`, `s=`, pass/fail/…).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DkimAuth {
-    pub domain: String,
-    pub selector: String,
-    pub result: String,
-}
-
-/// One SPF result: the domain checked (usually the envelope sender's), its scope and result.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SpfAuth {
-    pub domain: String,
-    pub scope: String,
-    pub result: String,
-}
-
 /// Parse one report document.
 pub fn parse_report(text: &str) -> Result<Report, ParseError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let text = escape_stray_lt(text);
+    let text = text.as_ref();
     let mut reader = Reader::from_str(text);
     let config = reader.config_mut();
     config.expand_empty_elements = true;
-    // Stray tags are closed by hand (see `close_to`), so quick-xml must not reject them.
+    // Stray tags are closed by hand (see `Elements::close`), so quick-xml must not reject them.
     config.check_end_names = false;
     config.allow_unmatched_ends = true;
     config.allow_dangling_amp = true;
 
-    // The open elements: local name and the text collected directly inside it.
+    // The open elements of the <feedback>: local name and the text collected directly inside.
     let mut stack = Elements::default();
+    // Elements around the <feedback> (wrappers some reporters and archivers add): names only.
+    let mut outer: Vec<String> = Vec::new();
+    let mut first_outer: Option<String> = None;
     let mut seen_root = false;
     let mut builder = Builder::default();
     loop {
@@ -141,30 +70,36 @@ pub fn parse_report(text: &str) -> Result<Report, ParseError> {
         match event {
             Event::Start(e) => {
                 let name = local_name(e.local_name().as_ref());
-                if stack.is_empty() {
-                    if seen_root {
-                        return Err(ParseError::NotAReport(format!(
-                            "a second top-level element <{name}> after </feedback>"
-                        )));
-                    }
-                    if name != "feedback" {
-                        return Err(ParseError::NotAReport(format!(
-                            "the top-level element is <{name}>, not <feedback>"
-                        )));
-                    }
-                    seen_root = true;
-                }
-                if stack.len() >= MAX_DEPTH {
+                if stack.len() + outer.len() >= MAX_DEPTH {
                     return Err(ParseError::NotAReport(format!(
                         "elements nested deeper than {MAX_DEPTH} levels"
                     )));
+                }
+                if stack.is_empty() {
+                    if name != "feedback" {
+                        first_outer.get_or_insert_with(|| name.clone());
+                        outer.push(name);
+                        continue;
+                    }
+                    if seen_root {
+                        return Err(ParseError::NotAReport(
+                            "a second <feedback> in one document".to_string(),
+                        ));
+                    }
+                    seen_root = true;
                 }
                 builder.open(&stack.path, &name);
                 stack.push(name);
             }
             Event::End(e) => {
                 let name = local_name(e.local_name().as_ref());
-                stack.close(&name, &mut builder);
+                if stack.is_empty() {
+                    if let Some(at) = outer.iter().rposition(|n| *n == name) {
+                        outer.truncate(at);
+                    }
+                } else {
+                    stack.close(&name, &mut builder);
+                }
             }
             Event::Text(t) => stack.push_text(&t),
             Event::CData(t) => stack.push_text(&t),
@@ -192,11 +127,65 @@ pub fn parse_report(text: &str) -> Result<Report, ParseError> {
         return Err(ParseError::Truncated(stack.path));
     }
     if !seen_root {
-        return Err(ParseError::NotAReport(
-            "no <feedback> element (is this an XML DMARC aggregate report?)".to_string(),
-        ));
+        return Err(ParseError::NotAReport(match first_outer {
+            Some(top) => format!("no <feedback> element in it (its top-level element is <{top}>)"),
+            None => "no <feedback> element (is this an XML DMARC aggregate report?)".to_string(),
+        }));
     }
     builder.finish()
+}
+
+/// Escape each `<` that cannot start markup (`a < b`, `1<2`, `<b c</e>`): reporters write free
+/// text unescaped, and quick-xml would read it as a tag that swallows the element's end tag.
+/// A `<` starts markup when a name, `/`, `!` or `?` follows and a `>` comes before any other
+/// `<`; comments, CDATA and processing instructions are copied untouched. Borrowed unless
+/// something had to be escaped.
+fn escape_stray_lt(text: &str) -> Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    let mut at = 0;
+    while let Some(found) = memchr::memchr(b'<', &bytes[at..]) {
+        let lt = at + found;
+        let rest = &bytes[lt..];
+        let skip_to = |end: &[u8]| {
+            memchr::memmem::find(rest, end).map_or(bytes.len(), |e| lt + e + end.len())
+        };
+        if rest.starts_with(b"<!--") {
+            at = skip_to(b"-->");
+            continue;
+        }
+        if rest.starts_with(b"<![CDATA[") {
+            at = skip_to(b"]]>");
+            continue;
+        }
+        if rest.starts_with(b"<?") {
+            at = skip_to(b"?>");
+            continue;
+        }
+        let starts_name = rest
+            .get(1)
+            .is_some_and(|&b| b.is_ascii_alphabetic() || b"_:/!".contains(&b) || b >= 0x80);
+        let closes_first = match memchr::memchr2(b'<', b'>', &rest[1..]) {
+            Some(i) => rest[1 + i] == b'>',
+            // Cut short inside a tag: left for the parser to call truncated.
+            None => true,
+        };
+        if !(starts_name && closes_first) {
+            let buf = out.get_or_insert_with(|| String::with_capacity(text.len() + 16));
+            buf.push_str(&text[copied..lt]);
+            buf.push_str("&lt;");
+            copied = lt + 1;
+        }
+        at = lt + 1;
+    }
+    match out {
+        Some(mut buf) => {
+            buf.push_str(&text[copied..]);
+            Cow::Owned(buf)
+        }
+        None => Cow::Borrowed(text),
+    }
 }
 
 fn local_name(raw: &str) -> String {
@@ -305,15 +294,16 @@ impl RecordDraft {
             reasons: self.reasons,
             header_from: normalize_domain(&self.header_from),
             envelope_from: normalize_domain(&self.envelope_from),
-            dkim: self.dkim_auth,
-            spf: self.spf_auth,
+            // Usually one or two each: no room kept for more (a report may hold 100,000 records).
+            dkim: shrunk(self.dkim_auth),
+            spf: shrunk(self.spf_auth),
         })
     }
 }
 
-/// Lower case, without a final dot: how domains are compared.
-pub fn normalize_domain(s: &str) -> String {
-    s.trim().trim_end_matches('.').to_ascii_lowercase()
+fn shrunk<T>(mut list: Vec<T>) -> Vec<T> {
+    list.shrink_to_fit();
+    list
 }
 
 #[derive(Default)]
@@ -357,6 +347,8 @@ impl Builder {
             ("feedback/policy_published", "pct") => policy.pct = Some(lower()),
             ("feedback/policy_published", "adkim") => policy.adkim = Some(lower()),
             ("feedback/policy_published", "aspf") => policy.aspf = Some(lower()),
+            ("feedback/policy_published", "np") => policy.np = Some(lower()),
+            ("feedback/policy_published", "testing") => policy.testing = Some(lower()),
             ("feedback", "record") => {
                 self.records_seen += 1;
                 if let Some(draft) = self.record.take() {
@@ -506,5 +498,70 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("deeper"));
+    }
+
+    #[test]
+    fn a_wrapper_around_the_feedback_is_looked_through() {
+        let body = MINIMAL.replace("<?xml version=\"1.0\"?>", "");
+        let xml = format!(
+            "<?xml version=\"1.0\"?><report xmlns:x=\"urn:x\"><x:meta>archived</x:meta>{body}</report>"
+        );
+        let r = parse_report(&xml).unwrap();
+        assert_eq!((r.org_name.as_str(), r.records.len()), ("google.com", 1));
+        let twice = format!("<reports>{body}{body}</reports>");
+        assert!(parse_report(&twice)
+            .unwrap_err()
+            .to_string()
+            .contains("a second <feedback>"));
+    }
+
+    #[test]
+    fn unescaped_ampersands_and_angle_brackets_in_text_are_text() {
+        let xml = MINIMAL
+            .replace(
+                "<org_name>google.com</org_name>",
+                "<org_name>AT&T Mail & Co <1< x</org_name><extra_contact_info>a <b c</extra_contact_info>",
+            )
+            .replace("<p>none</p>", "<p>NONE</p><!-- a < b --><![CDATA[ <<< ]]>");
+        let r = parse_report(&xml).unwrap();
+        assert_eq!(r.org_name, "AT&T Mail & Co <1< x");
+        assert_eq!(r.report_id, "1");
+        assert_eq!(r.policy.p.as_deref(), Some("none"));
+        assert_eq!(r.records.len(), 1);
+        assert_eq!(escape_stray_lt("<a>x</a>"), Cow::Borrowed("<a>x</a>"));
+    }
+
+    #[test]
+    fn upper_case_values_and_missing_optional_elements() {
+        let xml = r#"<feedback><report_metadata><org_name>Mail.RU</org_name></report_metadata>
+            <policy_published><domain>example.com</domain></policy_published>
+            <record><row><source_ip>192.0.2.9</source_ip><count>3</count>
+              <policy_evaluated><disposition>Reject</disposition><dkim>FAIL</dkim><spf>PASS</spf></policy_evaluated></row>
+            </record></feedback>"#;
+        let r = parse_report(xml).unwrap();
+        assert_eq!(
+            (r.report_id.as_str(), r.begin, r.policy.p.clone()),
+            ("", None, None)
+        );
+        let rec = &r.records[0];
+        assert_eq!(rec.disposition, "reject");
+        assert!(rec.spf_aligned && !rec.dkim_aligned && rec.dmarc_pass());
+        assert!(rec.dkim.is_empty() && rec.spf.is_empty() && rec.header_from.is_empty());
+    }
+
+    #[test]
+    fn rfc9990_policy_fields() {
+        let xml = MINIMAL
+            .replace("<feedback>", "<feedback xmlns=\"urn:ietf:params:xml:ns:dmarc-2.0\"><version>1.0</version>")
+            .replace(
+                "<p>none</p>",
+                "<p>reject</p><np>quarantine</np><testing>Y</testing><discovery_method>treewalk</discovery_method>",
+            )
+            .replace("<disposition>none</disposition>", "<disposition>pass</disposition>")
+            .replace("</row>", "</row><extension><x>1</x></extension>");
+        let r = parse_report(&xml).unwrap();
+        assert_eq!(r.policy.np.as_deref(), Some("quarantine"));
+        assert_eq!(r.policy.testing.as_deref(), Some("y"));
+        assert_eq!(r.records[0].disposition, "pass");
     }
 }

@@ -1,22 +1,8 @@
 //! The report as an operator reads it (per domain: the policy, a table of sources by volume with
 //! their results, the verdict and what to do) and as JSON for scripts and dashboards.
 
-use super::analyze::{DomainSummary, RelayIdentity, Source, SourceKind};
+use super::model::{DomainSummary, FileError, RelayIdentity, RunSummary, Source, SourceKind};
 use std::fmt::Write;
-
-/// A file (or zip entry) that gave no report, or a record left out of one.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct FileError {
-    pub file: String,
-    pub error: String,
-}
-
-/// `YYYY-MM-DD` (UTC) of a Unix time.
-pub fn utc_date(secs: u64) -> String {
-    // i64 days, so that any u64 a report carries gives some date rather than an overflow.
-    let (year, month, day) = crate::dkim::fixups::civil_from_days((secs / 86_400) as i64);
-    format!("{year:04}-{month:02}-{day:02}")
-}
 
 fn percent(part: u64, whole: u64) -> String {
     if whole == 0 {
@@ -27,7 +13,7 @@ fn percent(part: u64, whole: u64) -> String {
 }
 
 /// The text report.
-pub fn render_text(domains: &[DomainSummary], relay: &RelayIdentity) -> String {
+pub fn render_text(domains: &[DomainSummary], relay: &RelayIdentity, run: &RunSummary) -> String {
     let mut out = String::new();
     let addresses: Vec<String> = relay.addresses.iter().map(|a| a.to_string()).collect();
     let signing: Vec<String> = relay
@@ -52,6 +38,7 @@ pub fn render_text(domains: &[DomainSummary], relay: &RelayIdentity) -> String {
     for note in &relay.notes {
         let _ = writeln!(out, "  note: {note}");
     }
+    let _ = writeln!(out, "Read: {}", run_line(run));
     if domains.is_empty() {
         let _ = writeln!(out, "\nNo report could be read.");
     }
@@ -71,6 +58,8 @@ fn render_domain(out: &mut String, d: &DomainSummary) {
         ("pct", &p.pct),
         ("adkim", &p.adkim),
         ("aspf", &p.aspf),
+        ("np", &p.np),
+        ("t", &p.testing),
     ] {
         if let Some(v) = value {
             policy.push(format!("{tag}={v}"));
@@ -93,6 +82,18 @@ fn render_domain(out: &mut String, d: &DomainSummary) {
         d.sources.len(),
         d.dmarc_pass,
         percent(d.dmarc_pass, d.messages)
+    );
+    let o = &d.outcomes;
+    let f = &d.failing_dispositions;
+    let _ = writeln!(
+        out,
+        "By outcome: {} through this relay, {} from other authorised senders, {} failing that look legitimate, {} failing that look forged",
+        o.relay_pass, o.other_pass, o.fail_legitimate, o.fail_forged
+    );
+    let _ = writeln!(
+        out,
+        "Failing mail, as receivers report it: {} delivered anyway (none), {} quarantined, {} rejected",
+        f.none, f.quarantine, f.reject
     );
     if !d.sources.is_empty() {
         let width = d
@@ -195,24 +196,65 @@ fn counts(pass: u64, fail: u64) -> String {
     }
 }
 
+/// What was read, in one line: `4 reports (from 6 e-mail messages; 2 without a report
+/// skipped; 1 duplicate counted once)`.
+pub fn run_line(run: &RunSummary) -> String {
+    let mut parts = Vec::new();
+    if run.messages_read > 0 {
+        parts.push(format!(
+            "from {} e-mail message{}",
+            run.messages_read,
+            if run.messages_read == 1 { "" } else { "s" }
+        ));
+    }
+    if run.messages_without_report > 0 {
+        parts.push(format!(
+            "{} without a report skipped",
+            run.messages_without_report
+        ));
+    }
+    if run.duplicates > 0 {
+        parts.push(format!(
+            "{} duplicate{} counted once",
+            run.duplicates,
+            if run.duplicates == 1 { "" } else { "s" }
+        ));
+    }
+    if let Some(since) = &run.since {
+        parts.push(format!("{} before {since} left out", run.before_since));
+    }
+    let head = format!(
+        "{} report{}",
+        run.reports_read,
+        if run.reports_read == 1 { "" } else { "s" }
+    );
+    if parts.is_empty() {
+        head
+    } else {
+        format!("{head} ({})", parts.join("; "))
+    }
+}
+
 #[derive(serde::Serialize)]
 struct JsonReport<'a> {
     relay: &'a RelayIdentity,
-    reports_read: usize,
+    #[serde(flatten)]
+    run: &'a RunSummary,
     domains: &'a [DomainSummary],
     errors: &'a [FileError],
 }
 
-/// The JSON report: `{"relay", "reports_read", "domains": [...], "errors": [...]}`.
+/// The JSON report: `{"relay", "reports_read", "messages_read", …, "domains": [...],
+/// "errors": [...]}`.
 pub fn render_json(
     domains: &[DomainSummary],
     relay: &RelayIdentity,
-    reports_read: usize,
+    run: &RunSummary,
     errors: &[FileError],
 ) -> String {
     let report = JsonReport {
         relay,
-        reports_read,
+        run,
         domains,
         errors,
     };
@@ -234,11 +276,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dates_and_percentages() {
-        assert_eq!(utc_date(0), "1970-01-01");
-        assert_eq!(utc_date(1_700_000_000), "2023-11-14");
-        assert_eq!(utc_date(951_782_400), "2000-02-29");
-        let _ = utc_date(u64::MAX);
+    fn percentages() {
         assert_eq!(percent(1, 3), "33.3%");
         assert_eq!(percent(u64::MAX, u64::MAX), "100.0%");
         assert_eq!(percent(0, 0), "-");

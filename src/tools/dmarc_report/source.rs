@@ -3,103 +3,11 @@
 //! the advice an operator needs. The evidence for a failing source is taken from its failing
 //! records only, so a forwarder that passes some mail does not hide the mail it breaks.
 
-use super::analyze::{related, RelayIdentity};
-use super::parse::Record;
-use std::collections::{BTreeMap, BTreeSet};
+use super::model::{
+    related, FailingDispositions, Record, RelayIdentity, SignatureSeen, Source, SourceKind, SpfSeen,
+};
+use super::small::{SmallMap, SmallSet};
 use std::net::IpAddr;
-
-/// What a source looks like, judged from the reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SourceKind {
-    /// One of the relay's addresses; all its mail passes DMARC.
-    ThisRelay,
-    /// One of the relay's addresses, and some of its mail fails DMARC.
-    RelayFailing,
-    /// Another address whose mail carries the relay's signature and passes: forwarded intact,
-    /// or a relay address missing from `public_addresses`.
-    RelaySigned,
-    /// Passes DMARC without the relay: a sender the domain's DNS authorises.
-    Authorized,
-    /// Fails after forwarding: the relay's signature broke, or the receiver says forwarded or
-    /// mailing list.
-    Forwarded,
-    /// Fails DMARC, yet authenticates as something: looks like legitimate mail `p=reject` drops.
-    LegitimateFailing,
-    /// Fails DMARC and authenticates as nothing: looks like forgery.
-    Unauthenticated,
-}
-
-impl SourceKind {
-    /// Whether this source stands between the domain and `p=reject`.
-    pub fn blocks(self) -> bool {
-        matches!(
-            self,
-            SourceKind::RelayFailing | SourceKind::LegitimateFailing
-        )
-    }
-
-    /// The text report's short label.
-    pub fn label(self) -> &'static str {
-        match self {
-            SourceKind::ThisRelay => "this relay",
-            SourceKind::RelayFailing => "this relay, FAILING: see verdict",
-            SourceKind::RelaySigned => "relay-signed, other address",
-            SourceKind::Authorized => "passes without the relay",
-            SourceKind::Forwarded => "forwarded (list/forwarder)",
-            SourceKind::LegitimateFailing => "FAILS, looks legitimate: see verdict",
-            SourceKind::Unauthenticated => "fails all: likely forgery",
-        }
-    }
-}
-
-/// A DKIM signature (d=, s=) seen on this source's mail, in messages.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct SignatureSeen {
-    pub domain: String,
-    pub selector: String,
-    /// Messages where it verified.
-    pub pass: u64,
-    /// Messages where it did not (fail, neutral, temperror, permerror, policy, none).
-    pub fail: u64,
-    /// One of the relay's configured domain/selector pairs.
-    pub relay: bool,
-}
-
-/// An SPF result for one checked domain, in messages.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct SpfSeen {
-    /// The domain checked (usually the envelope sender's); empty when not reported.
-    pub domain: String,
-    pub pass: u64,
-    /// Messages with any other result (fail, softfail, neutral, none, temperror, permerror).
-    pub fail: u64,
-}
-
-/// One sending address of one policy domain, as reported.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Source {
-    pub ip: IpAddr,
-    pub messages: u64,
-    /// Messages passing DMARC (DKIM or SPF aligned).
-    pub dmarc_pass: u64,
-    pub dkim_aligned_pass: u64,
-    pub spf_aligned_pass: u64,
-    /// What receivers did: `none`/`quarantine`/`reject` → messages.
-    pub dispositions: BTreeMap<String, u64>,
-    pub header_from: Vec<String>,
-    pub dkim: Vec<SignatureSeen>,
-    pub spf: Vec<SpfSeen>,
-    /// Reported policy-override reasons (`forwarded`, `mailing_list`, …).
-    pub override_reasons: Vec<String>,
-    pub reporters: Vec<String>,
-    /// The address is one of the relay's.
-    pub this_relay: bool,
-    /// Messages carrying one of the relay's signatures (verified or not).
-    pub relay_signed: u64,
-    pub kind: SourceKind,
-    pub advice: String,
-}
 
 /// Running totals for one source, and the evidence its failing mail carries.
 pub(super) struct SourceAcc {
@@ -109,29 +17,41 @@ pub(super) struct SourceAcc {
     dmarc_pass: u64,
     dkim_aligned_pass: u64,
     spf_aligned_pass: u64,
-    dispositions: BTreeMap<String, u64>,
-    header_from: BTreeSet<String>,
-    dkim: BTreeMap<(String, String), (u64, u64)>,
-    spf: BTreeMap<String, (u64, u64)>,
-    reasons: BTreeSet<String>,
-    reporters: BTreeSet<String>,
+    dispositions: SmallMap<String, u64>,
+    header_from: SmallSet<String>,
+    dkim: SmallMap<(String, String), (u64, u64)>,
+    spf: SmallMap<String, (u64, u64)>,
+    reasons: SmallSet<String>,
+    reporters: SmallSet<String>,
     relay_signed: u64,
     /// How the passing mail passed (`DKIM d=… s=…`, `SPF …`), for the advice.
-    passed_by: BTreeSet<String>,
+    passed_by: SmallSet<String>,
     fail: FailEvidence,
+    /// Per report day (`None`: the report gave no period), for the daily chart.
+    daily: SmallMap<Option<i64>, DayAcc>,
+}
+
+/// One day of one source: passing mail by whether it came through the relay, failing mail by
+/// what receivers did with it. Whether the failing mail looks forged is known only once the
+/// source is classified, over all its days.
+#[derive(Default)]
+pub(super) struct DayAcc {
+    pub relay_pass: u64,
+    pub other_pass: u64,
+    pub failing: FailingDispositions,
 }
 
 /// What the failing records of a source show.
 #[derive(Default)]
 struct FailEvidence {
     /// DKIM signatures of the policy domain (or a relative) not made by the relay: (d, s).
-    own_signature: BTreeSet<(String, String)>,
+    own_signature: SmallSet<(String, String)>,
     /// Failing messages that carry the relay's signature.
     relay_signature: u64,
     /// SPF passed for the policy domain or a relative of it.
-    own_spf: BTreeSet<String>,
+    own_spf: SmallSet<String>,
     /// Other domains this mail authenticated as (SPF or DKIM pass).
-    other_domains: BTreeSet<String>,
+    other_domains: SmallSet<String>,
     /// Failing messages the receiver reports as forwarded / from a mailing list.
     forwarded: u64,
 }
@@ -148,19 +68,33 @@ impl SourceAcc {
             dmarc_pass: 0,
             dkim_aligned_pass: 0,
             spf_aligned_pass: 0,
-            dispositions: BTreeMap::new(),
-            header_from: BTreeSet::new(),
-            dkim: BTreeMap::new(),
-            spf: BTreeMap::new(),
-            reasons: BTreeSet::new(),
-            reporters: BTreeSet::new(),
+            dispositions: SmallMap::default(),
+            header_from: SmallSet::default(),
+            dkim: SmallMap::default(),
+            spf: SmallMap::default(),
+            reasons: SmallSet::default(),
+            reporters: SmallSet::default(),
             relay_signed: 0,
-            passed_by: BTreeSet::new(),
+            passed_by: SmallSet::default(),
             fail: FailEvidence::default(),
+            daily: SmallMap::default(),
         }
     }
 
-    pub(super) fn add(&mut self, r: &Record, domain: &str, reporter: &str, relay: &RelayIdentity) {
+    /// The per-day counts, taken out before the source is classified.
+    pub(super) fn take_daily(&mut self) -> Vec<(Option<i64>, DayAcc)> {
+        std::mem::take(&mut self.daily).into_sorted()
+    }
+
+    /// Count one record of a report on `day` (see [`super::model::report_day`]).
+    pub(super) fn add(
+        &mut self,
+        r: &Record,
+        domain: &str,
+        reporter: &str,
+        day: Option<i64>,
+        relay: &RelayIdentity,
+    ) {
         let n = r.count;
         self.messages = self.messages.saturating_add(n);
         if r.dmarc_pass() {
@@ -177,7 +111,7 @@ impl SourceAcc {
         } else {
             r.disposition.clone()
         };
-        add_to(self.dispositions.entry(disposition).or_insert(0), n);
+        add_to(self.dispositions.slot(disposition, || 0), n);
         if !r.header_from.is_empty() {
             self.header_from.insert(r.header_from.clone());
         }
@@ -185,41 +119,46 @@ impl SourceAcc {
         self.reporters.insert(reporter.to_string());
 
         // One count per message for each distinct signature, even if a reporter lists it twice.
-        let mut signatures: BTreeMap<(String, String), bool> = BTreeMap::new();
+        let mut signatures: SmallMap<(&str, &str), bool> = SmallMap::default();
         for s in &r.dkim {
-            let pass = signatures
-                .entry((s.domain.clone(), s.selector.clone()))
-                .or_insert(false);
-            *pass |= s.result == "pass";
+            *signatures.slot((&s.domain, &s.selector), || false) |= s.result == "pass";
         }
         let mut relay_signed = false;
-        for ((d, s), pass) in &signatures {
-            let counts = self.dkim.entry((d.clone(), s.clone())).or_insert((0, 0));
+        for ((d, s), pass) in signatures.iter() {
+            let counts = self.dkim.slot((d.to_string(), s.to_string()), || (0, 0));
             add_to(if *pass { &mut counts.0 } else { &mut counts.1 }, n);
             relay_signed |= relay.signs_with(d, s);
         }
         if relay_signed {
             self.relay_signed = self.relay_signed.saturating_add(n);
         }
-        let mut spf_pass: BTreeSet<String> = BTreeSet::new();
+        let today = self.daily.slot(day, DayAcc::default);
+        if !r.dmarc_pass() {
+            today.failing.count(&r.disposition, n);
+        } else if self.this_relay || relay_signed {
+            add_to(&mut today.relay_pass, n);
+        } else {
+            add_to(&mut today.other_pass, n);
+        }
+        let mut spf_pass: SmallSet<&str> = SmallSet::default();
         for s in &r.spf {
-            let counts = self.spf.entry(s.domain.clone()).or_insert((0, 0));
+            let counts = self.spf.slot(s.domain.clone(), || (0, 0));
             if s.result == "pass" {
                 add_to(&mut counts.0, n);
-                spf_pass.insert(s.domain.clone());
+                spf_pass.insert(&s.domain);
             } else {
                 add_to(&mut counts.1, n);
             }
         }
 
         if r.dmarc_pass() {
-            for ((d, s), pass) in &signatures {
+            for ((d, s), pass) in signatures.iter() {
                 if *pass && related(d, domain) {
                     self.passed_by.insert(format!("DKIM d={d} s={s}"));
                 }
             }
             if r.spf_aligned {
-                for d in spf_pass.iter().filter(|d| related(d, domain)) {
+                for d in spf_pass.sorted().into_iter().filter(|d| related(d, domain)) {
                     self.passed_by.insert(format!("SPF for {d}"));
                 }
             }
@@ -235,23 +174,23 @@ impl SourceAcc {
         {
             fail.forwarded = fail.forwarded.saturating_add(n);
         }
-        for ((d, s), pass) in &signatures {
+        for ((d, s), pass) in signatures.iter() {
             if d.is_empty() {
                 continue;
             }
             if related(d, domain) {
                 if !relay.signs_with(d, s) {
-                    fail.own_signature.insert((d.clone(), s.clone()));
+                    fail.own_signature.insert((d.to_string(), s.to_string()));
                 }
             } else if *pass {
-                fail.other_domains.insert(d.clone());
+                fail.other_domains.insert(d.to_string());
             }
         }
-        for d in spf_pass.into_iter().filter(|d| !d.is_empty()) {
-            if related(&d, domain) {
-                fail.own_spf.insert(d);
+        for d in spf_pass.into_sorted().into_iter().filter(|d| !d.is_empty()) {
+            if related(d, domain) {
+                fail.own_spf.insert(d.to_string());
             } else {
-                fail.other_domains.insert(d);
+                fail.other_domains.insert(d.to_string());
             }
         }
     }
@@ -286,7 +225,7 @@ pub(super) fn classify(acc: SourceAcc, domain: &str, relay: &RelayIdentity) -> S
                 "carries the relay's signature from another address: forwarded intact, or a relay address missing from public_addresses.".to_string(),
             )
         } else {
-            let how = acc.passed_by.iter().cloned().collect::<Vec<_>>().join(", ");
+            let how = acc.passed_by.joined(", ");
             let how = if how.is_empty() {
                 "aligned".to_string()
             } else {
@@ -307,7 +246,7 @@ pub(super) fn classify(acc: SourceAcc, domain: &str, relay: &RelayIdentity) -> S
             SourceKind::Forwarded,
             format!("{why}: not fixed by routing."),
         )
-    } else if let Some((d, s)) = f.own_signature.iter().next() {
+    } else if let Some((d, s)) = f.own_signature.sorted().first() {
         let sel = if s.is_empty() {
             "(no selector reported)".to_string()
         } else {
@@ -318,18 +257,13 @@ pub(super) fn classify(acc: SourceAcc, domain: &str, relay: &RelayIdentity) -> S
             format!("signs as {d} with selector {sel}, which is not the relay's, and does not pass: a service with its own key for your domain. Check that {sel}._domainkey.{d} is published and matches that service's key, or send its mail through the relay."),
         )
     } else if !f.own_spf.is_empty() {
-        let list = f.own_spf.iter().cloned().collect::<Vec<_>>().join(", ");
+        let list = f.own_spf.joined(", ");
         (
             SourceKind::LegitimateFailing,
             format!("your SPF authorises it (SPF passes for {list}) but its mail is not signed for {domain}, so DMARC fails: send its mail through the relay so it is signed, or have it sign with a DKIM key for {domain}."),
         )
     } else if !f.other_domains.is_empty() {
-        let list = f
-            .other_domains
-            .iter()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = f.other_domains.joined(", ");
         (
             SourceKind::LegitimateFailing,
             format!("authenticates as {list}, not as {domain}: a service sending as you from its own domain (or someone using such a service to forge you). If it is yours, have it sign with a DKIM key for {domain} (its custom-domain settings) or send through the relay; if it must use its own envelope domain, SPF cannot align, so DKIM is the fix."),
@@ -346,10 +280,11 @@ pub(super) fn classify(acc: SourceAcc, domain: &str, relay: &RelayIdentity) -> S
         dmarc_pass: acc.dmarc_pass,
         dkim_aligned_pass: acc.dkim_aligned_pass,
         spf_aligned_pass: acc.spf_aligned_pass,
-        dispositions: acc.dispositions,
-        header_from: acc.header_from.into_iter().collect(),
+        dispositions: acc.dispositions.into_sorted().into_iter().collect(),
+        header_from: acc.header_from.into_sorted(),
         dkim: acc
             .dkim
+            .into_sorted()
             .into_iter()
             .map(|((d, s), (pass, fail))| SignatureSeen {
                 relay: relay.signs_with(&d, &s),
@@ -361,11 +296,12 @@ pub(super) fn classify(acc: SourceAcc, domain: &str, relay: &RelayIdentity) -> S
             .collect(),
         spf: acc
             .spf
+            .into_sorted()
             .into_iter()
             .map(|(domain, (pass, fail))| SpfSeen { domain, pass, fail })
             .collect(),
-        override_reasons: acc.reasons.into_iter().collect(),
-        reporters: acc.reporters.into_iter().collect(),
+        override_reasons: acc.reasons.into_sorted(),
+        reporters: acc.reporters.into_sorted(),
         this_relay: acc.this_relay,
         relay_signed: acc.relay_signed,
         kind,

@@ -1,0 +1,223 @@
+//! The seam between the queue and the network: a `Transport` takes a parcel (one message for
+//! the recipients of one destination) and answers with an outcome per recipient, each
+//! delivered, temporary, permanent, or held (not attempted: its hosts are closed). The queue
+//! schedules; everything about where mail goes and how is here.
+//!
+//! `MailTransport` is the relay's: it reads the delivery mode from the live configuration at
+//! each delivery (`mode: mx` resolves the next hops, `relay_host` has one, `directory` writes
+//! files), and owns the connection pool and the circuit breaker, which it reconfigures when a
+//! reload changed the limits. Must not import `queue` or `spool`.
+
+use super::breaker::Breaker;
+use super::connection::Policy;
+use super::courier::Courier;
+use super::next_hop::{self, Hop, HopError};
+use super::pool::Pool;
+use super::{directory, Outcome, Parcel};
+use crate::config::DeliveryMode;
+use crate::core::Core;
+use arc_swap::ArcSwap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+/// A delivery under way.
+pub type Delivering<'a> = Pin<Box<dyn Future<Output = Vec<Outcome>> + Send + 'a>>;
+
+/// Hands parcels over (chasquid's `Courier`: deliver, get per-recipient outcomes).
+pub trait Transport: Send + Sync {
+    /// Where mail for `recipient` goes. Recipients of one message with the same destination
+    /// travel in one parcel; a destination is also what connection limits count by.
+    fn destination(&self, recipient: &str) -> String;
+
+    /// As many deliveries already wait for `destination` as it may have connections: one more
+    /// would only wait too (the scheduler parks it instead of holding a delivery slot).
+    fn crowded(&self, destination: &str) -> bool;
+
+    /// Deliver `parcel`, whose recipients share one destination: one outcome per recipient,
+    /// in order.
+    fn deliver<'a>(&'a self, parcel: &'a Parcel<'a>) -> Delivering<'a>;
+
+    /// Upkeep until shutdown (closing idle connections). Nothing by default.
+    fn maintain(
+        self: Arc<Self>,
+        _shutdown: watch::Receiver<bool>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async {})
+    }
+}
+
+/// The relay's transport: MX, relay host or directory, as the live configuration says.
+pub struct MailTransport {
+    live: Arc<ArcSwap<Core>>,
+    metrics: Arc<crate::metrics::Metrics>,
+    pool: Arc<Pool>,
+    breaker: Arc<Breaker>,
+    /// The configuration the pool's and breaker's settings come from; a reload is noticed by
+    /// comparing.
+    applied: Mutex<Arc<Core>>,
+}
+
+impl MailTransport {
+    pub fn new(
+        live: Arc<ArcSwap<Core>>,
+        metrics: Arc<crate::metrics::Metrics>,
+        breaker: Arc<Breaker>,
+    ) -> MailTransport {
+        let core = live.load_full();
+        let d = &core.settings.delivery;
+        let pool = Arc::new(Pool::new(d.max_connections, d.max_connections_per_domain));
+        MailTransport {
+            live,
+            metrics,
+            pool,
+            breaker,
+            applied: Mutex::new(core),
+        }
+    }
+
+    /// A reload happened since the last delivery: the pool takes the new limits and drops the
+    /// idle connections made under the old configuration; the breaker takes the new schedule
+    /// and opens every host (the next hops may be others now).
+    fn follow_reload(&self, core: &Arc<Core>) {
+        let Ok(mut applied) = self.applied.lock() else {
+            return;
+        };
+        if !Arc::ptr_eq(&applied, core) {
+            let d = &core.settings.delivery;
+            self.pool
+                .reconfigure(d.max_connections, d.max_connections_per_domain);
+            self.breaker.configure(d.retry.clone(), d.host_retry_max);
+            self.breaker.reopen_all();
+            *applied = core.clone();
+        }
+    }
+
+    async fn deliver_now(&self, parcel: &Parcel<'_>) -> Vec<Outcome> {
+        let core = self.live.load_full();
+        self.follow_reload(&core);
+        let d = &core.settings.delivery;
+        // Recomputed with this configuration: a reload may have changed the mode since the
+        // parcel was put together.
+        let destination = parcel
+            .recipients
+            .first()
+            .map(|r| destination(d, r))
+            .unwrap_or_default();
+        let courier = |policy| Courier {
+            resolver: &core.resolver,
+            pool: &self.pool,
+            breaker: &self.breaker,
+            policy,
+            tls_failures: Some(
+                self.metrics
+                    .tls_failures_total
+                    .with_label_values(&["outbound"]),
+            ),
+            unannounced_8bit: Some(self.metrics.eight_bit_without_8bitmime_total.clone()),
+        };
+        match &d.mode {
+            DeliveryMode::Directory(dir) => deliver_to_directory(dir, parcel).await,
+            DeliveryMode::RelayHost(r) => {
+                let policy = Policy {
+                    hostname: core.settings.hostname.clone(),
+                    tls: r.tls,
+                    verify_certificate: r.verify_certificate,
+                    credentials: r.username.clone().zip(core.relay_password.clone()),
+                    connect_timeout: d.connect_timeout,
+                    command_timeout: d.command_timeout,
+                };
+                let hop = Hop {
+                    host: r.host.clone(),
+                    port: r.port,
+                };
+                courier(&policy).deliver(&destination, &[hop], parcel).await
+            }
+            DeliveryMode::Mx => {
+                let hops = match next_hop::resolve(&core.resolver, &d.routes, &destination, d.port)
+                    .await
+                {
+                    Ok(h) => h,
+                    Err(HopError::Permanent(e)) => return parcel.all(Outcome::Permanent(e)),
+                    Err(HopError::Temporary(e)) => {
+                        self.metrics.dns_failures_total.inc();
+                        return parcel.all(Outcome::Temporary(e));
+                    }
+                };
+                let policy = Policy {
+                    hostname: core.settings.hostname.clone(),
+                    tls: d.tls,
+                    // Opportunistic MX delivery cannot check certificates (nobody publishes
+                    // names to check them against without DANE/MTA-STS): as every MTA does.
+                    verify_certificate: false,
+                    credentials: None,
+                    connect_timeout: d.connect_timeout,
+                    command_timeout: d.command_timeout,
+                };
+                courier(&policy).deliver(&destination, &hops, parcel).await
+            }
+        }
+    }
+}
+
+impl Transport for MailTransport {
+    fn destination(&self, recipient: &str) -> String {
+        destination(&self.live.load().settings.delivery, recipient)
+    }
+
+    fn crowded(&self, destination: &str) -> bool {
+        self.pool.crowded(destination)
+    }
+
+    fn deliver<'a>(&'a self, parcel: &'a Parcel<'a>) -> Delivering<'a> {
+        Box::pin(self.deliver_now(parcel))
+    }
+
+    fn maintain(
+        self: Arc<Self>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(self.pool.clone().reap(shutdown))
+    }
+}
+
+/// The destination of a recipient under a configuration: its domain (MX), the relay host
+/// (`host:port`), or the directory (which has no connections to count).
+pub fn destination(delivery: &crate::config::Delivery, recipient: &str) -> String {
+    match &delivery.mode {
+        DeliveryMode::Mx => crate::smtp::address::domain_of(recipient).unwrap_or_default(),
+        DeliveryMode::RelayHost(r) => format!("{}:{}", r.host, r.port),
+        DeliveryMode::Directory(_) => String::new(),
+    }
+}
+
+/// Local file writes and an fsync: kept off the async workers' backs.
+async fn deliver_to_directory(dir: &std::path::Path, parcel: &Parcel<'_>) -> Vec<Outcome> {
+    let dir = dir.to_path_buf();
+    let queue_id = parcel.queue_id.to_string();
+    let sender = parcel.sender.to_string();
+    let recipients: Vec<String> = parcel.recipients.iter().map(|r| r.to_string()).collect();
+    let signatures = parcel.signatures.to_vec();
+    let message = parcel.message.to_path_buf();
+    let message_len = parcel.message_len;
+    let written = tokio::task::spawn_blocking(move || {
+        let owned = Parcel {
+            queue_id: &queue_id,
+            sender: &sender,
+            recipients: recipients.iter().map(String::as_str).collect(),
+            signatures: &signatures,
+            message: &message,
+            message_len,
+            eight_bit: false,
+            smtputf8: false,
+        };
+        directory::deliver(&dir, &owned)
+    })
+    .await;
+    written.unwrap_or_else(|e| {
+        parcel.all(Outcome::Temporary(format!(
+            "directory delivery failed: {e}"
+        )))
+    })
+}
