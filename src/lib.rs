@@ -27,6 +27,7 @@
 //! - `resolver`: the shared DNS resolver (`dns.nameservers` or the system one).
 //! - `tls_policy`: outbound transport security — MTA-STS policies (cached in the spool), what
 //!   they demand of MX hosts, and TLS-RPT (daily results in the spool, reports).
+//! - `tls_report_admin`: `tls-report`: a day's TLS reports printed, or sent now.
 //! - `tools`: `keygen`, `dns-check` (also the daemon's DNS doctor) `verify` and `dmarc-report`.
 //! - `service`: systemd notifications (READY, RELOADING, STOPPING, WATCHDOG).
 //! - `sendmail`: the sendmail-compatible front end (flags, stdin, submission, sysexits).
@@ -60,5 +61,6 @@ pub mod smtp;
 pub mod spool;
 pub mod status;
 pub mod tls_policy;
+pub mod tls_report_admin;
 pub mod tools;
 pub mod trust;

@@ -13,7 +13,7 @@
 //! and tells the [`Recorder`] how each session went. DANE (RFC 7672) slots in as another
 //! [`HostPolicy`] variant, chosen per host before MTA-STS (RFC 8461 2: DANE wins).
 //!
-//! Imports `config`, `metrics` and `dkim` (dates) only: `outbound` consults this module, never
+//! Imports `config`, `metrics`, `clock` and `dkim` (dates) only: `outbound` consults this module, never
 //! the other way round, and nothing here touches the queue or the spool's messages.
 
 pub mod dns;
@@ -34,11 +34,16 @@ use std::sync::Arc;
 /// (RFC 8460 has no result type of its own for it: `validation-failure`).
 pub const MX_MISMATCH: &str = "mx-not-in-mta-sts-policy";
 
+/// Now, in seconds since the epoch (the TLS report's UTC days, policy ages).
+pub use crate::clock::unix_now;
+
 /// The policies governing mail to one recipient domain, as looked up for one attempt.
 #[derive(Debug, Clone)]
 pub struct DomainPolicy {
     /// The domain (ASCII, lower case).
     pub domain: String,
+    /// `the MTA-STS policy of <domain>`, for replies.
+    name: String,
     sts: Option<Sts>,
     /// A policy was announced but could not be fetched, and none was cached.
     sts_unfetched: Option<FetchError>,
@@ -92,6 +97,18 @@ impl HostPolicy {
         matches!(self, HostPolicy::MtaSts { .. })
     }
 
+    /// The same, checked and reported but never enforced (a message marked `TLS-Required:
+    /// No`, RFC 8689).
+    pub fn relaxed(self) -> HostPolicy {
+        match self {
+            HostPolicy::MtaSts { report, .. } => HostPolicy::MtaSts {
+                enforce: false,
+                report,
+            },
+            other => other,
+        }
+    }
+
     /// How a TLS report names the policy; `None` when nothing is reported (no policy and no
     /// failed fetch to tell about).
     pub fn report(&self) -> Option<&ReportPolicy> {
@@ -107,6 +124,7 @@ impl DomainPolicy {
     pub fn none(domain: &str) -> DomainPolicy {
         DomainPolicy {
             domain: domain.to_string(),
+            name: format!("the MTA-STS policy of {domain}"),
             sts: None,
             sts_unfetched: None,
         }
@@ -135,8 +153,7 @@ impl DomainPolicy {
                     enforce: cached.policy.mode == StsMode::Enforce && mode == MtaStsMode::Enforce,
                     policy: cached.policy,
                 }),
-                domain: ascii,
-                sts_unfetched: None,
+                ..Self::none(&ascii)
             },
             Lookup::None { fetch_failed, .. } => DomainPolicy {
                 sts_unfetched: fetch_failed,
@@ -203,6 +220,11 @@ impl DomainPolicy {
             failure_reason_code: Some(e.message.chars().take(200).collect()),
             ..FailureDetail::new(e.result)
         })
+    }
+
+    /// `the MTA-STS policy of <domain>`, as deferral replies name it.
+    pub fn policy_name(&self) -> &str {
+        &self.name
     }
 
     /// One line naming the policy, for logs and `queue show`.

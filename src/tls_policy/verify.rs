@@ -111,16 +111,13 @@ impl ServerCertVerifier for PolicyVerifier {
     }
 }
 
-/// A handshake that failed without a certificate verdict (no common cipher, a TLS alert, a
-/// reset): what a report calls it.
-pub fn handshake_failure(e: &std::io::Error) -> FailureDetail {
-    let result = match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-        Some(rustls::Error::InvalidCertificate(c)) => ResultType::of_certificate_error(c),
-        _ => ResultType::ValidationFailure,
-    };
+/// A handshake that failed (a certificate refused, no common cipher, a TLS alert, a reset):
+/// what a report calls it. `error` is rustls' error when there is one; `text` says what
+/// happened.
+pub fn handshake_failure(error: Option<&rustls::Error>, text: &str) -> FailureDetail {
     FailureDetail {
-        failure_reason_code: Some(e.to_string().chars().take(200).collect()),
-        ..FailureDetail::new(result)
+        failure_reason_code: Some(text.chars().take(200).collect()),
+        ..FailureDetail::new(error.map_or(ResultType::ValidationFailure, ResultType::of_tls_error))
     }
 }
 

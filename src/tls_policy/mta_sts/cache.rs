@@ -42,6 +42,17 @@ pub struct Fetcher {
     pub limits: Limits,
 }
 
+impl Fetcher {
+    /// With the limits of RFC 8461 3.3 ([`fetch::LIMITS`]).
+    pub fn new(resolver: MessageAuthenticator, trust: Trust) -> Fetcher {
+        Fetcher {
+            resolver,
+            trust,
+            limits: fetch::LIMITS,
+        }
+    }
+}
+
 /// A policy in the cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cached {
@@ -265,7 +276,7 @@ impl StsCache {
         tokio::spawn(async move {
             let result =
                 fetch::fetch(&fetcher.resolver, &fetcher.trust, &domain, fetcher.limits).await;
-            let fetched = unix_now().max(now);
+            let fetched = crate::tls_policy::unix_now().max(now);
             let result = match result {
                 Ok(policy) => {
                     tracing::info!(domain = %domain, id = %id, mode = policy.mode.as_str(), max_age = policy.max_age, mx = %policy.mx_hosts().join(" "), "MTA-STS policy fetched");
@@ -389,15 +400,8 @@ impl StsCache {
                 _ = shutdown.wait_for(|s| *s) => return,
             }
             if let Some(f) = fetcher() {
-                self.refresh_due(&f, unix_now()).await;
+                self.refresh_due(&f, crate::tls_policy::unix_now()).await;
             }
         }
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }

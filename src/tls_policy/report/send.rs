@@ -192,7 +192,7 @@ pub async fn run_daily(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        let now = unix_now();
+        let now = crate::tls_policy::unix_now();
         if let Some(c) = ctx() {
             if let Err(e) = round(&store, queue.as_ref(), &c, now).await {
                 tracing::warn!(error = %e, "cannot read the TLS report results in the spool");
@@ -205,13 +205,6 @@ pub async fn run_daily(
             _ = shutdown.wait_for(|s| *s) => return,
         }
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
