@@ -143,14 +143,17 @@ impl Courier<'_> {
                     }
                     _ => connection::open(addr, &hop.host, self.policy, secure).await,
                 };
-                self.record(parcel, &hop.host, addr, &host_policy, &opened);
+                // Logged there when it is a policy failure; the lines below say it otherwise.
+                let logged = self.record(parcel, &hop.host, addr, &host_policy, &opened);
                 let mut conn = match opened {
                     Ok(c) => {
                         self.breaker.succeeded(&key, probe);
                         c
                     }
                     Err(e @ OpenError::Down { .. }) => {
-                        tracing::info!(queue_id = parcel.queue_id, host = %hop.host, %addr, error = %e, "next hop unreachable");
+                        if !logged {
+                            tracing::info!(queue_id = parcel.queue_id, host = %hop.host, %addr, error = %e, "next hop unreachable");
+                        }
                         if e.is_tls() {
                             self.count_tls_failure();
                         }
@@ -162,7 +165,9 @@ impl Courier<'_> {
                         // The host answered: it is up. Every address of it would say the
                         // same: next host.
                         self.breaker.succeeded(&key, probe);
-                        tracing::info!(queue_id = parcel.queue_id, host = %hop.host, %addr, error = %e, "next hop refused by policy");
+                        if !logged {
+                            tracing::info!(queue_id = parcel.queue_id, host = %hop.host, %addr, error = %e, "next hop refused by policy");
+                        }
                         if e.is_tls() {
                             self.count_tls_failure();
                         }
@@ -248,7 +253,6 @@ impl Courier<'_> {
         let Admission::Refused { failure, text } = security.domain.admits(host) else {
             return None;
         };
-        tracing::info!(queue_id = parcel.queue_id, host, policy = %security.domain.describe(), "MX host not allowed by the MTA-STS policy: not used");
         security.recorder.session(
             parcel.queue_id,
             security.domain,
@@ -272,7 +276,7 @@ impl Courier<'_> {
 
     /// The TLS result of one session (a connection opened, or refused for TLS reasons), for
     /// the metric and the TLS report. A connection that failed before TLS (refused, no
-    /// greeting) is not a session of the policy's.
+    /// greeting) is not a session of the policy's. True when a policy failure was logged.
     fn record(
         &self,
         parcel: &Parcel<'_>,
@@ -280,9 +284,9 @@ impl Courier<'_> {
         addr: std::net::SocketAddr,
         host_policy: &Option<HostPolicy>,
         opened: &Result<Connection, OpenError>,
-    ) {
+    ) -> bool {
         let (Some(security), Some(policy)) = (&self.security, host_policy) else {
-            return;
+            return false;
         };
         let failure: Option<FailureDetail> = match opened {
             Ok(c) => c
@@ -292,7 +296,7 @@ impl Courier<'_> {
                 .or_else(|| security.domain.unfetched()),
             Err(e) => match e.report() {
                 Some(f) => Some(f.clone()),
-                None => return,
+                None => return false,
             },
         };
         let failure = failure.map(|f| FailureDetail {
@@ -309,7 +313,7 @@ impl Courier<'_> {
             policy,
             failure,
             crate::tls_policy::unix_now(),
-        );
+        )
     }
 }
 

@@ -251,7 +251,8 @@ pub struct Recorder {
 
 impl Recorder {
     /// One session to an MX host of `domain` under `policy`: `failure` is `None` when it met
-    /// the policy. `queue_id` only names the message in the log.
+    /// the policy. `queue_id` only names the message in the log. Returns whether it logged a
+    /// `TLS policy failure` line (the caller need not log the same failure again).
     pub fn session(
         &self,
         queue_id: &str,
@@ -259,10 +260,11 @@ impl Recorder {
         policy: &HostPolicy,
         failure: Option<FailureDetail>,
         now: i64,
-    ) {
+    ) -> bool {
         self.metrics.tls_policy(policy.label(), failure.is_none());
+        let logged = failure.is_some() && policy.report().is_some();
         if let Some(f) = &failure {
-            if policy.report().is_some() {
+            if logged {
                 tracing::warn!(
                     queue_id,
                     domain = %domain.domain,
@@ -275,7 +277,9 @@ impl Recorder {
                 );
             }
         }
-        let Some(store) = &self.store else { return };
+        let Some(store) = &self.store else {
+            return logged;
+        };
         let report = policy
             .report()
             .cloned()
@@ -288,6 +292,7 @@ impl Recorder {
         if let Err(e) = store.record(&result, now) {
             tracing::warn!(error = %e, "cannot record a TLS report result in the spool");
         }
+        logged
     }
 }
 
