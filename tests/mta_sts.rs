@@ -528,3 +528,42 @@ async fn a_days_tls_report_reaches_the_rua_signed_and_valid() {
     assert!(out.contains("sts.test: sent before"), "{out}");
     assert_eq!(endpoint.seen().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_gets_through_the_very_failure_it_reports() {
+    // sts.test takes its reports at its own MX, whose certificate is for another name: the
+    // enforced policy holds ordinary mail, but a report (TLS-Required: No) must get through.
+    let w = World::new(&enforce_policy("mx1.sts.test"), "1");
+    w.dns.add_txt_str(
+        "_smtp._tls.sts.test",
+        "v=TLSRPTv1; rua=mailto:tlsrpt@sts.test",
+    );
+    let mx1 = w
+        .mx("mx1.sts.test", 10, 1, Some(&["mail.other.test"]))
+        .await;
+    let relay = Relay::start_named(
+        "relay.example.com",
+        &w.config_retrying(
+            "enforce",
+            "1h",
+            "  tls_reports:\n    contact: tls@example.com\n",
+        ),
+    );
+    let id = submit(&relay, "user@sts.test", "held").await;
+    deferred_with(&relay, &id, "certificate-host-mismatch").await;
+
+    let (code, out) = command(&relay, &["tls-report", "--day", "today", "--send"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let got = mx1.wait_for(1, WAIT).await;
+    assert_eq!(got.len(), 1, "{}", relay.log());
+    assert_eq!(got[0].recipients, ["tlsrpt@sts.test"]);
+    assert_eq!(got[0].sender, "");
+    assert!(got[0].tls, "still over TLS, only not verified");
+    let text = String::from_utf8_lossy(&got[0].data).to_string();
+    assert!(text.contains("\r\nTLS-Required: No\r\n"), "{text}");
+    // The ordinary message still waits.
+    assert!(command(&relay, &["queue", "show", &id])
+        .await
+        .1
+        .contains("user@sts.test"));
+}
