@@ -18,6 +18,8 @@ need=()
 /usr/bin/python3 -c 'import dkim' 2>/dev/null || need+=(python3-dkim)
 /usr/bin/python3 -c 'import authheaders' 2>/dev/null || need+=(python3-authheaders)
 [[ -x /usr/bin/bsd-mailx ]] || need+=(bsd-mailx)
+# TLS reports (RFC 8460) are checked against the RFC's JSON schema with jsonschema.
+/usr/bin/python3 -c 'import jsonschema' 2>/dev/null || need+=(python3-jsonschema)
 # Headless Chromium reads the status page (tests/ops_status_page.rs); openssl s_client sends an
 # IP address as TLS SNI (tests/ops_logs.rs); swaks with Net::SSLeay runs the README's demo
 # command verbatim (tests/readme_demo.rs).

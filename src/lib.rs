@@ -25,6 +25,9 @@
 //! - `status`: the `/status` page for a person (HTML) or a program (`?format=json`).
 //! - `rotation`: staged DKIM key rotation gated on DNS (`rotate`), state in the spool.
 //! - `resolver`: the shared DNS resolver (`dns.nameservers` or the system one).
+//! - `tls_policy`: outbound transport security — MTA-STS policies (cached in the spool), what
+//!   they demand of MX hosts, and TLS-RPT (daily results in the spool, reports).
+//! - `tls_report_admin`: `tls-report`: a day's TLS reports printed, or sent now.
 //! - `tools`: `keygen`, `dns-check` (also the daemon's DNS doctor) `verify` and `dmarc-report`.
 //! - `service`: systemd notifications (READY, RELOADING, STOPPING, WATCHDOG).
 //! - `sendmail`: the sendmail-compatible front end (flags, stdin, submission, sysexits).
@@ -57,5 +60,7 @@ pub mod service;
 pub mod smtp;
 pub mod spool;
 pub mod status;
+pub mod tls_policy;
+pub mod tls_report_admin;
 pub mod tools;
 pub mod trust;

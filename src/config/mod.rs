@@ -5,6 +5,7 @@
 pub mod locate;
 mod raw;
 pub mod schema;
+mod security;
 pub mod units;
 mod validate;
 
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use locate::KeyPath;
+pub use security::{MtaStsMode, TlsReports, TransportSecurity};
 pub(crate) use validate::is_hostname;
 
 /// Where the configuration is looked for when `-c` is not given.
@@ -272,6 +274,8 @@ pub struct Delivery {
     pub host_retry_max: Duration,
     /// Recipient domain (lower case) -> (host, port).
     pub routes: BTreeMap<String, (String, u16)>,
+    /// MTA-STS, extra CA certificates, TLS-RPT.
+    pub security: TransportSecurity,
 }
 
 #[derive(Debug, Clone)]

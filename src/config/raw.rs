@@ -92,6 +92,17 @@ pub struct RawDelivery {
     pub routes: BTreeMap<String, String>,
     pub relay_host: Option<RawRelayHost>,
     pub directory: Option<String>,
+    pub mta_sts: Option<String>,
+    pub ca_file: Option<String>,
+    pub tls_reports: Option<RawTlsReports>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTlsReports {
+    pub enabled: Option<bool>,
+    pub organization: Option<String>,
+    pub contact: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -200,6 +200,36 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "",
         "mode directory: each signed message becomes <queue id>.eml here",
     ),
+    (
+        "delivery.mta_sts",
+        "enforce (off with tls: none)",
+        "off | testing | enforce: honour recipients' MTA-STS policies (RFC 8461)",
+    ),
+    (
+        "delivery.ca_file",
+        "(system roots only)",
+        "PEM CA certificates trusted besides the system roots, for MTA-STS",
+    ),
+    (
+        "delivery.tls_reports",
+        "(off)",
+        "TLS-RPT (RFC 8460): daily reports to each policy domain's rua",
+    ),
+    (
+        "delivery.tls_reports.enabled",
+        "true when the section is present",
+        "record TLS results and send the daily reports",
+    ),
+    (
+        "delivery.tls_reports.organization",
+        "hostname",
+        "organization-name of the reports",
+    ),
+    (
+        "delivery.tls_reports.contact",
+        "postmaster@hostname",
+        "contact-info of the reports",
+    ),
     ("dns", "", "resolver settings"),
     (
         "dns.nameservers",

@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 
 mod tagging;
 
-struct Checker {
+pub(super) struct Checker {
     origin: Origin,
     errors: Vec<ConfigError>,
 }
 
 impl Checker {
-    fn err(&mut self, path: &KeyPath, msg: impl Into<String>) {
+    pub(super) fn err(&mut self, path: &KeyPath, msg: impl Into<String>) {
         let e = self.origin.error(path, msg);
         self.errors.push(e);
     }
@@ -41,7 +41,7 @@ impl Checker {
         }
     }
 
-    fn choice<T: Copy>(
+    pub(super) fn choice<T: Copy>(
         &mut self,
         path: KeyPath,
         v: Option<&String>,
@@ -288,7 +288,14 @@ fn check(c: &mut Checker, raw: RawConfig) -> Settings {
 
     let clients = check_clients(c, &raw.clients);
     let dkim = check_dkim(c, raw.dkim.as_ref());
-    let delivery = check_delivery(c, raw.delivery.as_ref());
+    let mut delivery = check_delivery(c, raw.delivery.as_ref());
+    delivery.security = super::security::check(
+        c,
+        raw.delivery.as_ref(),
+        delivery.tls,
+        &hostname,
+        &dkim.domains,
+    );
     let envelope_tagging = tagging::check(c, raw.envelope_tagging.as_ref());
 
     let dns = {
@@ -953,6 +960,7 @@ fn check_delivery(c: &mut Checker, raw: Option<&RawDelivery>) -> Delivery {
             Duration::from_secs(300),
         ),
         routes,
+        security: TransportSecurity::defaults(""),
     }
 }
 

@@ -251,6 +251,31 @@ impl DnsCheck {
     }
 }
 
+/// The transport security policy an outbound session was under: the `policy` label of
+/// `dkim_relay_tls_policy_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TlsPolicy {
+    /// The recipient domain's MTA-STS policy (RFC 8461).
+    MtaSts,
+    /// DANE TLSA records of the MX host (RFC 7672).
+    Dane,
+    /// Neither: STARTTLS as `delivery.tls` says.
+    None,
+}
+
+impl TlsPolicy {
+    pub const ALL: [TlsPolicy; 3] = [TlsPolicy::MtaSts, TlsPolicy::Dane, TlsPolicy::None];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsPolicy::MtaSts => "mta-sts",
+            TlsPolicy::Dane => "dane",
+            TlsPolicy::None => "none",
+        }
+    }
+}
+
 /// `n` buckets from `start`, each `factor` times the previous (prometheus' `exponential_buckets`
 /// without its `Result`, since our arguments are constants).
 fn exp_buckets(start: f64, factor: f64, n: usize) -> Vec<f64> {
@@ -304,6 +329,9 @@ pub struct Metrics {
     pub config_reloads_total: IntCounterVec,
     /// `build_info{version}`: always 1.
     pub build_info: IntGaugeVec,
+    /// `tls_policy_total{policy,result}`: outbound sessions to MX hosts by the policy they
+    /// were under ([`TlsPolicy`]) and whether they met it (`ok`, `failed`).
+    pub tls_policy_total: IntCounterVec,
     /// `auth_hash_waiting`: AUTH attempts waiting for a password-check slot (or for their
     /// address's turn).
     pub auth_hash_waiting: IntGauge,
@@ -509,6 +537,13 @@ impl Metrics {
                 opts("build_info", "Build information; the value is always 1."),
                 &["version"],
             )?,
+            tls_policy_total: IntCounterVec::new(
+                opts(
+                    "tls_policy_total",
+                    "Outbound sessions to MX hosts, by transport security policy (mta-sts, dane, none) and result (ok, failed).",
+                ),
+                &["policy", "result"],
+            )?,
             auth_hash_waiting: IntGauge::with_opts(opts(
                 "auth_hash_waiting",
                 "AUTH attempts waiting for a password-check slot.",
@@ -589,6 +624,7 @@ impl Metrics {
         for c in collectors {
             m.registry.register(c)?;
         }
+        m.registry.register(Box::new(m.tls_policy_total.clone()))?;
         let load: [Box<dyn Collector>; 3] = [
             Box::new(m.auth_hash_waiting.clone()),
             Box::new(m.buffer_memory_bytes.clone()),
@@ -644,6 +680,11 @@ impl Metrics {
         }
         for r in ["success", "failure"] {
             m.config_reloads_total.with_label_values(&[r]);
+        }
+        for p in TlsPolicy::ALL {
+            for r in ["ok", "failed"] {
+                m.tls_policy_total.with_label_values(&[p.as_str(), r]);
+            }
         }
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
@@ -744,6 +785,14 @@ impl Metrics {
         self.dns_check_ok
             .with_label_values(&[domain, check.as_str()])
             .set(i64::from(ok));
+    }
+
+    /// Count an outbound session under `policy` that met it (`ok`) or not.
+    pub fn tls_policy(&self, policy: TlsPolicy, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.tls_policy_total
+            .with_label_values(&[policy.as_str(), result])
+            .inc();
     }
 
     /// Count a request refused under load.

@@ -53,6 +53,9 @@ pub struct Parcel<'a> {
     pub message_len: u64,
     pub eight_bit: bool,
     pub smtputf8: bool,
+    /// `TLS-Required: No` (RFC 8689): transport security policies are checked and reported,
+    /// but never hold this message (the relay's TLS reports).
+    pub tls_optional: bool,
 }
 
 impl Parcel<'_> {

@@ -580,6 +580,7 @@ mod tests {
             smtputf8: false,
             is_dsn: false,
             delay_warned: false,
+            tls_optional: false,
         }
     }
 
