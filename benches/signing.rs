@@ -2,24 +2,31 @@
 //!
 //! For RSA-2048, Ed25519 and dual (both) signing, relaxed/relaxed and simple/simple, and bodies
 //! of 1 KiB, 10 KiB, 100 KiB and 1 MiB fed in 16 KiB pieces (what one socket read gives):
-//! - `one-pass`: `dkim::message::MessageSigning`, one body canonicalization for every selector,
-//!   each signature self-verified;
+//! - `one-pass`: what the relay does to each body chunk as it arrives and at the final dot:
+//!   `dkim::message::MessageSigning` (one body canonicalization for every selector, each
+//!   signature self-verified) plus `mime::scan::BodyScan` (long lines, 8-bit bytes);
+//! - `one-pass+verify`: the same, plus what the relay adds for messages up to
+//!   `dkim.independent_verify_max`: mail-auth's own verifier over the signed message
+//!   (`dkim::independent::verify`);
 //! - `per-selector`: one mail-auth `DkimSigningStream` per selector plus our `BodyCanon` for
 //!   self-verification (the body is canonicalized and hashed once per selector, and once more);
 //! - `floor`: SHA-256 over the raw body bytes plus the raw aws-lc signatures of a digest.
 //!
 //! Run: `./scripts/cargo.sh bench --bench signing` (`-- --quick` for a faster, rougher pass).
 //! After criterion's own lines it prints one table: messages/s and MB/s of each path and the
-//! ratio to the floor, from criterion's median estimates of this run.
+//! ratio to the floor, from criterion's median estimates of this run. The `+verify` columns
+//! are the cost of the independent self-verification on top of `one-pass`.
 
 use aws_lc_rs::digest::{digest, SHA256};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{Ed25519KeyPair, RsaKeyPair, RSA_PKCS1_SHA256};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use dkim_relay::dkim::canon::BodyCanon;
+use dkim_relay::dkim::independent::{self, KnownKeys, Ours};
 use dkim_relay::dkim::message::MessageSigning;
 use dkim_relay::dkim::signer::{SelectorSigner, SelectorSpec, Signers, SigningOptions};
 use dkim_relay::dkim::verify::{self, MadeSignature};
+use dkim_relay::mime::scan::BodyScan;
 use dkim_relay::smtp::header::parse_fields;
 use mail_auth::headers::HeaderWriter;
 use rustls_pki_types::pem::PemObject;
@@ -116,15 +123,58 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// `dkim::message::MessageSigning`: one body pass for every selector.
+/// `dkim::message::MessageSigning`: one body pass for every selector, with the body scan the
+/// relay runs next to it.
 fn one_pass(list: &[Arc<SelectorSigner>], body: &[u8]) -> usize {
+    one_pass_fields(list, body).len()
+}
+
+fn one_pass_fields(
+    list: &[Arc<SelectorSigner>],
+    body: &[u8],
+) -> Vec<dkim_relay::dkim::message::MadeField> {
     let mut signing = MessageSigning::new(list);
+    let mut scan = BodyScan::new();
     for piece in body.chunks(CHUNK) {
         signing.write_body(piece);
+        scan.write(piece);
+    }
+    if scan.finish().has_long_lines() {
+        panic!("the bench body has no long lines");
     }
     match signing.finish(HEADER, now()) {
-        Ok(fields) => fields.len(),
+        Ok(fields) => fields,
         Err(e) => panic!("signing failed: {e}"),
+    }
+}
+
+/// `one_pass`, then mail-auth's verifier over the message as it would be spooled and sent.
+fn one_pass_verify(
+    list: &[Arc<SelectorSigner>],
+    keys: &KnownKeys,
+    verifier: &mail_auth::MessageAuthenticator,
+    rt: &tokio::runtime::Runtime,
+    body: &[u8],
+) -> usize {
+    let made = one_pass_fields(list, body);
+    let mut message = Vec::with_capacity(body.len() + 4096);
+    for m in &made {
+        message.extend_from_slice(m.header.as_bytes());
+    }
+    message.extend_from_slice(HEADER);
+    message.extend_from_slice(b"\r\n");
+    message.extend_from_slice(body);
+    let ours: Vec<Ours<'_>> = made
+        .iter()
+        .map(|m| Ours {
+            domain: &m.domain,
+            selector: &m.selector,
+            b: &m.b,
+        })
+        .collect();
+    match rt.block_on(independent::verify(verifier, keys, &message, &ours)) {
+        Ok(()) => made.len(),
+        Err(e) => panic!("independent verification failed: {e}"),
     }
 }
 
@@ -238,6 +288,15 @@ fn main() {
         .configure_from_args();
 
     let keys = floor_keys();
+    let rt = match tokio::runtime::Builder::new_current_thread().build() {
+        Ok(rt) => rt,
+        Err(e) => panic!("runtime: {e}"),
+    };
+    // Every key comes from the pre-loaded cache: this resolver is never asked.
+    let verifier = match mail_auth::MessageAuthenticator::new_cloudflare_tls() {
+        Ok(v) => v,
+        Err(e) => panic!("verifier: {e}"),
+    };
     let bodies: Vec<Vec<u8>> = SIZES.iter().map(|&(_, n)| body(n)).collect();
     for algo in ALGOS {
         let mut g = c.benchmark_group(format!("floor/{algo}"));
@@ -249,6 +308,23 @@ fn main() {
         }
         g.finish();
     }
+    {
+        // The body scan alone (`mime::scan::BodyScan`), fed as the relay feeds it.
+        let mut g = c.benchmark_group("scan");
+        for (&(label, size), b) in SIZES.iter().zip(&bodies) {
+            g.throughput(Throughput::Bytes(size as u64));
+            g.bench_with_input(BenchmarkId::new("scan", label), b, |bench, b| {
+                bench.iter(|| {
+                    let mut scan = BodyScan::new();
+                    for piece in black_box(b).chunks(CHUNK) {
+                        scan.write(piece);
+                    }
+                    scan.finish()
+                })
+            });
+        }
+        g.finish();
+    }
     for canon in CANONS {
         let relaxed = *canon == "relaxed";
         for algo in ALGOS {
@@ -256,11 +332,15 @@ fn main() {
             let Some(list) = all.for_from_domain("example.com") else {
                 panic!("no signers for example.com");
             };
+            let known = KnownKeys::new(list);
             let mut g = c.benchmark_group(format!("sign/{canon}/{algo}"));
             for (&(label, size), b) in SIZES.iter().zip(&bodies) {
                 g.throughput(Throughput::Bytes(size as u64));
                 g.bench_with_input(BenchmarkId::new("one-pass", label), b, |bench, b| {
                     bench.iter(|| one_pass(list, black_box(b)))
+                });
+                g.bench_with_input(BenchmarkId::new("one-pass+verify", label), b, |bench, b| {
+                    bench.iter(|| one_pass_verify(list, &known, &verifier, &rt, black_box(b)))
                 });
                 g.bench_with_input(BenchmarkId::new("per-selector", label), b, |bench, b| {
                     bench.iter(|| per_selector(list, black_box(b), relaxed))
@@ -271,6 +351,33 @@ fn main() {
     }
     c.final_summary();
     print_table(&out_dir, started);
+    print_scan_table(&out_dir, started);
+}
+
+/// The body scan's share of what the relay spends on a body (relaxed, dual signing).
+fn print_scan_table(dir: &Path, since: SystemTime) {
+    println!();
+    println!("Body scan (long lines, 8-bit), one thread; share of relaxed dual one-pass signing");
+    println!(
+        "{:<7} | {:>9} {:>9} | {:>9} {:>7}",
+        "size", "scan µs", "MB/s", "1-pass µs", "share"
+    );
+    for &(label, size) in SIZES {
+        let scan = median_ns(dir, "scan", "scan", label, since);
+        let one = median_ns(dir, "sign/relaxed/dual", "one-pass", label, since);
+        let Some(scan) = scan else { continue };
+        let one_cols = one.map_or_else(
+            || format!("{:>9} {:>7}", "-", "-"),
+            |o| format!("{:>9.1} {:>6.2}%", o / 1e3, scan / o * 100.0),
+        );
+        println!(
+            "{:<7} | {:>9.2} {:>9.0} | {}",
+            label,
+            scan / 1e3,
+            size as f64 / scan * 1e3,
+            one_cols
+        );
+    }
 }
 
 /// Criterion's median for one benchmark of this run, in nanoseconds.
@@ -299,7 +406,7 @@ fn print_table(dir: &Path, since: SystemTime) {
     println!("DKIM signing, one thread; criterion medians of this run; ratio = time / floor");
     println!("floor = SHA-256 of the raw body + aws-lc signature(s) of the digest");
     println!(
-        "{:<8} {:<7} {:<7} | {:>9} {:>9} {:>8} | {:>9} {:>9} {:>8} {:>6} | {:>9} {:>6}",
+        "{:<8} {:<7} {:<7} | {:>9} {:>9} {:>8} | {:>9} {:>9} {:>8} {:>6} | {:>9} {:>6} | {:>9} {:>6}",
         "canon",
         "algo",
         "size",
@@ -311,6 +418,8 @@ fn print_table(dir: &Path, since: SystemTime) {
         "MB/s",
         "ratio",
         "per-sel µs",
+        "ratio",
+        "+verify µs",
         "ratio"
     );
     for canon in CANONS {
@@ -320,17 +429,22 @@ fn print_table(dir: &Path, since: SystemTime) {
                 let group = format!("sign/{canon}/{algo}");
                 let one = median_ns(dir, &group, "one-pass", label, since);
                 let per = median_ns(dir, &group, "per-selector", label, since);
+                let verified = median_ns(dir, &group, "one-pass+verify", label, since);
                 let (Some(fl), Some(one)) = (fl, one) else {
                     continue;
                 };
                 let rate = |ns: f64| 1e9 / ns;
                 let mbs = |ns: f64| size as f64 / ns * 1e3;
-                let per_cols = per.map_or_else(
-                    || format!("{:>9} {:>6}", "-", "-"),
-                    |p| format!("{:>9.1} {:>6.2}", p / 1e3, p / fl),
-                );
+                let cols = |x: Option<f64>| {
+                    x.map_or_else(
+                        || format!("{:>9} {:>6}", "-", "-"),
+                        |p| format!("{:>9.1} {:>6.2}", p / 1e3, p / fl),
+                    )
+                };
+                let per_cols = cols(per);
+                let verify_cols = cols(verified);
                 println!(
-                    "{:<8} {:<7} {:<7} | {:>9.1} {:>9.0} {:>8.1} | {:>9.1} {:>9.0} {:>8.1} {:>6.2} | {}",
+                    "{:<8} {:<7} {:<7} | {:>9.1} {:>9.0} {:>8.1} | {:>9.1} {:>9.0} {:>8.1} {:>6.2} | {} | {}",
                     canon,
                     algo,
                     label,
@@ -341,7 +455,8 @@ fn print_table(dir: &Path, since: SystemTime) {
                     rate(one),
                     mbs(one),
                     one / fl,
-                    per_cols
+                    per_cols,
+                    verify_cols
                 );
             }
         }

@@ -18,6 +18,8 @@ need=()
 /usr/bin/python3 -c 'import dkim' 2>/dev/null || need+=(python3-dkim)
 /usr/bin/python3 -c 'import authheaders' 2>/dev/null || need+=(python3-authheaders)
 [[ -x /usr/bin/bsd-mailx ]] || need+=(bsd-mailx)
+# TLS reports (RFC 8460) are checked against the RFC's JSON schema with jsonschema.
+/usr/bin/python3 -c 'import jsonschema' 2>/dev/null || need+=(python3-jsonschema)
 # Headless Chromium reads the status page (tests/ops_status_page.rs); openssl s_client sends an
 # IP address as TLS SNI (tests/ops_logs.rs); swaks with Net::SSLeay runs the README's demo
 # command verbatim (tests/readme_demo.rs).
@@ -36,6 +38,9 @@ command -v ldns-signzone >/dev/null 2>&1 || need+=(ldnsutils)
 # The root trust anchor contrib/unbound/unbound.conf names (its test starts it as shipped).
 [[ -e /usr/share/dns/root.key ]] || need+=(dns-root-data)
 [[ -x /usr/sbin/dovecot && -e /usr/lib/dovecot/imap ]] || need+=(dovecot-imapd)
+# The real-world message corpus of tests/corpus.rs (fetched through cargo, apt and pip; not
+# committed): see tests/corpus/README.md.
+"$(dirname "$0")/../tests/corpus/fetch.sh" || echo "install-test-deps: the message corpus could not be fetched (tests/corpus/fetch.sh)" >&2
 if (( ${#need[@]} == 0 )); then exit 0; fi
 sudo=()
 if (( EUID != 0 )); then

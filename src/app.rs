@@ -113,6 +113,7 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         }));
     }
 
+    let queued_for_reports = queued_tx.clone();
     let shared = Arc::new(Shared {
         spool: spool.clone(),
         auth_throttle: AuthThrottle::default(),
@@ -137,7 +138,8 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         spool.clone(),
     ));
     board.spawn_ticker(shutdown_rx.clone());
-    let scheduler = Scheduler::new(spool, live.clone(), metrics.clone());
+    let policies = start_tls_policies(&spool, &live, &metrics, &queued_for_reports, &shutdown_rx)?;
+    let scheduler = Scheduler::new(spool, live.clone(), metrics.clone(), Some(policies));
     let scheduler_task = tokio::spawn(scheduler.run(queued_rx, retry_rx, shutdown_rx.clone()));
     crate::service::spawn_watchdog(scheduler_task.abort_handle(), shutdown_rx.clone());
 
@@ -245,6 +247,73 @@ impl std::ops::Deref for SettingsOf {
 
 /// The DNS doctor: the dns-check logic at start and every `dns.check_interval`, warnings in the
 /// log and `dkim_relay_dns_check_ok{domain,check}` gauges. It never stops mail.
+/// MTA-STS and TLS-RPT: the policy cache and the report store in the spool (both kept across
+/// reloads), the hourly refresh of policies in use, and the daily reports. What each round
+/// does follows the live configuration.
+fn start_tls_policies(
+    spool: &Spool,
+    live: &Arc<ArcSwap<Core>>,
+    metrics: &Arc<Metrics>,
+    queued: &mpsc::UnboundedSender<crate::spool::QueueId>,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<crate::outbound::transport::Policies> {
+    use crate::tls_policy::mta_sts::{Fetcher, StsCache};
+    use crate::tls_policy::report::{json::Submitter, send, store::Store};
+    let dir = live.load().settings.spool_dir.clone();
+    let sts = Arc::new(
+        StsCache::open(&dir, crate::clock::unix_now())
+            .with_context(|| format!("MTA-STS policy cache in {}", dir.display()))?,
+    );
+    let store = Arc::new(
+        Store::open(&dir).with_context(|| format!("TLS report store in {}", dir.display()))?,
+    );
+    let fetcher = {
+        let live = live.clone();
+        move || {
+            let core = live.load();
+            let d = &core.settings.delivery;
+            let on = matches!(d.mode, crate::config::DeliveryMode::Mx)
+                && d.security.mta_sts != crate::config::MtaStsMode::Off;
+            let trust = core.trust.clone().filter(|_| on)?;
+            Some(Fetcher::new(core.resolver.clone(), trust))
+        }
+    };
+    tokio::spawn(
+        sts.clone()
+            .run(fetcher, Duration::from_secs(3600), shutdown.clone()),
+    );
+    let reports = Arc::new(crate::queue::reports::SpoolReports {
+        spool: spool.clone(),
+        live: live.clone(),
+        announce: Some(queued.clone()),
+        metrics: Some(metrics.clone()),
+    });
+    let round = {
+        let live = live.clone();
+        move || {
+            let core = live.load();
+            let r = &core.settings.delivery.security.tls_reports;
+            let trust = core.trust.clone().filter(|_| r.enabled)?;
+            Some(send::Round {
+                resolver: core.resolver.clone(),
+                trust,
+                submitter: Submitter {
+                    organization: r.organization.clone(),
+                    contact: r.contact.clone(),
+                    hostname: core.settings.hostname.clone(),
+                },
+            })
+        }
+    };
+    tokio::spawn(send::run_daily(
+        store.clone(),
+        reports,
+        round,
+        shutdown.clone(),
+    ));
+    Ok(crate::outbound::transport::Policies { sts, store })
+}
+
 fn spawn_dns_doctor(
     live: Arc<ArcSwap<Core>>,
     metrics: Arc<Metrics>,

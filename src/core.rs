@@ -19,6 +19,9 @@ pub struct Core {
     pub dnssec: Option<crate::dnssec::Resolver>,
     /// Read from `delivery.relay_host.password_file`.
     pub relay_password: Option<String>,
+    /// The system roots plus `delivery.ca_file`, when MTA-STS (MX delivery) or TLS reports
+    /// are on.
+    pub trust: Option<crate::tls_policy::trust::Trust>,
     /// `envelope_tagging` with its secrets file read.
     pub tagging: Option<crate::backscatter::Tagging>,
     /// Read from `cluster.password_file`.
@@ -105,6 +108,28 @@ impl Core {
             },
             _ => None,
         };
+        let security = &settings.delivery.security;
+        // MTA-STS applies to MX delivery only; reports may be posted over HTTPS in any mode.
+        let mx = matches!(settings.delivery.mode, DeliveryMode::Mx);
+        let trust = if (mx && security.mta_sts != crate::config::MtaStsMode::Off)
+            || security.tls_reports.enabled
+        {
+            match crate::tls_policy::trust::Trust::load(security.ca_file.as_deref()) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    let key = if security.ca_file.is_some() {
+                        "ca_file"
+                    } else {
+                        "mta_sts"
+                    };
+                    let kp = crate::config::KeyPath::default().key("delivery").key(key);
+                    errors.push(settings.origin.error(&kp, e));
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let tagging = settings.envelope_tagging.as_ref().and_then(|conf| {
             crate::backscatter::Tagging::load(conf)
                 .map_err(|e| {
@@ -166,6 +191,7 @@ impl Core {
                 resolver,
                 dnssec,
                 relay_password,
+                trust,
                 tagging,
                 redis_password,
             }),

@@ -10,6 +10,8 @@
 //! - `clock`: Unix time behind a seam (the system clock, or tokio's paused clock in tests).
 //! - `core`: the loaded configuration (settings, keys, TLS, resolver), swapped whole on reload.
 //! - `smtp`: I/O-free protocol pieces: replies, DATA framing, header section, addresses.
+//! - `mime`: long lines and 8-bit bytes found as a body streams in; the MIME walk and
+//!   quoted-printable re-encoding that make such a body fit for SMTP before it is signed.
 //! - `dkim`: keys, streaming signer, header fix-ups, self-verification.
 //! - `inbound`: listeners, the SMTP session (one file per command), AUTH, sender policy,
 //!   reception (checks, fix-ups, signing, spooling) before the 250.
@@ -23,6 +25,9 @@
 //! - `status`: the `/status` page for a person (HTML) or a program (`?format=json`).
 //! - `rotation`: staged DKIM key rotation gated on DNS (`rotate`), state in the spool.
 //! - `resolver`: the shared DNS resolver (`dns.nameservers` or the system one).
+//! - `tls_policy`: outbound transport security — MTA-STS policies (cached in the spool), what
+//!   they demand of MX hosts, and TLS-RPT (daily results in the spool, reports).
+//! - `tls_report_admin`: `tls-report`: a day's TLS reports printed, or sent now.
 //! - `tools`: `keygen`, `dns-check` (also the daemon's DNS doctor) `verify` and `dmarc-report`.
 //! - `service`: systemd notifications (READY, RELOADING, STOPPING, WATCHDOG).
 //! - `sendmail`: the sendmail-compatible front end (flags, stdin, submission, sysexits).
@@ -49,6 +54,7 @@ pub mod dnssec;
 pub mod inbound;
 pub mod logging;
 pub mod metrics;
+pub mod mime;
 pub mod outbound;
 pub mod queue;
 pub mod queue_admin;
@@ -59,5 +65,7 @@ pub mod service;
 pub mod smtp;
 pub mod spool;
 pub mod status;
+pub mod tls_policy;
+pub mod tls_report_admin;
 pub mod tools;
 pub mod trust;

@@ -113,6 +113,19 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Print a day's TLS reports (RFC 8460) from the results in the spool, or send them now.
+    #[command(long_about = TLS_REPORT_HELP)]
+    TlsReport {
+        /// Configuration file (default: $DKIM_RELAY_CONFIG, else /etc/dkim-relay/config.yaml).
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        /// The day (UTC): YYYY-MM-DD, today or yesterday.
+        #[arg(long, default_value = "yesterday")]
+        day: String,
+        /// Send the reports to each domain's rua now (each domain's report goes once a day).
+        #[arg(long)]
+        send: bool,
+    },
     /// Look at and act on the queue (safe while serve runs). Invoked as `mailq`: list.
     Queue {
         /// Configuration file (default: $DKIM_RELAY_CONFIG, else /etc/dkim-relay/config.yaml).
@@ -240,6 +253,24 @@ fn list_queue() -> u8 {
     dkim_relay::queue_admin::run(&path, dkim_relay::queue_admin::Action::List)
 }
 
+const TLS_REPORT_HELP: &str = "Print a day's TLS reports (RFC 8460), or send them now.
+
+With delivery.tls_reports on, the relay counts every session to an MX host per recipient \
+domain and UTC day (successes, and failures by RFC 8460 result type) in <spool_dir>/tls-reports/, \
+and shortly after each midnight UTC sends the previous day's report to every domain whose \
+_smtp._tls TXT record asks for one.
+
+Without --send: the reports of --day (default yesterday; YYYY-MM-DD, today or yesterday, UTC) \
+are printed as a JSON array, one RFC 8460 report per recipient domain. Nothing is sent.
+
+--send: each domain's report goes to its rua now: https: addresses get a POST of the gzip'd \
+JSON (application/tlsrpt+gzip), mailto: addresses a message queued in the spool (DKIM-signed \
+with the key of the hostname's domain) that the running relay is woken to deliver. A domain's \
+report is sent once per day, whoever sends it: the relay will not send a day sent by hand.
+
+Exit status: 0 done, 1 a report could not be sent or a domain's record not looked up, 2 the \
+configuration or the spool is unusable.";
+
 const DMARC_REPORT_HELP: &str =
     "Read DMARC aggregate reports and tell, per domain, whether moving to \
 p=reject would drop legitimate mail.
@@ -300,6 +331,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Sendmail { args } => ExitCode::from(dkim_relay::sendmail::run(&args, list_queue)),
+        Command::TlsReport { config, day, send } => {
+            let path = dkim_relay::config::resolve_path(config.as_deref());
+            ExitCode::from(dkim_relay::tls_report_admin::run(&path, Some(&day), send))
+        }
         Command::Queue { config, action } => {
             use dkim_relay::queue_admin::Action;
             let path = dkim_relay::config::resolve_path(config.as_deref());
@@ -468,6 +503,20 @@ fn check_config(config: Option<PathBuf>) -> ExitCode {
                 }
             };
             println!("delivery: {mode}");
+            let security = &s.delivery.security;
+            if matches!(s.delivery.mode, dkim_relay::config::DeliveryMode::Mx) {
+                let roots = core.trust.as_ref().map_or(0, |t| t.roots);
+                println!(
+                    "mta-sts: {} (trusted CA certificates: {roots})",
+                    security.mta_sts.as_str()
+                );
+            }
+            let r = &security.tls_reports;
+            if r.enabled {
+                println!("tls reports: on ({}, {})", r.organization, r.contact);
+            } else {
+                println!("tls reports: off");
+            }
             if let Some(t) = &core.tagging {
                 let domains: Vec<&str> = t.domains().collect();
                 let n = t.secrets();

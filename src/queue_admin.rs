@@ -184,7 +184,7 @@ fn running_daemon(spool_dir: &Path) -> Option<i32> {
 }
 
 /// Send SIGUSR1 to the daemon of this spool, if it runs; says what happened.
-fn wake_daemon(spool_dir: &Path) -> String {
+pub(crate) fn wake_daemon(spool_dir: &Path) -> String {
     let Some(pid) = running_daemon(spool_dir) else {
         return "the relay is not running: delivery is attempted when it starts".to_string();
     };

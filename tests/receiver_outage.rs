@@ -156,4 +156,25 @@ async fn queue_list_says_what_a_message_waits_for() {
     assert_eq!(out.matches("1 attempt(s)").count(), 1, "{out}");
     assert!(!out.contains("2 attempt(s)"), "{out}");
     assert!(!out.contains("remembered"), "{out}");
+    // The status page says the same: both wait for the closed host, due at its probe time.
+    let (code, status) = relay::http_get(relay.metrics, "/status?format=json").expect("status");
+    assert_eq!(code, 200, "{status}");
+    let v: serde_json::Value = serde_json::from_str(&status).expect("json");
+    let waiting: Vec<serde_json::Value> = v["queue"]["oldest"]
+        .as_array()
+        .expect("oldest")
+        .iter()
+        .flat_map(|m| m["recipients"].as_array().cloned().unwrap_or_default())
+        .filter_map(|r| r.get("waiting_for").filter(|w| !w.is_null()).cloned())
+        .collect();
+    assert_eq!(waiting.len(), 2, "{status}");
+    for w in waiting {
+        assert!(
+            w["host"]
+                .as_str()
+                .is_some_and(|h| h.ends_with(&format!("[127.0.0.1:{port}]"))),
+            "{w}"
+        );
+        assert!(w["probe_at"].as_i64().is_some(), "{w}");
+    }
 }

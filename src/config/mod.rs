@@ -5,6 +5,7 @@
 pub mod locate;
 mod raw;
 pub mod schema;
+mod security;
 pub mod units;
 mod validate;
 
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use locate::KeyPath;
+pub use security::{MtaStsMode, TlsReports, TransportSecurity};
 pub(crate) use validate::is_hostname;
 
 /// Where the configuration is looked for when `-c` is not given.
@@ -226,6 +228,8 @@ pub struct Dkim {
     pub header_canon: Canon,
     pub body_canon: Canon,
     pub expire: Option<Duration>,
+    /// Messages up to this size are self-verified with mail-auth's own verifier too.
+    pub independent_verify_max: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,6 +276,8 @@ pub struct Delivery {
     pub host_retry_max: Duration,
     /// Recipient domain (lower case) -> (host, port).
     pub routes: BTreeMap<String, (String, u16)>,
+    /// MTA-STS, extra CA certificates, TLS-RPT.
+    pub security: TransportSecurity,
 }
 
 #[derive(Debug, Clone)]
@@ -296,6 +302,24 @@ pub enum Dnssec {
 pub enum Dane {
     Off,
     On,
+}
+
+/// What happens to a body line over 998 bytes (`limits.long_lines`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LongLines {
+    /// Its MIME part is re-encoded as quoted-printable before signing.
+    Encode,
+    /// The message is refused (554 5.6.0).
+    Reject,
+}
+
+/// What happens to 8-bit body parts (`limits.eight_bit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EightBit {
+    /// Delivered as they are (with BODY=8BITMIME where offered).
+    Keep,
+    /// Re-encoded as quoted-printable before signing: 7-bit on the wire.
+    Encode,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,6 +348,8 @@ pub struct Limits {
     pub auth_hash_concurrency: usize,
     /// Bytes clients may hold in buffers before their data is spooled (read at start).
     pub buffer_memory: u64,
+    pub long_lines: LongLines,
+    pub eight_bit: EightBit,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

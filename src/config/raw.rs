@@ -64,6 +64,7 @@ pub struct RawDkim {
     pub domains: BTreeMap<String, Vec<RawSelector>>,
     pub canonicalization: Option<String>,
     pub expire: Option<String>,
+    pub independent_verify_max: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,6 +93,17 @@ pub struct RawDelivery {
     pub routes: BTreeMap<String, String>,
     pub relay_host: Option<RawRelayHost>,
     pub directory: Option<String>,
+    pub mta_sts: Option<String>,
+    pub ca_file: Option<String>,
+    pub tls_reports: Option<RawTlsReports>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTlsReports {
+    pub enabled: Option<bool>,
+    pub organization: Option<String>,
+    pub contact: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,6 +139,8 @@ pub struct RawLimits {
     pub max_header_size: Option<String>,
     pub max_commands: Option<usize>,
     pub max_errors: Option<usize>,
+    pub long_lines: Option<String>,
+    pub eight_bit: Option<String>,
     pub auth_hash_concurrency: Option<usize>,
     pub buffer_memory: Option<String>,
 }

@@ -102,6 +102,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "(none)",
         "signature lifetime, sets the x= tag",
     ),
+    (
+        "dkim.independent_verify_max",
+        "1MiB",
+        "self-verify new signatures with mail-auth's own verifier up to this size",
+    ),
     ("delivery", "", "how queued mail leaves"),
     ("delivery.mode", "mx", "mx | relay_host | directory"),
     ("delivery.port", "25", "destination port for MX delivery"),
@@ -200,6 +205,36 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "",
         "mode directory: each signed message becomes <queue id>.eml here",
     ),
+    (
+        "delivery.mta_sts",
+        "enforce (off with tls: none)",
+        "off | testing | enforce: honour recipients' MTA-STS policies (RFC 8461)",
+    ),
+    (
+        "delivery.ca_file",
+        "(system roots only)",
+        "PEM CA certificates trusted besides the system roots, for MTA-STS",
+    ),
+    (
+        "delivery.tls_reports",
+        "(off)",
+        "TLS-RPT (RFC 8460): daily reports to each policy domain's rua",
+    ),
+    (
+        "delivery.tls_reports.enabled",
+        "true when the section is present",
+        "record TLS results and send the daily reports",
+    ),
+    (
+        "delivery.tls_reports.organization",
+        "hostname",
+        "organization-name of the reports",
+    ),
+    (
+        "delivery.tls_reports.contact",
+        "postmaster@hostname",
+        "contact-info of the reports",
+    ),
     ("dns", "", "resolver settings"),
     (
         "dns.nameservers",
@@ -279,6 +314,12 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "256MiB",
         "memory clients may hold in the relay before it is spooled (451 4.3.2 beyond)",
     ),
+    (
+        "limits.long_lines",
+        "encode",
+        "encode | reject body lines over 998 bytes",
+    ),
+    ("limits.eight_bit", "keep", "keep | encode 8-bit body parts"),
     ("metrics", "", "Prometheus endpoint"),
     (
         "metrics.address",

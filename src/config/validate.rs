@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 mod dane;
 mod tagging;
 
-struct Checker {
+pub(super) struct Checker {
     origin: Origin,
     errors: Vec<ConfigError>,
 }
 
 impl Checker {
-    fn err(&mut self, path: &KeyPath, msg: impl Into<String>) {
+    pub(super) fn err(&mut self, path: &KeyPath, msg: impl Into<String>) {
         let e = self.origin.error(path, msg);
         self.errors.push(e);
     }
@@ -42,7 +42,7 @@ impl Checker {
         }
     }
 
-    fn choice<T: Copy>(
+    pub(super) fn choice<T: Copy>(
         &mut self,
         path: KeyPath,
         v: Option<&String>,
@@ -289,7 +289,14 @@ fn check(c: &mut Checker, raw: RawConfig) -> Settings {
 
     let clients = check_clients(c, &raw.clients);
     let dkim = check_dkim(c, raw.dkim.as_ref());
-    let delivery = check_delivery(c, raw.delivery.as_ref());
+    let mut delivery = check_delivery(c, raw.delivery.as_ref());
+    delivery.security = super::security::check(
+        c,
+        raw.delivery.as_ref(),
+        delivery.tls,
+        &hostname,
+        &dkim.domains,
+    );
     let envelope_tagging = tagging::check(c, raw.envelope_tagging.as_ref());
 
     let mut dns = {
@@ -402,6 +409,18 @@ fn check(c: &mut Checker, raw: RawConfig) -> Settings {
                 p.key("buffer_memory"),
                 l.and_then(|l| l.buffer_memory.as_ref()),
                 256 << 20,
+            ),
+            long_lines: c.choice(
+                p.key("long_lines"),
+                l.and_then(|l| l.long_lines.as_ref()),
+                &[("encode", LongLines::Encode), ("reject", LongLines::Reject)],
+                LongLines::Encode,
+            ),
+            eight_bit: c.choice(
+                p.key("eight_bit"),
+                l.and_then(|l| l.eight_bit.as_ref()),
+                &[("keep", EightBit::Keep), ("encode", EightBit::Encode)],
+                EightBit::Keep,
             ),
         }
     };
@@ -706,6 +725,11 @@ fn check_dkim(c: &mut Checker, raw: Option<&RawDkim>) -> Dkim {
     let mut domains = BTreeMap::new();
     let (mut header_canon, mut body_canon) = (Canon::Relaxed, Canon::Relaxed);
     let mut expire = None;
+    let independent_verify_max = c.size(
+        p.key("independent_verify_max"),
+        raw.and_then(|d| d.independent_verify_max.as_ref()),
+        1 << 20,
+    );
     if let Some(d) = raw {
         for (domain, selectors) in &d.domains {
             let dp = p.key("domains").key(domain);
@@ -782,6 +806,7 @@ fn check_dkim(c: &mut Checker, raw: Option<&RawDkim>) -> Dkim {
         header_canon,
         body_canon,
         expire,
+        independent_verify_max,
     }
 }
 
@@ -941,6 +966,7 @@ fn check_delivery(c: &mut Checker, raw: Option<&RawDelivery>) -> Delivery {
             Duration::from_secs(300),
         ),
         routes,
+        security: TransportSecurity::defaults(""),
     }
 }
 

@@ -24,7 +24,7 @@ impl<'c> Session<'c> {
             sender: tx.sender.clone(),
             recipients: tx.recipients.clone(),
             identity,
-            eight_bit: tx.eight_bit,
+            // 8-bit or not is decided from the bytes received, not from BODY=.
             smtputf8: tx.smtputf8,
         })
     }

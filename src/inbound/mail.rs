@@ -5,7 +5,7 @@ use super::shared_limits::RateVerdict;
 use crate::metrics::RejectReason;
 use crate::smtp::address::is_valid_mailbox;
 use crate::smtp::reply::Reply;
-use smtp_proto::{MailFrom, MAIL_BODY_8BITMIME, MAIL_SMTPUTF8};
+use smtp_proto::{MailFrom, MAIL_SMTPUTF8};
 use std::borrow::Cow;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -38,6 +38,18 @@ impl Session<'_> {
             );
         }
         let sender = from.address.trim().to_string();
+        let smtputf8 = from.flags & MAIL_SMTPUTF8 != 0;
+        if !smtputf8 && !sender.is_ascii() {
+            // RFC 6531 3.4: an internationalised address needs the SMTPUTF8 parameter.
+            return self.error(
+                conn,
+                Reply::new(
+                    553,
+                    "5.6.7",
+                    "Non-ASCII sender address requires the SMTPUTF8 parameter",
+                ),
+            );
+        }
         if !sender.is_empty() {
             if !is_valid_mailbox(&sender) {
                 return self.error(conn, Reply::new(501, "5.1.7", "Bad sender address syntax"));
@@ -107,8 +119,8 @@ impl Session<'_> {
         self.tx = Some(Transaction {
             sender,
             recipients: Vec::new(),
-            eight_bit: from.flags & MAIL_BODY_8BITMIME != 0,
-            smtputf8: from.flags & MAIL_SMTPUTF8 != 0,
+            // BODY=8BITMIME is not kept: whether the message is 8-bit is decided from its bytes.
+            smtputf8,
             bdat: None,
         });
         conn.reply(&Reply::new(250, "2.1.0", "Sender OK"));

@@ -13,6 +13,7 @@ mod mail;
 pub mod policy;
 mod rcpt;
 mod receive;
+mod reencode;
 mod session;
 #[cfg(test)]
 mod session_tests;

@@ -30,6 +30,17 @@ impl Session<'_> {
                 Reply::new(501, "5.1.3", "Bad recipient address syntax"),
             );
         }
+        if !tx.smtputf8 && !address.is_ascii() {
+            // RFC 6531 3.4: an internationalised address needs SMTPUTF8 on MAIL.
+            return self.error(
+                conn,
+                Reply::new(
+                    553,
+                    "5.6.7",
+                    "Non-ASCII recipient address requires SMTPUTF8 on MAIL FROM",
+                ),
+            );
+        }
         if tx.recipients.len() >= max {
             self.shared
                 .metrics

@@ -2,19 +2,28 @@
 //! From with one allowed mailbox, singleton fields), fixed up (Bcc, Date, Message-ID, Received)
 //! and handed to one DKIM signer per selector; the body then streams to the spool file, the
 //! signers and our own body hasher at once, so a large message never sits whole in memory.
-//! At the end: signatures made, each checked by self-verification, spool commit, then 250.
+//! At the end: a body a receiver could refuse (a line over 998 bytes, or 8-bit data under
+//! `eight_bit: encode`) is refused or re-encoded (`reencode.rs`, from the spool draft);
+//! signatures made, each checked by self-verification (ours, and mail-auth's verifier over the
+//! spooled bytes up to `dkim.independent_verify_max`), spool commit, then 250.
 
 use super::budget::Reservation;
 use super::policy::Identity;
+use super::reencode::{self, Reasons, ReencodeError};
 use super::{Core, Shared};
-use crate::config::BareNewlines;
+use crate::config::{BareNewlines, EightBit, LongLines};
 use crate::dkim::fixups::{self, Context, Trace};
-use crate::dkim::message::{MessageSigning, SignError};
-use crate::metrics::{Algorithm, RejectReason};
+use crate::dkim::independent::{self, KnownKeys, Ours};
+use crate::dkim::message::{BodyHashing, MessageSigning, SignError};
+use crate::dkim::signer::SelectorSigner;
+use crate::metrics::{Algorithm, ReencodeReason, RejectReason};
+use crate::mime::scan::{self, BodyScan};
+use crate::mime::walk::Policy;
 use crate::smtp::address::domain_of;
 use crate::smtp::header::{check_section, Checked};
 use crate::smtp::reply::Reply;
 use crate::spool::{Draft, Envelope, QueueId, SpoolError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The envelope of a message being received: sender and recipients already passed policy.
@@ -22,7 +31,6 @@ pub(crate) struct AcceptedEnvelope {
     pub sender: String,
     pub recipients: Vec<String>,
     pub identity: Identity,
-    pub eight_bit: bool,
     pub smtputf8: bool,
 }
 
@@ -35,11 +43,25 @@ pub(crate) struct Arrival {
 
 struct Body<'c> {
     draft: Draft,
+    /// The Received field the draft starts with.
+    received: Vec<u8>,
     /// The header section as it will be sent (after fix-ups), for self-verification.
     header_section: Vec<u8>,
     /// Every selector's signing: one body canonicalization and hash for all of them.
     signing: MessageSigning<'c>,
+    signers: &'c [Arc<SelectorSigner>],
     signing_domain: String,
+    /// Long lines and 8-bit bytes of the body, found as it streams in.
+    scan: BodyScan,
+    /// The header section holds 8-bit bytes.
+    header_eight_bit: bool,
+    /// The message needs SMTPUTF8 downstream: it was asked for, and an address of the
+    /// envelope or the From field is not ASCII.
+    needs_smtputf8: bool,
+    /// Set once the body is final (`fit_for_smtp`): 8-bit bytes are in what will be sent,
+    /// and the longest line the client sent when it was over 998 bytes (0 otherwise).
+    eight_bit: bool,
+    longest_line: u64,
 }
 
 /// A message on its way in.
@@ -189,6 +211,7 @@ impl<'c> Reception<'c> {
         let t = Instant::now();
         body.signing.write_body(bytes);
         self.signing_time += t.elapsed();
+        body.scan.write(bytes);
     }
 
     /// The header section is complete: check it, fix it up, start the signers and the file.
@@ -260,14 +283,26 @@ impl<'c> Reception<'c> {
         for part in [&received[..], &header_section, b"\r\n"] {
             draft.write(part).map_err(|e| spool_reply(&e))?;
         }
+        let envelope = &self.envelope;
+        let needs_smtputf8 = envelope.smtputf8
+            && (!envelope.sender.is_ascii()
+                || envelope.recipients.iter().any(|r| !r.is_ascii())
+                || !from.is_ascii());
         Ok(Body {
             draft,
+            header_eight_bit: scan::has_eight_bit(&header_section),
+            received,
             header_section,
             signing: MessageSigning::new(signers),
+            signers,
             signing_domain: signers
                 .first()
                 .map(|s| s.domain.clone())
                 .unwrap_or_default(),
+            scan: BodyScan::new(),
+            needs_smtputf8,
+            eight_bit: false,
+            longest_line: 0,
         })
     }
 
@@ -305,6 +340,7 @@ impl<'c> Reception<'c> {
     }
 
     async fn seal(&mut self, body: Body<'c>) -> Result<Reply, Reply> {
+        let (mut body, reasons) = self.fit_for_smtp(body).await?;
         let t = Instant::now();
         let made = body
             .signing
@@ -324,17 +360,20 @@ impl<'c> Reception<'c> {
                     Reply::new(451, "4.3.0", "Signing failed, try again later")
                 }
             })?;
+        self.signing_time += t.elapsed();
+        self.verify_independently(&mut body.draft, body.signers, &body.signing_domain, &made)
+            .await?;
         let signatures: Vec<_> = made
             .into_iter()
             .map(|m| (m.domain, m.algorithm, m.header))
             .collect();
-        self.signing_time += t.elapsed();
 
         let envelope = Envelope {
             signatures: signatures.iter().map(|(_, _, h)| h.clone()).collect(),
             size: body.draft.size,
-            eight_bit: self.envelope.eight_bit,
-            smtputf8: self.envelope.smtputf8,
+            // From the bytes that will be sent, whatever the client declared.
+            eight_bit: body.eight_bit,
+            smtputf8: body.needs_smtputf8,
             ..Envelope::new(
                 self.envelope.sender.clone(),
                 self.envelope.recipients.iter().cloned(),
@@ -360,6 +399,12 @@ impl<'c> Reception<'c> {
         for (domain, algorithm, _) in &signatures {
             m.signed(domain, metric_algorithm(*algorithm));
         }
+        if reasons.long_lines {
+            m.reencoded(ReencodeReason::LongLines);
+        }
+        if reasons.eight_bit {
+            m.reencoded(ReencodeReason::EightBit);
+        }
         let algorithms: Vec<&str> = signatures.iter().map(|(_, a, _)| a.tag()).collect();
         tracing::info!(
             queue_id = %self.id,
@@ -370,6 +415,8 @@ impl<'c> Reception<'c> {
             domain = %body.signing_domain,
             algorithms = %algorithms.join(","),
             signing_us = self.signing_time.as_micros() as u64,
+            reencoded = %if reasons.any() { reasons.shown() } else { "no".to_string() },
+            longest_line = body.longest_line,
             "accepted and signed"
         );
         let _ = self.shared.queued.send(self.id.clone());
@@ -378,6 +425,160 @@ impl<'c> Reception<'c> {
             "2.0.0",
             format!("OK queued as {}", self.id),
         ))
+    }
+}
+
+impl<'c> Reception<'c> {
+    /// Make the body fit for any standards-following receiver before it is signed: a line over
+    /// 998 bytes is refused (`limits.long_lines: reject`) or its MIME part re-encoded
+    /// (`encode`); under `limits.eight_bit: encode` so are 8-bit parts. The rare re-encoding
+    /// reads the draft back twice and writes a new one, off the async workers.
+    async fn fit_for_smtp(&mut self, mut body: Body<'c>) -> Result<(Body<'c>, Reasons), Reply> {
+        let facts = std::mem::take(&mut body.scan).finish();
+        let limits = &self.core.settings.limits;
+        body.longest_line = facts.longest_over;
+        body.eight_bit = body.header_eight_bit || facts.eight_bit;
+        let mut received = reencode::Received {
+            draft: body.draft,
+            received: std::mem::take(&mut body.received),
+            header_section: std::mem::take(&mut body.header_section),
+        };
+        if facts.has_long_lines() && limits.long_lines == LongLines::Reject {
+            let found = tokio::task::spawn_blocking(move || {
+                let found = reencode::first_long_line(&mut received);
+                (found, received)
+            })
+            .await;
+            let (line, len) = match found {
+                Ok((Ok(Some(found)), _)) => found,
+                // Not found again, or not readable: say what the scan saw.
+                Ok(_) | Err(_) => (0, facts.longest_over),
+            };
+            let line = if line > 0 {
+                format!("Line {line} of the body")
+            } else {
+                "A line of the body".to_string()
+            };
+            return Err(Reply::new(
+                554,
+                "5.6.0",
+                format!("{line} is {len} bytes; SMTP allows 998 (send it encoded as quoted-printable or base64)"),
+            ));
+        }
+        let reasons = Reasons {
+            long_lines: facts.has_long_lines() && limits.long_lines == LongLines::Encode,
+            eight_bit: facts.eight_bit && limits.eight_bit == EightBit::Encode,
+        };
+        if !reasons.any() {
+            body.draft = received.draft;
+            body.received = received.received;
+            body.header_section = received.header_section;
+            return Ok((body, reasons));
+        }
+        let policy = Policy {
+            long_lines: reasons.long_lines,
+            eight_bit: reasons.eight_bit,
+        };
+        let spool = self.shared.spool.clone();
+        let id = self.id.clone();
+        let hashing = BodyHashing::for_signers(body.signers);
+        let t = Instant::now();
+        let done = tokio::task::spawn_blocking(move || {
+            let result = reencode::reencode(&spool, &id, &mut received, policy, hashing);
+            (result, received)
+        })
+        .await;
+        let (result, received) = match done {
+            Ok(r) => r,
+            Err(_) => return Err(Reply::new(451, "4.3.0", "Internal error while re-encoding")),
+        };
+        match result {
+            Ok(Some(rw)) => {
+                // The draft as received goes (removed or recycled); the new one is signed.
+                drop(received);
+                tracing::debug!(queue_id = %self.id, reasons = %reasons.shown(), took_us = t.elapsed().as_micros() as u64, "body re-encoded");
+                body.draft = rw.draft;
+                body.header_section = rw.header_section;
+                body.signing = MessageSigning::with_body(body.signers, rw.body);
+                body.eight_bit = rw.eight_bit;
+                Ok((body, reasons))
+            }
+            Ok(None) => {
+                // Nothing a Content-Transfer-Encoding could change (8-bit bytes only in a
+                // part's header fields, say): the message goes as it came.
+                body.draft = received.draft;
+                body.received = received.received;
+                body.header_section = received.header_section;
+                Ok((body, Reasons::default()))
+            }
+            Err(ReencodeError::Unfixable(problem)) => {
+                Err(Reply::new(554, "5.6.0", problem.to_string()))
+            }
+            Err(ReencodeError::Spool(e)) => {
+                tracing::error!(queue_id = %self.id, error = %e, "re-encoding failed");
+                Err(spool_reply(&e))
+            }
+            Err(e) => {
+                // Our own walk left a line it should have encoded: never send it.
+                tracing::error!(queue_id = %self.id, error = %e, "re-encoding failed");
+                Err(Reply::new(
+                    451,
+                    "4.3.0",
+                    "Local error in processing, try again later",
+                ))
+            }
+        }
+    }
+
+    /// Up to `dkim.independent_verify_max`: each new signature verified by mail-auth's own
+    /// verifier over the signature fields and the draft as they will be sent.
+    async fn verify_independently(
+        &mut self,
+        draft: &mut Draft,
+        signers: &[Arc<SelectorSigner>],
+        signing_domain: &str,
+        made: &[crate::dkim::message::MadeField],
+    ) -> Result<(), Reply> {
+        let sig_len: usize = made.iter().map(|m| m.header.len()).sum();
+        let total = draft.size + sig_len as u64;
+        if total > self.core.settings.dkim.independent_verify_max {
+            return Ok(());
+        }
+        let t = Instant::now();
+        let mut message = Vec::with_capacity(total as usize);
+        for m in made {
+            message.extend_from_slice(m.header.as_bytes());
+        }
+        let read = draft.reader().and_then(|mut f| {
+            std::io::Read::read_to_end(&mut f, &mut message).map_err(|e| SpoolError::Io {
+                path: "draft".into(),
+                source: e,
+            })
+        });
+        if let Err(e) = read {
+            tracing::error!(queue_id = %self.id, error = %e, "cannot read the draft back");
+            return Err(spool_reply(&e));
+        }
+        let ours: Vec<Ours<'_>> = made
+            .iter()
+            .map(|m| Ours {
+                domain: &m.domain,
+                selector: &m.selector,
+                b: &m.b,
+            })
+            .collect();
+        let keys = KnownKeys::new(signers);
+        let checked = independent::verify(&self.core.resolver, &keys, &message, &ours).await;
+        self.signing_time += t.elapsed();
+        checked.map_err(|e| {
+            tracing::error!(queue_id = %self.id, domain = %signing_domain, error = %e, "self-verification failed; message refused");
+            self.shared.metrics.self_verify_failures_total.inc();
+            Reply::new(
+                451,
+                "4.3.0",
+                "Signature self-verification failed, try again later",
+            )
+        })
     }
 }
 
@@ -398,6 +599,7 @@ fn reason_of(reply: &Reply) -> RejectReason {
         (_, "5.7.1") if text.starts_with("No DKIM key") => RejectReason::NoSigningKey,
         (_, "5.7.1") => RejectReason::SenderNotAllowed,
         (_, "5.6.0") if text.contains("bare CR") => RejectReason::BareNewline,
+        (_, "5.6.0") if text.contains("SMTP allows 998") => RejectReason::LongLines,
         (_, "5.6.0") => RejectReason::HeaderPolicy,
         (_, "4.3.0") if text.contains("self-verification") => RejectReason::SelfVerify,
         _ => RejectReason::Spool,

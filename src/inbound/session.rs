@@ -139,7 +139,6 @@ pub(crate) struct Transaction<'c> {
     /// The envelope sender; empty for `<>`.
     pub sender: String,
     pub recipients: Vec<String>,
-    pub eight_bit: bool,
     pub smtputf8: bool,
     /// A BDAT transfer in progress.
     pub bdat: Option<(Reception<'c>, crate::smtp::data::Normalizer)>,

@@ -55,11 +55,13 @@ pub enum RejectReason {
     Protocol,
     /// Its header section would have pushed `limits.buffer_memory` over (`451 4.3.2`).
     BufferMemory,
+    /// A body line over 998 bytes with `long_lines: reject`, or one no encoding can fix.
+    LongLines,
 }
 
 impl RejectReason {
     /// Every reason, in a stable order (used to pre-initialise the label set).
-    pub const ALL: [RejectReason; 12] = [
+    pub const ALL: [RejectReason; 13] = [
         RejectReason::Auth,
         RejectReason::SenderNotAllowed,
         RejectReason::HeaderPolicy,
@@ -72,6 +74,7 @@ impl RejectReason {
         RejectReason::Spool,
         RejectReason::Protocol,
         RejectReason::BufferMemory,
+        RejectReason::LongLines,
     ];
 
     /// The label value.
@@ -89,6 +92,29 @@ impl RejectReason {
             RejectReason::Spool => "spool",
             RejectReason::Protocol => "protocol",
             RejectReason::BufferMemory => "buffer_memory",
+            RejectReason::LongLines => "long_lines",
+        }
+    }
+}
+
+/// Why a body was re-encoded before signing: the `reason` label of
+/// `dkim_relay_messages_reencoded_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReencodeReason {
+    /// A line over 998 bytes (`limits.long_lines: encode`).
+    LongLines,
+    /// 8-bit data (`limits.eight_bit: encode`).
+    EightBit,
+}
+
+impl ReencodeReason {
+    pub const ALL: [ReencodeReason; 2] = [ReencodeReason::LongLines, ReencodeReason::EightBit];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReencodeReason::LongLines => "long_lines",
+            ReencodeReason::EightBit => "eight_bit",
         }
     }
 }
@@ -225,6 +251,31 @@ impl DnsCheck {
     }
 }
 
+/// The transport security policy an outbound session was under: the `policy` label of
+/// `dkim_relay_tls_policy_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TlsPolicy {
+    /// The recipient domain's MTA-STS policy (RFC 8461).
+    MtaSts,
+    /// DANE TLSA records of the MX host (RFC 7672).
+    Dane,
+    /// Neither: STARTTLS as `delivery.tls` says.
+    None,
+}
+
+impl TlsPolicy {
+    pub const ALL: [TlsPolicy; 3] = [TlsPolicy::MtaSts, TlsPolicy::Dane, TlsPolicy::None];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsPolicy::MtaSts => "mta-sts",
+            TlsPolicy::Dane => "dane",
+            TlsPolicy::None => "none",
+        }
+    }
+}
+
 /// `n` buckets from `start`, each `factor` times the previous (prometheus' `exponential_buckets`
 /// without its `Result`, since our arguments are constants).
 fn exp_buckets(start: f64, factor: f64, n: usize) -> Vec<f64> {
@@ -278,6 +329,9 @@ pub struct Metrics {
     pub config_reloads_total: IntCounterVec,
     /// `build_info{version}`: always 1.
     pub build_info: IntGaugeVec,
+    /// `tls_policy_total{policy,result}`: outbound sessions to MX hosts by the policy they
+    /// were under ([`TlsPolicy`]) and whether they met it (`ok`, `failed`).
+    pub tls_policy_total: IntCounterVec,
     /// `auth_hash_waiting`: AUTH attempts waiting for a password-check slot (or for their
     /// address's turn).
     pub auth_hash_waiting: IntGauge,
@@ -300,6 +354,12 @@ pub struct Metrics {
     pub next_hop_closed: IntGauge,
     /// `delivery_probes_total{result}`: probe deliveries to closed hosts ([`ProbeResult`]).
     pub delivery_probes_total: IntCounterVec,
+    /// `messages_reencoded_total{reason}`: bodies re-encoded before signing, by
+    /// [`ReencodeReason`] (a message re-encoded for both counts under each).
+    pub messages_reencoded_total: IntCounterVec,
+    /// `8bit_without_8bitmime_total`: messages with 8-bit data sent to a next hop that does
+    /// not offer 8BITMIME (`limits.eight_bit: keep`).
+    pub eight_bit_without_8bitmime_total: IntCounter,
 }
 
 /// A limit shared through Redis: the `limit` label of `dkim_relay_cluster_decisions_total`.
@@ -477,6 +537,13 @@ impl Metrics {
                 opts("build_info", "Build information; the value is always 1."),
                 &["version"],
             )?,
+            tls_policy_total: IntCounterVec::new(
+                opts(
+                    "tls_policy_total",
+                    "Outbound sessions to MX hosts, by transport security policy (mta-sts, dane, none) and result (ok, failed).",
+                ),
+                &["policy", "result"],
+            )?,
             auth_hash_waiting: IntGauge::with_opts(opts(
                 "auth_hash_waiting",
                 "AUTH attempts waiting for a password-check slot.",
@@ -520,6 +587,17 @@ impl Metrics {
                 ),
                 &["result"],
             )?,
+            messages_reencoded_total: IntCounterVec::new(
+                opts(
+                    "messages_reencoded_total",
+                    "Message bodies re-encoded as quoted-printable before signing, by reason (long_lines, eight_bit).",
+                ),
+                &["reason"],
+            )?,
+            eight_bit_without_8bitmime_total: IntCounter::with_opts(opts(
+                "8bit_without_8bitmime_total",
+                "Messages with 8-bit data sent to a next hop that does not offer 8BITMIME.",
+            ))?,
             registry,
         };
 
@@ -546,6 +624,7 @@ impl Metrics {
         for c in collectors {
             m.registry.register(c)?;
         }
+        m.registry.register(Box::new(m.tls_policy_total.clone()))?;
         let load: [Box<dyn Collector>; 3] = [
             Box::new(m.auth_hash_waiting.clone()),
             Box::new(m.buffer_memory_bytes.clone()),
@@ -577,6 +656,13 @@ impl Metrics {
         for r in ProbeResult::ALL {
             m.delivery_probes_total.with_label_values(&[r.as_str()]);
         }
+        m.registry
+            .register(Box::new(m.messages_reencoded_total.clone()))?;
+        m.registry
+            .register(Box::new(m.eight_bit_without_8bitmime_total.clone()))?;
+        for r in ReencodeReason::ALL {
+            m.messages_reencoded_total.with_label_values(&[r.as_str()]);
+        }
 
         // Pre-initialise fixed label sets: a series that does not exist yet is invisible to
         // rate() and to alerts, a zero is not.
@@ -594,6 +680,11 @@ impl Metrics {
         }
         for r in ["success", "failure"] {
             m.config_reloads_total.with_label_values(&[r]);
+        }
+        for p in TlsPolicy::ALL {
+            for r in ["ok", "failed"] {
+                m.tls_policy_total.with_label_values(&[p.as_str(), r]);
+            }
         }
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
@@ -647,6 +738,13 @@ impl Metrics {
             .inc();
     }
 
+    /// Count a message re-encoded before signing.
+    pub fn reencoded(&self, reason: ReencodeReason) {
+        self.messages_reencoded_total
+            .with_label_values(&[reason.as_str()])
+            .inc();
+    }
+
     /// Count a refused message.
     pub fn rejected(&self, reason: RejectReason) {
         self.messages_rejected_total
@@ -687,6 +785,14 @@ impl Metrics {
         self.dns_check_ok
             .with_label_values(&[domain, check.as_str()])
             .set(i64::from(ok));
+    }
+
+    /// Count an outbound session under `policy` that met it (`ok`) or not.
+    pub fn tls_policy(&self, policy: TlsPolicy, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.tls_policy_total
+            .with_label_values(&[policy.as_str(), result])
+            .inc();
     }
 
     /// Count a request refused under load.

@@ -4,13 +4,21 @@
 //! and the DATA phase written by us from the spool file (signatures first, dot-stuffed), so a
 //! large message is never in memory. A connection whose transaction ended cleanly goes back to
 //! the pool. When every address was skipped, nothing was attempted: the outcome is `Held`.
+//!
+//! Under a transport security policy ([`Security`]) an MX host the enforced policy does not
+//! list is never tried, each connection must meet what the policy demands of its host (see
+//! `connection::Secure`), and every session's result goes to the TLS-RPT recorder.
 
 use super::breaker::{Admit, Breaker};
-use super::connection::{self, Connection, OpenError, Policy};
+use super::connection::{self, Connection, OpenError, Policy, Secure};
+use super::extensions::{mail_parameters, MailParameters};
 use super::next_hop::{self, Hop, HopError};
 use super::pool::Pool;
 use super::{Outcome, Parcel};
 use crate::smtp::data::dot_stuff;
+use crate::tls_policy::report::FailureDetail;
+use crate::tls_policy::trust::Trust;
+use crate::tls_policy::{Admission, DomainPolicy, HostPolicy, Recorder};
 use mail_auth::MessageAuthenticator;
 use smtp_proto::{Response, EXT_8BIT_MIME, EXT_PIPELINING, EXT_SMTP_UTF8};
 use std::time::Duration;
@@ -24,6 +32,19 @@ pub struct Courier<'a> {
     pub policy: &'a Policy,
     /// Counts TLS that was required or tried and did not happen.
     pub tls_failures: Option<prometheus::IntCounter>,
+    /// Counts 8-bit messages sent to a server that did not offer 8BITMIME.
+    pub unannounced_8bit: Option<prometheus::IntCounter>,
+    /// MX delivery: the recipient domain's transport security. `None`: relay host, routes.
+    pub security: Option<Security<'a>>,
+}
+
+/// The transport security of one MX delivery: the recipient domain's policies, whom to trust
+/// for the certificates they demand, and where each session's result goes.
+pub struct Security<'a> {
+    pub domain: &'a DomainPolicy,
+    /// `None` only when no policy can apply (MTA-STS off, no TLS reports).
+    pub trust: Option<&'a Trust>,
+    pub recorder: &'a Recorder,
 }
 
 /// A transaction that got its answers.
@@ -44,8 +65,18 @@ impl Courier<'_> {
     ) -> Vec<Outcome> {
         let mut lease = self.pool.lease(destination).await;
         if let Some(mut conn) = lease.take_idle() {
-            if conn.reset().await {
-                match transaction(&mut conn, self.policy, parcel).await {
+            if !self.may_reuse(&conn, parcel) {
+                // Opened before the policy now in force: it may not have met it.
+                conn.quit().await;
+            } else if conn.reset().await {
+                match transaction(
+                    &mut conn,
+                    self.policy,
+                    parcel,
+                    self.unannounced_8bit.as_ref(),
+                )
+                .await
+                {
                     Ok(done) => {
                         tracing::debug!(queue_id = parcel.queue_id, host = %conn.host, addr = %conn.addr, transactions = conn.transactions, "transaction over a reused connection");
                         if done.reusable {
@@ -69,6 +100,14 @@ impl Courier<'_> {
         let mut held: Vec<String> = Vec::new();
         let mut tried = false;
         'hops: for hop in hops {
+            let host_policy = self.host_policy(&hop.host, parcel);
+            if let Some(text) = self.refused(&hop.host, &host_policy, parcel) {
+                // Never this host, however the others fare; the mail waits for a host the
+                // policy allows (or a new policy), never goes elsewhere.
+                permanent = false;
+                last = text;
+                continue 'hops;
+            }
             let addrs = match next_hop::addresses(self.resolver, hop).await {
                 Ok(a) => a,
                 Err(HopError::Permanent(e)) => {
@@ -95,13 +134,26 @@ impl Courier<'_> {
                     }
                 };
                 tried = true;
-                let mut conn = match connection::open(addr, &hop.host, self.policy).await {
+                let secure = self.secure(&host_policy);
+                let opened = match (&host_policy, secure) {
+                    // An enforced policy without trust roots to check it: never unchecked.
+                    (Some(hp), None) if hp.enforced() => {
+                        last = format!("{at}: 4.7.5 no CA certificates to check the certificate the policy demands (delivery.ca_file)");
+                        continue 'hops;
+                    }
+                    _ => connection::open(addr, &hop.host, self.policy, secure).await,
+                };
+                // Logged there when it is a policy failure; the lines below say it otherwise.
+                let logged = self.record(parcel, &hop.host, addr, &host_policy, &opened);
+                let mut conn = match opened {
                     Ok(c) => {
                         self.breaker.succeeded(&key, probe);
                         c
                     }
                     Err(e @ OpenError::Down { .. }) => {
-                        tracing::info!(queue_id = parcel.queue_id, host = %hop.host, %addr, error = %e, "next hop unreachable");
+                        if !logged {
+                            tracing::info!(queue_id = parcel.queue_id, host = %hop.host, %addr, error = %e, "next hop unreachable");
+                        }
                         if e.is_tls() {
                             self.count_tls_failure();
                         }
@@ -113,7 +165,9 @@ impl Courier<'_> {
                         // The host answered: it is up. Every address of it would say the
                         // same: next host.
                         self.breaker.succeeded(&key, probe);
-                        tracing::info!(queue_id = parcel.queue_id, host = %hop.host, %addr, error = %e, "next hop refused by policy");
+                        if !logged {
+                            tracing::info!(queue_id = parcel.queue_id, host = %hop.host, %addr, error = %e, "next hop refused by policy");
+                        }
                         if e.is_tls() {
                             self.count_tls_failure();
                         }
@@ -121,7 +175,14 @@ impl Courier<'_> {
                         continue 'hops;
                     }
                 };
-                match transaction(&mut conn, self.policy, parcel).await {
+                match transaction(
+                    &mut conn,
+                    self.policy,
+                    parcel,
+                    self.unannounced_8bit.as_ref(),
+                )
+                .await
+                {
                     Ok(done) => {
                         if done.reusable {
                             self.pool.give_back(lease, conn);
@@ -152,6 +213,108 @@ impl Courier<'_> {
             c.inc();
         }
     }
+
+    /// What the policies demand of `host`; `None` without transport security (relay host).
+    /// A message marked `TLS-Required: No` is checked but never held.
+    fn host_policy(&self, host: &str, parcel: &Parcel<'_>) -> Option<HostPolicy> {
+        let policy = self.security.as_ref()?.domain.host(host);
+        Some(if parcel.tls_optional {
+            policy.relaxed()
+        } else {
+            policy
+        })
+    }
+
+    /// An idle connection may carry this message: under an enforced policy only one whose
+    /// certificate was verified for a host the policy allows.
+    fn may_reuse(&self, conn: &Connection, parcel: &Parcel<'_>) -> bool {
+        match self.host_policy(&conn.host, parcel) {
+            Some(p) if p.enforced() => {
+                conn.verified
+                    && self
+                        .security
+                        .as_ref()
+                        .is_some_and(|s| s.domain.admits(&conn.host) == Admission::Admitted)
+            }
+            _ => true,
+        }
+    }
+
+    /// Why `host` may not be used at all (not in the enforced policy's MX list), recorded as
+    /// a failed session; `None`: it may.
+    fn refused(
+        &self,
+        host: &str,
+        host_policy: &Option<HostPolicy>,
+        parcel: &Parcel<'_>,
+    ) -> Option<String> {
+        let security = self.security.as_ref()?;
+        let policy = host_policy.as_ref().filter(|p| p.enforced())?;
+        let Admission::Refused { failure, text } = security.domain.admits(host) else {
+            return None;
+        };
+        security.recorder.session(
+            parcel.queue_id,
+            security.domain,
+            policy,
+            Some(failure),
+            crate::tls_policy::unix_now(),
+        );
+        Some(text)
+    }
+
+    /// What a connection to a host under `host_policy` must achieve.
+    fn secure<'s>(&'s self, host_policy: &Option<HostPolicy>) -> Option<Secure<'s>> {
+        let security = self.security.as_ref()?;
+        let policy = host_policy.as_ref().filter(|p| p.checks_certificate())?;
+        Some(Secure {
+            trust: security.trust?,
+            enforce: policy.enforced(),
+            name: security.domain.policy_name(),
+        })
+    }
+
+    /// The TLS result of one session (a connection opened, or refused for TLS reasons), for
+    /// the metric and the TLS report. A connection that failed before TLS (refused, no
+    /// greeting) is not a session of the policy's. True when a policy failure was logged.
+    fn record(
+        &self,
+        parcel: &Parcel<'_>,
+        host: &str,
+        addr: std::net::SocketAddr,
+        host_policy: &Option<HostPolicy>,
+        opened: &Result<Connection, OpenError>,
+    ) -> bool {
+        let (Some(security), Some(policy)) = (&self.security, host_policy) else {
+            return false;
+        };
+        let failure: Option<FailureDetail> = match opened {
+            Ok(c) => c
+                .policy_failure
+                .clone()
+                .or_else(|| security.domain.mismatch(host))
+                .or_else(|| security.domain.unfetched()),
+            Err(e) => match e.report() {
+                Some(f) => Some(f.clone()),
+                None => return false,
+            },
+        };
+        let failure = failure.map(|f| FailureDetail {
+            receiving_mx_hostname: f
+                .receiving_mx_hostname
+                .clone()
+                .or_else(|| Some(host.to_ascii_lowercase())),
+            receiving_ip: f.receiving_ip.or(Some(addr.ip())),
+            ..f
+        });
+        security.recorder.session(
+            parcel.queue_id,
+            security.domain,
+            policy,
+            failure,
+            crate::tls_policy::unix_now(),
+        )
+    }
 }
 
 /// Reasons a connection did not get as far as an answer for the recipients.
@@ -163,16 +326,29 @@ async fn transaction(
     conn: &mut Connection,
     policy: &Policy,
     parcel: &Parcel<'_>,
+    unannounced_8bit: Option<&prometheus::IntCounter>,
 ) -> HopResult<Done> {
     conn.transactions += 1;
-    let mut mail = format!("MAIL FROM:<{}>", parcel.sender);
-    if parcel.eight_bit && conn.caps.has_capability(EXT_8BIT_MIME) {
-        mail.push_str(" BODY=8BITMIME");
-    }
-    if parcel.smtputf8 && conn.caps.has_capability(EXT_SMTP_UTF8) {
-        mail.push_str(" SMTPUTF8");
-    }
-    mail.push_str("\r\n");
+    let (params, unannounced) = match mail_parameters(
+        parcel.eight_bit,
+        parcel.smtputf8,
+        conn.caps.has_capability(EXT_8BIT_MIME),
+        conn.caps.has_capability(EXT_SMTP_UTF8),
+        &conn.host,
+    ) {
+        MailParameters::Send {
+            params,
+            unannounced_8bit,
+        } => (params, unannounced_8bit),
+        MailParameters::Refused(why) => {
+            tracing::info!(queue_id = parcel.queue_id, host = %conn.host, "not sent: the message needs SMTPUTF8");
+            return Ok(Done {
+                outcomes: parcel.all(Outcome::Permanent(why)),
+                reusable: true,
+            });
+        }
+    };
+    let mail = format!("MAIL FROM:<{}>{params}\r\n", parcel.sender);
     let rcpts: Vec<String> = parcel
         .recipients
         .iter()
@@ -199,6 +375,12 @@ async fn transaction(
             outcomes: outcomes.into_iter().flatten().collect(),
             reusable: true,
         });
+    }
+    if unannounced {
+        tracing::info!(queue_id = parcel.queue_id, host = %conn.host, "8-bit message sent to a server without 8BITMIME");
+        if let Some(c) = unannounced_8bit {
+            c.inc();
+        }
     }
     tokio::time::timeout(
         policy.command_timeout.max(Duration::from_secs(60)) * 4,

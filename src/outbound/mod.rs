@@ -9,6 +9,7 @@ pub mod breaker;
 pub mod connection;
 pub mod courier;
 pub mod directory;
+pub mod extensions;
 pub mod next_hop;
 pub mod pool;
 pub mod secure_hop;
@@ -54,6 +55,9 @@ pub struct Parcel<'a> {
     pub message_len: u64,
     pub eight_bit: bool,
     pub smtputf8: bool,
+    /// `TLS-Required: No` (RFC 8689): transport security policies are checked and reported,
+    /// but never hold this message (the relay's TLS reports).
+    pub tls_optional: bool,
 }
 
 impl Parcel<'_> {

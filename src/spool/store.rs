@@ -121,6 +121,13 @@ impl Draft {
         Ok(())
     }
 
+    /// Read the draft back from its start (everything written so far): for a second pass over
+    /// a message as received (re-encoding) and for verifying it as it will be sent.
+    pub fn reader(&mut self) -> Result<File, SpoolError> {
+        self.flush()?;
+        File::open(&self.path).map_err(|e| io_err(&self.path, e))
+    }
+
     fn flush(&mut self) -> Result<(), SpoolError> {
         if let Some(f) = self.file.as_mut() {
             f.write_all(&self.buf).map_err(|e| io_err(&self.path, e))?;
@@ -262,6 +269,28 @@ impl Spool {
             path,
             file: Some(file),
             buf: Vec::with_capacity(16 * 1024),
+            size: 0,
+            spares: self.spares.clone(),
+        })
+    }
+
+    /// A second draft for the same message, written while the first is read back (a body
+    /// re-encoded before signing). Only one of the two is ever committed; the other goes when
+    /// dropped, like any draft.
+    pub fn rewrite_draft(&self, id: QueueId) -> Result<Draft, SpoolError> {
+        let path = self
+            .tmp
+            .join(format!("{id}.{:08x}.rewrite", rand::random::<u32>()));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| io_err(&path, e))?;
+        Ok(Draft {
+            id,
+            path,
+            file: Some(file),
+            buf: Vec::with_capacity(64 * 1024),
             size: 0,
             spares: self.spares.clone(),
         })
@@ -551,6 +580,7 @@ mod tests {
             smtputf8: false,
             is_dsn: false,
             delay_warned: false,
+            tls_optional: false,
         }
     }
 

@@ -241,11 +241,24 @@ fn message(h: &mut String, m: &QueuedMessage, now: i64) {
         if r.attempts > 0 {
             let _ = write!(h, " · {} attempt(s)", r.attempts);
         }
+        if let Some(w) = &r.waiting_for {
+            let _ = write!(
+                h,
+                " · waiting for {}, closed {} ago",
+                esc(&w.host),
+                ago((now - w.closed_since).max(0))
+            );
+        }
         if let Some(next) = r.next_attempt {
-            if next > now {
-                let _ = write!(h, " · next in {}", ago(next - now));
+            let what = if r.waiting_for.is_some() {
+                "probe"
             } else {
-                h.push_str(" · due now");
+                "next"
+            };
+            if next > now {
+                let _ = write!(h, " · {what} in {}", ago(next - now));
+            } else {
+                let _ = write!(h, " · {what} due now");
             }
         }
         if let Some(reply) = &r.last_reply {

@@ -6,6 +6,8 @@
 //! port refuses connections; an open connection is closed at its next command, so a message
 //! whose data is in gets its answer) and come back up on the same port, keeping what it
 //! received.
+//! Like a strict real server it can refuse a message holding a line over 998 bytes (`500 Line
+//! too long`), and leave 8BITMIME / SMTPUTF8 out of its EHLO.
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
@@ -23,6 +25,8 @@ pub struct Delivered {
     /// Unstuffed message bytes, as sent before the final dot.
     pub data: Vec<u8>,
     pub tls: bool,
+    /// What followed `MAIL FROM:<...>` (` BODY=8BITMIME`, ` SMTPUTF8`), trimmed.
+    pub mail_params: String,
 }
 
 #[derive(Default)]
@@ -46,6 +50,13 @@ struct State {
     pipelined: usize,
     /// Bumped by `down`: connections of an older generation close at their next command.
     generation: u64,
+    /// Refuse a message with a line over 998 bytes (RFC 5321 4.5.3.1.6).
+    line_limit: bool,
+    /// Messages refused for a line over the limit.
+    too_long: usize,
+    /// Do not offer 8BITMIME / SMTPUTF8.
+    no_8bitmime: bool,
+    no_smtputf8: bool,
 }
 
 pub struct Sink {
@@ -116,6 +127,27 @@ impl Sink {
     /// Stop offering PIPELINING: clients must wait for each reply.
     pub fn no_pipelining(&self) {
         self.state.lock().unwrap().no_pipelining = true;
+    }
+
+    /// Answer `500 5.5.0 Line too long` to a message with a line over 998 bytes (after its
+    /// final dot, as it is read).
+    pub fn enforce_line_limit(&self) {
+        self.state.lock().unwrap().line_limit = true;
+    }
+
+    /// Messages refused with `500 Line too long`.
+    pub fn refused_too_long(&self) -> usize {
+        self.state.lock().unwrap().too_long
+    }
+
+    /// Stop offering 8BITMIME.
+    pub fn no_8bitmime(&self) {
+        self.state.lock().unwrap().no_8bitmime = true;
+    }
+
+    /// Stop offering SMTPUTF8.
+    pub fn no_smtputf8(&self) {
+        self.state.lock().unwrap().no_smtputf8 = true;
     }
 
     /// How many MAIL commands arrived with the next command already behind them.
@@ -208,44 +240,61 @@ fn accept(
             let st = st.clone();
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let _ = serve(Box::new(stream), st.clone(), acceptor, false, generation).await;
-                st.lock().unwrap().open -= 1;
+                let counted =
+                    serve(Box::new(stream), st.clone(), acceptor, false, generation).await;
+                if !matches!(counted, Ok(true)) {
+                    st.lock().unwrap().open -= 1;
+                }
             });
         }
     })
 }
 
+/// One connection; `Ok(true)` when it ended with QUIT and was already counted as closed.
 fn serve(
     stream: Box<dyn Stream>,
     st: Arc<Mutex<State>>,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     tls: bool,
     generation: u64,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> {
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<bool>> + Send>> {
     Box::pin(async move {
         let mut r = BufReader::new(stream);
         if !tls {
             r.get_mut().write_all(b"220 sink.test ESMTP\r\n").await?;
         }
         let mut sender = String::new();
+        let mut mail_params = String::new();
         let mut rcpts: Vec<String> = Vec::new();
         let mut authed = false;
         loop {
             let mut line = String::new();
             if r.read_line(&mut line).await? == 0 {
-                return Ok(());
+                return Ok(false);
             }
             if st.lock().unwrap().generation != generation {
                 // Went down since this connection opened: close it without an answer.
-                return Ok(());
+                return Ok(false);
             }
             let upper = line.to_ascii_uppercase();
             let reply: String = if upper.starts_with("EHLO") {
-                let (starttls, auth, pipelining) = {
+                let (starttls, auth, pipelining, eight_bit, utf8) = {
                     let s = st.lock().unwrap();
-                    (s.starttls && !tls, s.auth.is_some(), !s.no_pipelining)
+                    (
+                        s.starttls && !tls,
+                        s.auth.is_some(),
+                        !s.no_pipelining,
+                        !s.no_8bitmime,
+                        !s.no_smtputf8,
+                    )
                 };
-                let mut caps = vec!["sink.test", "8BITMIME", "SMTPUTF8", "SIZE 100000000"];
+                let mut caps = vec!["sink.test", "SIZE 100000000"];
+                if eight_bit {
+                    caps.push("8BITMIME");
+                }
+                if utf8 {
+                    caps.push("SMTPUTF8");
+                }
                 if pipelining {
                     caps.push("PIPELINING");
                 }
@@ -307,6 +356,11 @@ fn serve(
                     "530 5.7.0 auth first\r\n".into()
                 } else {
                     sender = extract(&line);
+                    mail_params = line
+                        .split_once('>')
+                        .map_or("", |(_, rest)| rest)
+                        .trim()
+                        .to_string();
                     rcpts.clear();
                     "250 2.1.0 ok\r\n".into()
                 }
@@ -331,10 +385,11 @@ fn serve(
             } else if upper.starts_with("DATA") {
                 r.get_mut().write_all(b"354 go\r\n").await?;
                 let mut data = Vec::new();
+                let mut longest = 0;
                 loop {
                     let mut l = Vec::new();
                     if r.read_until(b'\n', &mut l).await? == 0 {
-                        return Ok(());
+                        return Ok(false);
                     }
                     if l == b".\r\n" {
                         break;
@@ -342,6 +397,7 @@ fn serve(
                     if l.starts_with(b".") {
                         l.remove(0);
                     }
+                    longest = longest.max(l.len().saturating_sub(2));
                     data.extend_from_slice(&l);
                 }
                 let stall = {
@@ -352,12 +408,25 @@ fn serve(
                 if let Some(d) = stall {
                     tokio::time::sleep(d).await;
                 }
+                let refuse = {
+                    let mut s = st.lock().unwrap();
+                    let refuse = s.line_limit && longest > 998;
+                    s.too_long += usize::from(refuse);
+                    refuse
+                };
+                if refuse {
+                    r.get_mut()
+                        .write_all(b"500 5.5.0 Line too long\r\n")
+                        .await?;
+                    continue;
+                }
                 r.get_mut().write_all(b"250 2.0.0 accepted\r\n").await?;
                 st.lock().unwrap().messages.push(Delivered {
                     sender: sender.clone(),
                     recipients: rcpts.clone(),
                     data,
                     tls,
+                    mail_params: mail_params.clone(),
                 });
                 continue;
             } else if upper.starts_with("RSET") {
@@ -365,8 +434,12 @@ fn serve(
                 rcpts.clear();
                 "250 ok\r\n".into()
             } else if upper.starts_with("QUIT") {
-                r.get_mut().write_all(b"221 bye\r\n").await?;
-                return Ok(());
+                // Closed as far as the client is concerned once it reads 221: count it closed
+                // before answering, so a client that opens its next connection right after
+                // never finds this one still counted (max_open would race otherwise).
+                st.lock().unwrap().open -= 1;
+                let _ = r.get_mut().write_all(b"221 bye\r\n").await;
+                return Ok(true);
             } else if upper.starts_with("NOOP") {
                 "250 ok\r\n".into()
             } else {
