@@ -331,7 +331,6 @@ fn check(c: &mut Checker, raw: RawConfig) -> Settings {
             dnssec: Dnssec::Off,
         }
     };
-    let mut delivery = delivery;
     (dns.dnssec, delivery.dane) =
         dane::check(c, raw.dns.as_ref(), raw.delivery.as_ref(), delivery.tls);
 

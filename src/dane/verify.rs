@@ -12,7 +12,9 @@
 //!
 //! Any usable record that matches is enough (RFC 6698 2.1: records are alternatives). What was
 //! found is kept as the connection's [`Verdict`], for the logs and the TLS report; a failure
-//! also fails the handshake, so nothing is sent to a host that did not authenticate.
+//! also fails the handshake, so nothing is sent to a host that did not authenticate — unless
+//! the check is [`relaxed`](DaneVerifier::relaxed) (a message marked `TLS-Required: No`,
+//! RFC 8689), when only the verdict tells.
 
 use super::tlsa::{Part, Tlsa, Usage};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -78,6 +80,8 @@ pub struct DaneVerifier {
     /// Reference identifiers for DANE-TA name checks.
     names: Vec<ServerName<'static>>,
     algorithms: WebPkiSupportedAlgorithms,
+    /// A failed check fails the handshake.
+    enforce: bool,
     verdict: Mutex<Verdict>,
 }
 
@@ -99,8 +103,15 @@ impl DaneVerifier {
             names: refs,
             algorithms: rustls::crypto::aws_lc_rs::default_provider()
                 .signature_verification_algorithms,
+            enforce: true,
             verdict: Mutex::new(Verdict::Unchecked),
         }
+    }
+
+    /// Check and keep the verdict, but let the handshake go on whatever it is.
+    pub fn relaxed(mut self) -> DaneVerifier {
+        self.enforce = false;
+        self
     }
 
     /// A TLS client configuration that checks the server as this verifier says (no ALPN,
@@ -223,9 +234,11 @@ impl ServerCertVerifier for DaneVerifier {
             Ok(record) => Verdict::Matched(record.clone()),
             Err(f) => Verdict::Failed(f.clone()),
         };
-        result
-            .map(|_| ServerCertVerified::assertion())
-            .map_err(|f| f.to_rustls())
+        match result {
+            Ok(_) => Ok(ServerCertVerified::assertion()),
+            Err(f) if self.enforce => Err(f.to_rustls()),
+            Err(_) => Ok(ServerCertVerified::assertion()),
+        }
     }
 
     fn verify_tls12_signature(

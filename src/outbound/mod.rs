@@ -10,6 +10,7 @@ pub mod connection;
 pub mod courier;
 pub mod directory;
 pub mod extensions;
+pub mod host;
 pub mod next_hop;
 pub mod pool;
 pub mod secure_hop;

@@ -116,6 +116,37 @@ pub fn self_signed(names: &[&str], validity: Validity) -> Issued {
     issued(cert, key)
 }
 
+/// Write `leaf` and then `chain` as a PEM chain file, and `leaf`'s key as a PEM key file, into
+/// `dir` as `<label>.pem` and `<label>.key` (what a server's configuration names).
+pub fn write_pem(
+    dir: &std::path::Path,
+    label: &str,
+    leaf: &Issued,
+    chain: &[&Issued],
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let mut pem = String::new();
+    for c in std::iter::once(leaf).chain(chain.iter().copied()) {
+        pem.push_str(&pem_block("CERTIFICATE", c.cert.as_ref()));
+    }
+    let cert_file = dir.join(format!("{label}.pem"));
+    let key_file = dir.join(format!("{label}.key"));
+    std::fs::write(&cert_file, pem).expect("write chain");
+    std::fs::write(&key_file, leaf.key_pem()).expect("write key");
+    (cert_file, key_file)
+}
+
+fn pem_block(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
 /// A TLS server configuration presenting `chain` (leaf first) with `leaf`'s key.
 pub fn server_config(leaf: &Issued, chain: &[&Issued]) -> Arc<rustls::ServerConfig> {
     let certs: Vec<CertificateDer<'static>> = std::iter::once(leaf.cert.clone())
