@@ -380,6 +380,24 @@ mod tests {
         ));
     }
 
+    /// Relaxed (`TLS-Required: No`), a mismatch is found and kept but does not fail the
+    /// handshake.
+    #[test]
+    fn relaxed_keeps_the_verdict_without_failing() {
+        let leaf = dane_certs::self_signed(&["mx.example.net"], Validity::Current);
+        let other = dane_certs::self_signed(&["mx.example.net"], Validity::Current);
+        let v = DaneVerifier::new(vec![tlsa(&other.tlsa(3, 1, 1))], &NAMES).relaxed();
+        let name = ServerName::try_from("mx.example.net").unwrap();
+        assert!(v
+            .verify_server_cert(&leaf.cert, &[], &name, &[], UnixTime::now())
+            .is_ok());
+        assert_eq!(v.verdict(), Verdict::Failed(Failure::NoMatch));
+        let strict = DaneVerifier::new(vec![tlsa(&other.tlsa(3, 1, 1))], &NAMES);
+        assert!(strict
+            .verify_server_cert(&leaf.cert, &[], &name, &[], UnixTime::now())
+            .is_err());
+    }
+
     /// A real handshake: the verifier is what rustls consults, and its verdict is kept.
     #[tokio::test]
     async fn a_handshake_succeeds_or_fails_with_the_verdict() {
