@@ -14,6 +14,9 @@ pub struct Core {
     pub signers: Signers,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub resolver: MessageAuthenticator,
+    /// The DNSSEC-aware resolver, with `dns.dnssec: trust-ad` (MX, address and TLSA lookups
+    /// whose AD bit counts).
+    pub dnssec: Option<crate::dnssec::Resolver>,
     /// Read from `delivery.relay_host.password_file`.
     pub relay_password: Option<String>,
     /// The system roots plus `delivery.ca_file`, when MTA-STS (MX delivery) or TLS reports
@@ -169,12 +172,24 @@ impl Core {
                 None
             }
         };
+        let dnssec = match settings.dns.dnssec {
+            crate::config::Dnssec::Off => None,
+            crate::config::Dnssec::TrustAd => {
+                crate::dnssec::Resolver::from_config(settings.dns.nameservers.as_deref())
+                    .map_err(|e| {
+                        let kp = crate::config::KeyPath::default().key("dns").key("dnssec");
+                        errors.push(settings.origin.error(&kp, e));
+                    })
+                    .ok()
+            }
+        };
         match resolver {
             Some(resolver) if errors.is_empty() => Ok(Core {
                 settings,
                 signers,
                 tls,
                 resolver,
+                dnssec,
                 relay_password,
                 trust,
                 tagging,

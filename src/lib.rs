@@ -36,6 +36,9 @@
 //! - `trust`: whom our TLS clients trust (system roots, `$SSL_CERT_FILE`, a named CA file).
 //! - `queue_admin`: `queue list|show|retry|delete` and `mailq`, on the spool while `serve` runs.
 //! - `cluster`: limits shared by replicas through Redis (`cluster.redis`), with their fallback.
+//! - `dane`: DANE for SMTP (RFC 7672): TLSA records of MX hosts, the certificate check.
+//! - `dnssec`: lookups through trusted validating resolvers that say whether each answer was
+//!   DNSSEC-authenticated (`dns.dnssec: trust-ad`).
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod app;
@@ -45,7 +48,9 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod core;
+pub mod dane;
 pub mod dkim;
+pub mod dnssec;
 pub mod inbound;
 pub mod logging;
 pub mod metrics;

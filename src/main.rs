@@ -530,6 +530,7 @@ fn check_config(config: Option<PathBuf>) -> ExitCode {
             if let Some(cluster) = &s.cluster {
                 check_cluster(cluster, core.redis_password.as_deref());
             }
+            check_dnssec(&core);
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -558,6 +559,34 @@ fn check_cluster(cluster: &dkim_relay::config::ClusterSettings, password: Option
     if let Err(e) = reached {
         eprintln!(
             "warning: cluster.redis {url} is unreachable ({e}); until it answers, the relay counts limits as on_redis_down: {mode} says"
+        );
+    }
+}
+
+/// check-config: whose AD bit the relay believes and whether DANE applies; a warning (not an
+/// error: a trusted link to a resolver elsewhere is a legitimate setup) for each nameserver
+/// off this host.
+fn check_dnssec(core: &dkim_relay::core::Core) {
+    let Some(resolver) = &core.dnssec else {
+        println!("dnssec: off (DANE: off)");
+        return;
+    };
+    let servers: Vec<String> = resolver
+        .nameservers()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let dane = match core.settings.delivery.dane {
+        dkim_relay::config::Dane::On => "on",
+        dkim_relay::config::Dane::Off => "off",
+    };
+    println!(
+        "dnssec: trust-ad, believing the AD bit of {} (DANE: {dane})",
+        servers.join(", ")
+    );
+    for s in resolver.off_host() {
+        eprintln!(
+            "warning: dns.dnssec: trust-ad believes the AD bit of {s}, which is not on this host: anyone on the path to it can forge that bit; run a validating resolver beside the relay (docs/configuration.md, \"A validating resolver beside the relay\")"
         );
     }
 }

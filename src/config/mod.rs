@@ -262,6 +262,8 @@ pub struct Delivery {
     pub mode: DeliveryMode,
     pub port: u16,
     pub tls: OutboundTls,
+    /// `delivery.dane`: recipients' TLSA records honoured (MX delivery).
+    pub dane: Dane,
     pub retry: Vec<Duration>,
     pub max_age: Duration,
     /// After this long in the queue the sender gets one DSN with `Action: delayed`; zero: never.
@@ -282,6 +284,24 @@ pub struct Delivery {
 pub struct Dns {
     pub nameservers: Option<Vec<SocketAddr>>,
     pub check_interval: Duration,
+    pub dnssec: Dnssec,
+}
+
+/// `dns.dnssec`: whether the relay believes the AD bit of its nameservers' answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dnssec {
+    /// Every answer counts as insecure (DANE cannot apply).
+    Off,
+    /// The nameservers are validating resolvers the relay trusts: their AD bit says an
+    /// answer was DNSSEC-authenticated.
+    TrustAd,
+}
+
+/// `delivery.dane`: whether the TLSA records of recipients' MX hosts are honoured (RFC 7672).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dane {
+    Off,
+    On,
 }
 
 /// What happens to a body line over 998 bytes (`limits.long_lines`).

@@ -80,6 +80,7 @@ pub struct RawDelivery {
     pub mode: Option<String>,
     pub port: Option<u16>,
     pub tls: Option<String>,
+    pub dane: Option<String>,
     pub retry: Option<Vec<String>>,
     pub max_age: Option<String>,
     pub delay_warning: Option<String>,
@@ -120,6 +121,7 @@ pub struct RawRelayHost {
 pub struct RawDns {
     pub nameservers: Option<Vec<String>>,
     pub check_interval: Option<String>,
+    pub dnssec: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

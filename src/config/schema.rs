@@ -116,6 +116,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "opportunistic | required | none",
     ),
     (
+        "delivery.dane",
+        "on with dns.dnssec: trust-ad, else off",
+        "off | on: honour MX hosts' DNSSEC-validated TLSA records (RFC 7672)",
+    ),
+    (
         "delivery.retry",
         "[1m, 5m, 15m, 30m, 1h, 2h, 4h]",
         "retry intervals; the last one repeats",
@@ -240,6 +245,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "dns.check_interval",
         "1h",
         "how often serve re-runs the DNS checks (0s: never)",
+    ),
+    (
+        "dns.dnssec",
+        "off",
+        "off | trust-ad: believe the AD bit of the nameservers (local validating resolvers)",
     ),
     ("limits", "", "per-session and per-message limits"),
     (

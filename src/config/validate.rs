@@ -6,6 +6,7 @@ use super::units::{parse_duration, parse_size};
 use super::*;
 use std::collections::BTreeMap;
 
+mod dane;
 mod tagging;
 
 pub(super) struct Checker {
@@ -298,7 +299,7 @@ fn check(c: &mut Checker, raw: RawConfig) -> Settings {
     );
     let envelope_tagging = tagging::check(c, raw.envelope_tagging.as_ref());
 
-    let dns = {
+    let mut dns = {
         let p = root().key("dns");
         let d = raw.dns.as_ref();
         let nameservers = d.and_then(|d| d.nameservers.as_ref()).map(|list| {
@@ -327,8 +328,11 @@ fn check(c: &mut Checker, raw: RawConfig) -> Settings {
         Dns {
             nameservers,
             check_interval,
+            dnssec: Dnssec::Off,
         }
     };
+    (dns.dnssec, delivery.dane) =
+        dane::check(c, raw.dns.as_ref(), raw.delivery.as_ref(), delivery.tls);
 
     let limits = {
         let p = root().key("limits");
@@ -923,6 +927,7 @@ fn check_delivery(c: &mut Checker, raw: Option<&RawDelivery>) -> Delivery {
         mode,
         port: raw.and_then(|d| d.port).unwrap_or(25),
         tls,
+        dane: Dane::Off,
         retry,
         max_age: c.duration(
             p.key("max_age"),

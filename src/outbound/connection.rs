@@ -1,16 +1,19 @@
 //! Opening an SMTP connection to a next hop (TCP, greeting, EHLO, TLS as the policy says,
 //! AUTH), checking that an idle one is still usable (RSET), and closing one politely.
 //! mail-send's client speaks the commands; every wait on the peer has a timeout. Under a
-//! transport security policy ([`Secure`]) the certificate is checked for the host name and
-//! what fell short is kept for the TLS report.
+//! transport security policy ([`Secure`]) the certificate is checked — for the host name
+//! (MTA-STS) or against the host's TLSA records (DANE) — and what fell short is kept for the
+//! TLS report.
 
 use crate::config::OutboundTls;
+use crate::dane::{DaneVerifier, TlsaRrset};
 use crate::tls_policy::report::{FailureDetail, ResultType};
 use crate::tls_policy::trust::Trust;
 use crate::tls_policy::verify::{self, PolicyVerifier, Verdict};
 use mail_send::SmtpClient;
 use smtp_proto::{EhloResponse, Response, EXT_START_TLS};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -26,16 +29,70 @@ pub struct Policy {
     pub command_timeout: Duration,
 }
 
-/// What a transport security policy (MTA-STS) asks of one connection beyond [`Policy`]:
-/// STARTTLS, and a certificate that verifies for the host name against `trust`. Enforced,
-/// anything less fails the connection (never clear text); not enforced (testing), the
-/// connection goes on and the shortfall is only reported.
+/// What a transport security policy asks of one connection beyond [`Policy`]: STARTTLS, and
+/// the certificate check of [`Check`]. Enforced, anything less fails the connection (never
+/// clear text); not enforced (MTA-STS testing, `TLS-Required: No`), the connection goes on and
+/// the shortfall is only reported.
 #[derive(Clone, Copy)]
 pub struct Secure<'a> {
-    pub trust: &'a Trust,
+    pub check: Check<'a>,
     pub enforce: bool,
-    /// The policy, as replies name it (`the MTA-STS policy of example.com`).
+    /// The policy, as replies name it (`the MTA-STS policy of example.com`, `the DANE policy
+    /// of mx.example.net`).
     pub name: &'a str,
+}
+
+/// How the certificate is checked.
+#[derive(Clone, Copy)]
+pub enum Check<'a> {
+    /// MTA-STS: it verifies for the MX host name against `trust` (webpki).
+    Pkix(&'a Trust),
+    /// DANE with usable TLSA records: it matches one of them (DANE-TA names: the TLSA base
+    /// domain, the MX host, `recipient_domain`). The SNI is the TLSA base domain (RFC 7672
+    /// 8.1).
+    Dane {
+        tlsa: &'a TlsaRrset,
+        recipient_domain: &'a str,
+    },
+    /// DANE whose TLSA records are all unusable: TLS is mandatory, nothing is authenticated.
+    Encrypt,
+}
+
+/// Which policy verified a connection's certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    /// For the host name, against the trusted roots (MTA-STS).
+    Pkix,
+    /// Against the host's TLSA records (DANE).
+    Dane,
+}
+
+/// The verifier consulted during a handshake, for its verdict afterwards.
+enum Checker {
+    Pkix(Arc<PolicyVerifier>),
+    Dane(Arc<DaneVerifier>),
+}
+
+impl Checker {
+    fn verdict(&self) -> Verdict {
+        match self {
+            Checker::Pkix(v) => v.verdict(),
+            Checker::Dane(v) => match v.verdict() {
+                crate::dane::Verdict::Unchecked => Verdict::Unchecked,
+                crate::dane::Verdict::Matched(_) => Verdict::Valid,
+                crate::dane::Verdict::Failed(f) => {
+                    Verdict::Invalid(crate::tls_policy::dane::check_failure(&f))
+                }
+            },
+        }
+    }
+
+    fn verified(&self) -> Verified {
+        match self {
+            Checker::Pkix(_) => Verified::Pkix,
+            Checker::Dane(_) => Verified::Dane,
+        }
+    }
 }
 
 /// A stream of either kind (plain TCP or TLS) behind one type.
@@ -50,8 +107,8 @@ pub struct Connection {
     pub host: String,
     pub addr: SocketAddr,
     pub tls: bool,
-    /// TLS with a certificate verified for `host` (under a policy).
-    pub verified: bool,
+    /// TLS with a certificate verified under a policy, and which.
+    pub verified: Option<Verified>,
     /// What a policy not enforced found wrong with it (for the TLS report).
     pub policy_failure: Option<FailureDetail>,
     /// Mail transactions completed on it.
@@ -224,24 +281,57 @@ pub async fn open(
         return Ok(conn);
     }
     // A failed handshake is a broken host, not a reason to fall back to clear text.
-    let (connector, verifier) = match secure {
-        Some(s) => {
-            let (config, verifier) = PolicyVerifier::client_config(s.trust, s.enforce);
-            (tokio_rustls::TlsConnector::from(config), Some(verifier))
+    let (connector, verifier) = match secure.map(|s| (s.check, s.enforce)) {
+        Some((Check::Pkix(trust), enforce)) => {
+            let (config, verifier) = PolicyVerifier::client_config(trust, enforce);
+            (
+                tokio_rustls::TlsConnector::from(config),
+                Some(Checker::Pkix(verifier)),
+            )
         }
-        None => (connector(policy)?, None),
+        Some((
+            Check::Dane {
+                tlsa,
+                recipient_domain,
+            },
+            enforce,
+        )) => {
+            let verifier = tlsa.verifier(host, recipient_domain);
+            let verifier = if enforce {
+                verifier
+            } else {
+                verifier.relaxed()
+            };
+            let (config, verifier) = verifier.client_config();
+            (
+                tokio_rustls::TlsConnector::from(config),
+                Some(Checker::Dane(verifier)),
+            )
+        }
+        Some((Check::Encrypt, _)) | None => (connector(policy)?, None),
     };
-    let tls = match client.into_tls(&connector, host).await {
+    let sni = match secure.map(|s| s.check) {
+        Some(Check::Dane { tlsa, .. }) => tlsa.base_domain(),
+        _ => host.to_string(),
+    };
+    let tls = match client.into_tls(&connector, &sni).await {
         Ok(tls) => tls,
         Err(e) => {
             // The host is up and answered; an enforced policy refused its certificate.
             if let (Some(s), Some(Verdict::Invalid(f))) =
                 (enforced, verifier.as_ref().map(|v| v.verdict()))
             {
-                let detail = format!(
-                    "4.7.5 the certificate of {host} does not verify ({}), and {} requires it: {e}",
-                    f.result, s.name
-                );
+                let detail = match s.check {
+                    Check::Dane { .. } => format!(
+                        "4.7.5 the certificate of {host} does not match {} ({}): {e}",
+                        s.name,
+                        f.failure_reason_code.as_deref().unwrap_or(f.result.as_str())
+                    ),
+                    _ => format!(
+                        "4.7.5 the certificate of {host} does not verify ({}), and {} requires it: {e}",
+                        f.result, s.name
+                    ),
+                };
                 return Err(refused(detail, f));
             }
             return Err(OpenError::Down {
@@ -258,10 +348,12 @@ pub async fn open(
     // RFC 3207 4.2: everything learnt before TLS is forgotten; ask again.
     let caps = ehlo(&mut client, policy).await?;
     let mut conn = authenticate(client, caps, addr, host, true, policy).await?;
-    match verifier.map(|v| v.verdict()) {
-        Some(Verdict::Valid) => conn.verified = true,
-        Some(Verdict::Invalid(f)) => conn.policy_failure = Some(f),
-        Some(Verdict::Unchecked) | None => {}
+    if let Some(checker) = verifier {
+        match checker.verdict() {
+            Verdict::Valid => conn.verified = Some(checker.verified()),
+            Verdict::Invalid(f) => conn.policy_failure = Some(f),
+            Verdict::Unchecked => {}
+        }
     }
     Ok(conn)
 }
@@ -326,7 +418,7 @@ async fn authenticate(
         host: host.to_string(),
         addr,
         tls,
-        verified: false,
+        verified: None,
         policy_failure: None,
         transactions: 0,
     })

@@ -5,20 +5,23 @@
 //! large message is never in memory. A connection whose transaction ended cleanly goes back to
 //! the pool. When every address was skipped, nothing was attempted: the outcome is `Held`.
 //!
-//! Under a transport security policy ([`Security`]) an MX host the enforced policy does not
-//! list is never tried, each connection must meet what the policy demands of its host (see
+//! Under a transport security policy ([`Security`]) an MX host the enforced MTA-STS policy
+//! does not list is never tried, nor one whose TLSA records cannot be looked up; each
+//! connection must meet what the policy of its host demands (DANE first: `host`, and
 //! `connection::Secure`), and every session's result goes to the TLS-RPT recorder.
 
+mod policy;
+
 use super::breaker::{Admit, Breaker};
-use super::connection::{self, Connection, OpenError, Policy, Secure};
+use super::connection::{self, Connection, OpenError, Policy};
 use super::extensions::{mail_parameters, MailParameters};
-use super::next_hop::{self, Hop, HopError};
+use super::host::{self, Governed};
+use super::next_hop::{Hop, HopError};
 use super::pool::Pool;
 use super::{Outcome, Parcel};
 use crate::smtp::data::dot_stuff;
-use crate::tls_policy::report::FailureDetail;
 use crate::tls_policy::trust::Trust;
-use crate::tls_policy::{Admission, DomainPolicy, HostPolicy, Recorder};
+use crate::tls_policy::{DomainPolicy, Recorder};
 use mail_auth::MessageAuthenticator;
 use smtp_proto::{Response, EXT_8BIT_MIME, EXT_PIPELINING, EXT_SMTP_UTF8};
 use std::time::Duration;
@@ -45,6 +48,8 @@ pub struct Security<'a> {
     /// `None` only when no policy can apply (MTA-STS off, no TLS reports).
     pub trust: Option<&'a Trust>,
     pub recorder: &'a Recorder,
+    /// `delivery.dane` with `dns.dnssec: trust-ad`: hosts' TLSA records are looked up.
+    pub dane: Option<host::Dane<'a>>,
 }
 
 /// A transaction that got its answers.
@@ -65,7 +70,8 @@ impl Courier<'_> {
     ) -> Vec<Outcome> {
         let mut lease = self.pool.lease(destination).await;
         if let Some(mut conn) = lease.take_idle() {
-            if !self.may_reuse(&conn, parcel) {
+            let met = (conn.host.clone(), conn.addr.port(), conn.tls, conn.verified);
+            if !self.may_reuse(met, parcel).await {
                 // Opened before the policy now in force: it may not have met it.
                 conn.quit().await;
             } else if conn.reset().await {
@@ -100,16 +106,23 @@ impl Courier<'_> {
         let mut held: Vec<String> = Vec::new();
         let mut tried = false;
         'hops: for hop in hops {
-            let host_policy = self.host_policy(&hop.host, parcel);
-            if let Some(text) = self.refused(&hop.host, &host_policy, parcel) {
-                // Never this host, however the others fare; the mail waits for a host the
-                // policy allows (or a new policy), never goes elsewhere.
-                permanent = false;
-                last = text;
-                continue 'hops;
-            }
-            let addrs = match next_hop::addresses(self.resolver, hop).await {
-                Ok(a) => a,
+            let found = host::lookup(
+                self.resolver,
+                self.security.as_ref(),
+                hop,
+                parcel.tls_optional,
+            )
+            .await;
+            let (addrs, host_policy) = match found {
+                Ok((addrs, Governed::By(policy))) => (addrs, policy),
+                Ok((_, Governed::Unknown { policy, error })) => {
+                    // Its TLSA records may say anything: never this host until they can be
+                    // had; the other hosts may be tried.
+                    permanent = false;
+                    tried = true;
+                    last = self.tlsa_unknown(&hop.host, &policy, &error, parcel);
+                    continue 'hops;
+                }
                 Err(HopError::Permanent(e)) => {
                     last = e;
                     continue;
@@ -121,6 +134,14 @@ impl Courier<'_> {
                     continue;
                 }
             };
+            if let Some(text) = self.refused(&hop.host, &host_policy, parcel) {
+                // Never this host, however the others fare; the mail waits for a host the
+                // policy allows (or a new policy), never goes elsewhere.
+                permanent = false;
+                last = text;
+                continue 'hops;
+            }
+            let dane_name = policy::dane_name(&host_policy);
             for addr in addrs {
                 let at = format!("{} [{}]", hop.host, addr.ip());
                 let key = addr.to_string();
@@ -134,7 +155,7 @@ impl Courier<'_> {
                     }
                 };
                 tried = true;
-                let secure = self.secure(&host_policy);
+                let secure = self.secure(&host_policy, &dane_name);
                 let opened = match (&host_policy, secure) {
                     // An enforced policy without trust roots to check it: never unchecked.
                     (Some(hp), None) if hp.enforced() => {
@@ -212,108 +233,6 @@ impl Courier<'_> {
         if let Some(c) = &self.tls_failures {
             c.inc();
         }
-    }
-
-    /// What the policies demand of `host`; `None` without transport security (relay host).
-    /// A message marked `TLS-Required: No` is checked but never held.
-    fn host_policy(&self, host: &str, parcel: &Parcel<'_>) -> Option<HostPolicy> {
-        let policy = self.security.as_ref()?.domain.host(host);
-        Some(if parcel.tls_optional {
-            policy.relaxed()
-        } else {
-            policy
-        })
-    }
-
-    /// An idle connection may carry this message: under an enforced policy only one whose
-    /// certificate was verified for a host the policy allows.
-    fn may_reuse(&self, conn: &Connection, parcel: &Parcel<'_>) -> bool {
-        match self.host_policy(&conn.host, parcel) {
-            Some(p) if p.enforced() => {
-                conn.verified
-                    && self
-                        .security
-                        .as_ref()
-                        .is_some_and(|s| s.domain.admits(&conn.host) == Admission::Admitted)
-            }
-            _ => true,
-        }
-    }
-
-    /// Why `host` may not be used at all (not in the enforced policy's MX list), recorded as
-    /// a failed session; `None`: it may.
-    fn refused(
-        &self,
-        host: &str,
-        host_policy: &Option<HostPolicy>,
-        parcel: &Parcel<'_>,
-    ) -> Option<String> {
-        let security = self.security.as_ref()?;
-        let policy = host_policy.as_ref().filter(|p| p.enforced())?;
-        let Admission::Refused { failure, text } = security.domain.admits(host) else {
-            return None;
-        };
-        security.recorder.session(
-            parcel.queue_id,
-            security.domain,
-            policy,
-            Some(failure),
-            crate::tls_policy::unix_now(),
-        );
-        Some(text)
-    }
-
-    /// What a connection to a host under `host_policy` must achieve.
-    fn secure<'s>(&'s self, host_policy: &Option<HostPolicy>) -> Option<Secure<'s>> {
-        let security = self.security.as_ref()?;
-        let policy = host_policy.as_ref().filter(|p| p.checks_certificate())?;
-        Some(Secure {
-            trust: security.trust?,
-            enforce: policy.enforced(),
-            name: security.domain.policy_name(),
-        })
-    }
-
-    /// The TLS result of one session (a connection opened, or refused for TLS reasons), for
-    /// the metric and the TLS report. A connection that failed before TLS (refused, no
-    /// greeting) is not a session of the policy's. True when a policy failure was logged.
-    fn record(
-        &self,
-        parcel: &Parcel<'_>,
-        host: &str,
-        addr: std::net::SocketAddr,
-        host_policy: &Option<HostPolicy>,
-        opened: &Result<Connection, OpenError>,
-    ) -> bool {
-        let (Some(security), Some(policy)) = (&self.security, host_policy) else {
-            return false;
-        };
-        let failure: Option<FailureDetail> = match opened {
-            Ok(c) => c
-                .policy_failure
-                .clone()
-                .or_else(|| security.domain.mismatch(host))
-                .or_else(|| security.domain.unfetched()),
-            Err(e) => match e.report() {
-                Some(f) => Some(f.clone()),
-                None => return false,
-            },
-        };
-        let failure = failure.map(|f| FailureDetail {
-            receiving_mx_hostname: f
-                .receiving_mx_hostname
-                .clone()
-                .or_else(|| Some(host.to_ascii_lowercase())),
-            receiving_ip: f.receiving_ip.or(Some(addr.ip())),
-            ..f
-        });
-        security.recorder.session(
-            parcel.queue_id,
-            security.domain,
-            policy,
-            failure,
-            crate::tls_policy::unix_now(),
-        )
     }
 }
 

@@ -1,7 +1,8 @@
 //! Outbound: where a recipient domain's mail goes next (routes, MX, A/AAAA, a relay host, a
 //! directory) and the SMTP courier that hands it over, with an outcome per recipient; the
 //! connection pool (limits overall and per destination, idle connections reused) and the
-//! circuit breaker of hosts that failed. The queue sees all of it as one `Transport`.
+//! circuit breaker of hosts that failed. The queue sees all of it as one `Transport`. With
+//! `dns.dnssec: trust-ad`, next hops come through the DNSSEC-aware resolver (`secure_hop`).
 //! Must not import `queue` or `spool`: it is given the bytes to send and returns outcomes.
 
 pub mod breaker;
@@ -9,8 +10,10 @@ pub mod connection;
 pub mod courier;
 pub mod directory;
 pub mod extensions;
+pub mod host;
 pub mod next_hop;
 pub mod pool;
+pub mod secure_hop;
 pub mod transport;
 
 pub use transport::{MailTransport, Transport};

@@ -8,13 +8,17 @@
 //! files), and owns the connection pool and the circuit breaker, which it reconfigures when a
 //! reload changed the limits. For MX delivery it looks up the recipient domain's transport
 //! security policy (MTA-STS, `tls_policy`) before the courier goes (a `routes` entry is the
-//! operator's choice of next hop and bypasses it). Must not import `queue` or `spool`.
+//! operator's choice of next hop and bypasses it), and with `delivery.dane` resolves the MX
+//! hosts through the DNSSEC-aware resolver, so that each host's TLSA records can count
+//! (`host`). Must not import `queue` or `spool`.
 
 use super::breaker::Breaker;
 use super::connection::Policy;
 use super::courier::{Courier, Security};
+use super::host;
 use super::next_hop::{self, Hop, HopError};
 use super::pool::Pool;
+use super::secure_hop;
 use super::{directory, Outcome, Parcel};
 use crate::config::DeliveryMode;
 use crate::core::Core;
@@ -168,6 +172,7 @@ impl MailTransport {
             domain,
             trust: core.trust.as_ref(),
             recorder: &recorder,
+            dane: None,
         });
         let courier = |policy, security| Courier {
             resolver: &core.resolver,
@@ -202,9 +207,21 @@ impl MailTransport {
                     .await
             }
             DeliveryMode::Mx => {
-                let hops = match next_hop::resolve(&core.resolver, &d.routes, &destination, d.port)
-                    .await
-                {
+                // DANE: the MX answer through the DNSSEC-aware resolver, its security kept
+                // for each host's TLSA decision (a routed domain has no DNS to trust).
+                let dane_resolver = core
+                    .dnssec
+                    .as_ref()
+                    .filter(|_| d.dane == crate::config::Dane::On && security.is_some());
+                let resolved = match dane_resolver {
+                    Some(resolver) => secure_hop::resolve(resolver, &destination, d.port)
+                        .await
+                        .map(|h| (h.hops, Some(host::Dane { resolver, mx: h.mx }))),
+                    None => next_hop::resolve(&core.resolver, &d.routes, &destination, d.port)
+                        .await
+                        .map(|h| (h, None)),
+                };
+                let (hops, dane) = match resolved {
                     Ok(h) => h,
                     Err(HopError::Permanent(e)) => return parcel.all(Outcome::Permanent(e)),
                     Err(HopError::Temporary(e)) => {
@@ -222,6 +239,7 @@ impl MailTransport {
                     connect_timeout: d.connect_timeout,
                     command_timeout: d.command_timeout,
                 };
+                let security = security.map(|s| Security { dane, ..s });
                 courier(&policy, security)
                     .deliver(&destination, &hops, parcel)
                     .await

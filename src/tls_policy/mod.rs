@@ -7,15 +7,20 @@
 //! - [`https`]: the HTTPS client (policy fetches, report posts); [`trust`]: system roots plus
 //!   `delivery.ca_file`; [`verify`]: the certificate check of an MX host under a policy;
 //!   [`dns`]: TXT lookups.
+//! - [`dane`]: RFC 7672 as a policy — what a host with DNSSEC-authenticated TLSA records
+//!   demands, and its results in a report's terms (the records themselves: `crate::dane`).
 //!
 //! A delivery attempt looks its domain up once ([`DomainPolicy::lookup`]), asks it which MX
 //! hosts it admits ([`DomainPolicy::admits`]) and what each demands ([`DomainPolicy::host`]),
-//! and tells the [`Recorder`] how each session went. DANE (RFC 7672) slots in as another
-//! [`HostPolicy`] variant, chosen per host before MTA-STS (RFC 8461 2: DANE wins).
+//! and tells the [`Recorder`] how each session went. DANE (RFC 7672) is the
+//! [`HostPolicy::Dane`] variant, chosen per host before MTA-STS (RFC 8461 2: DANE wins) when the
+//! host's TLSA records are DNSSEC-authenticated.
 //!
-//! Imports `config`, `metrics`, `clock` and `dkim` (dates) only: `outbound` consults this module, never
-//! the other way round, and nothing here touches the queue or the spool's messages.
+//! Imports `config`, `metrics`, `clock`, `dkim` (dates), `dane` and `dnssec` only: `outbound`
+//! consults this module, never the other way round, and nothing here touches the queue or the
+//! spool's messages.
 
+pub mod dane;
 pub mod dns;
 pub mod https;
 pub mod mta_sts;
@@ -76,6 +81,16 @@ pub enum HostPolicy {
     /// MTA-STS: STARTTLS, and a certificate valid for the MX host name that chains to a
     /// trusted root. Not `enforce`d: checked and reported, but the mail goes anyway.
     MtaSts { enforce: bool, report: ReportPolicy },
+    /// DANE: the host's DNSSEC-authenticated TLSA records. STARTTLS, and (when any record is
+    /// usable) a certificate that matches one (`crate::dane::verify`). Not `enforce`d (a
+    /// message marked `TLS-Required: No`): checked and reported, but the mail goes anyway.
+    /// `tlsa` is `None` when the records could not be looked up (bogus, SERVFAIL): the host
+    /// is not tried, and only that failed session is recorded under it.
+    Dane {
+        enforce: bool,
+        tlsa: Option<Arc<crate::dane::TlsaRrset>>,
+        report: ReportPolicy,
+    },
 }
 
 impl HostPolicy {
@@ -84,17 +99,26 @@ impl HostPolicy {
         match self {
             HostPolicy::None { .. } => TlsPolicy::None,
             HostPolicy::MtaSts { .. } => TlsPolicy::MtaSts,
+            HostPolicy::Dane { .. } => TlsPolicy::Dane,
         }
     }
 
     /// TLS is mandatory and the certificate must verify; a failure defers the mail.
     pub fn enforced(&self) -> bool {
-        matches!(self, HostPolicy::MtaSts { enforce: true, .. })
+        matches!(
+            self,
+            HostPolicy::MtaSts { enforce: true, .. } | HostPolicy::Dane { enforce: true, .. }
+        )
     }
 
     /// The certificate is checked (and a failure recorded), enforced or not.
     pub fn checks_certificate(&self) -> bool {
-        matches!(self, HostPolicy::MtaSts { .. })
+        match self {
+            HostPolicy::None { .. } => false,
+            HostPolicy::MtaSts { .. } => true,
+            // A TLSA RRset of unusable records demands TLS, but authenticates nothing.
+            HostPolicy::Dane { tlsa, .. } => tlsa.as_ref().is_some_and(|t| !t.usable.is_empty()),
+        }
     }
 
     /// The same, checked and reported but never enforced (a message marked `TLS-Required:
@@ -103,6 +127,11 @@ impl HostPolicy {
         match self {
             HostPolicy::MtaSts { report, .. } => HostPolicy::MtaSts {
                 enforce: false,
+                report,
+            },
+            HostPolicy::Dane { tlsa, report, .. } => HostPolicy::Dane {
+                enforce: false,
+                tlsa,
                 report,
             },
             other => other,
@@ -114,7 +143,7 @@ impl HostPolicy {
     pub fn report(&self) -> Option<&ReportPolicy> {
         match self {
             HostPolicy::None { report } => report.as_ref(),
-            HostPolicy::MtaSts { report, .. } => Some(report),
+            HostPolicy::MtaSts { report, .. } | HostPolicy::Dane { report, .. } => Some(report),
         }
     }
 }
