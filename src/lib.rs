@@ -33,7 +33,11 @@
 //! - `trust`: whom our TLS clients trust (system roots, `$SSL_CERT_FILE`, a named CA file).
 //! - `queue_admin`: `queue list|show|retry|delete` and `mailq`, on the spool while `serve` runs.
 //! - `cluster`: limits shared by replicas through Redis (`cluster.redis`), with their fallback.
+//! - `sys`: every libc call (host name, uid and login name, signals, statvfs, poll, termios)
+//!   behind safe functions; the rest of the crate denies `unsafe_code`.
 #![forbid(unsafe_op_in_unsafe_fn)]
+// Only `sys` (every libc call) and the SIMD scan of `dkim::canon` may use unsafe code.
+#![deny(unsafe_code)]
 
 pub mod app;
 pub mod backscatter;
@@ -57,5 +61,6 @@ pub mod service;
 pub mod smtp;
 pub mod spool;
 pub mod status;
+pub mod sys;
 pub mod tools;
 pub mod trust;

@@ -1,4 +1,5 @@
 //! The `dkim-relay` command line. `anyhow` stays here and in `app`.
+#![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
 use dkim_relay::tools::cli as tools;
@@ -573,7 +574,7 @@ fn hash_password() -> ExitCode {
     let password = if stdin.is_terminal() {
         eprint!("Password: ");
         let _ = std::io::stderr().flush();
-        let echo = EchoOff::new();
+        let echo = dkim_relay::sys::EchoOff::stdin();
         let mut line = String::new();
         let r = stdin.lock().read_line(&mut line);
         drop(echo);
@@ -604,36 +605,6 @@ fn hash_password() -> ExitCode {
         Err(e) => {
             eprintln!("dkim-relay: {e}");
             ExitCode::from(1)
-        }
-    }
-}
-
-/// Terminal echo off for as long as it lives.
-struct EchoOff(Option<libc::termios>);
-
-impl EchoOff {
-    fn new() -> EchoOff {
-        // SAFETY: tcgetattr/tcsetattr on fd 0 with a termios we own.
-        unsafe {
-            let mut t: libc::termios = std::mem::zeroed();
-            if libc::tcgetattr(0, &mut t) != 0 {
-                return EchoOff(None);
-            }
-            let saved = t;
-            t.c_lflag &= !libc::ECHO;
-            libc::tcsetattr(0, libc::TCSANOW, &t);
-            EchoOff(Some(saved))
-        }
-    }
-}
-
-impl Drop for EchoOff {
-    fn drop(&mut self) {
-        if let Some(t) = self.0 {
-            // SAFETY: restores the attributes read in new().
-            unsafe {
-                libc::tcsetattr(0, libc::TCSANOW, &t);
-            }
         }
     }
 }

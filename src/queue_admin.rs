@@ -179,8 +179,7 @@ fn running_daemon(spool_dir: &Path) -> Option<i32> {
         // No /proc (not Linux): only the pid file to go by.
         Err(_) => !Path::new("/proc/self").exists(),
     };
-    // SAFETY: kill only sends a signal; no memory is involved.
-    (is_relay && unsafe { libc::kill(pid, 0) } == 0).then_some(pid)
+    (is_relay && crate::sys::process_alive(pid)).then_some(pid)
 }
 
 /// Send SIGUSR1 to the daemon of this spool, if it runs; says what happened.
@@ -188,9 +187,7 @@ fn wake_daemon(spool_dir: &Path) -> String {
     let Some(pid) = running_daemon(spool_dir) else {
         return "the relay is not running: delivery is attempted when it starts".to_string();
     };
-    // SAFETY: as above.
-    if unsafe { libc::kill(pid, libc::SIGUSR1) } != 0 {
-        let e = std::io::Error::last_os_error();
+    if let Err(e) = crate::sys::send_usr1(pid) {
         return format!("cannot signal the relay (pid {pid}): {e}; it retries on its own schedule");
     }
     format!("the relay (pid {pid}) is retrying now")

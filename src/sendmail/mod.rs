@@ -73,9 +73,7 @@ fn fail(f: &Failure) -> u8 {
 fn send(options: &args::Options) -> Result<(), Failure> {
     let config = target::SendmailConfig::load()?;
     let target = target::Target::choose(&config)?;
-    // SAFETY: geteuid cannot fail and touches no memory of ours.
-    let uid = unsafe { libc::geteuid() };
-    let user = crate::inbound::policy::user_name(uid);
+    let user = crate::sys::user_name(crate::sys::euid());
     let input = message::read_input(
         std::io::stdin().lock(),
         options.ignore_dots,

@@ -22,9 +22,10 @@ pub enum SpoolError {
 
 fn io_err(path: &Path, e: io::Error) -> SpoolError {
     // ENOSPC and EDQUOT: the disk (or our quota) is full.
-    if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
-        || e.kind() == io::ErrorKind::StorageFull
-    {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    ) {
         SpoolError::Full
     } else {
         SpoolError::Io {
@@ -387,17 +388,14 @@ impl Spool {
         f: impl FnOnce(&File) -> Result<T, SpoolError>,
     ) -> Result<T, SpoolError> {
         use std::os::unix::fs::MetadataExt;
-        use std::os::unix::io::AsRawFd;
         let path = self.message_path(id);
         let file = match OpenOptions::new().read(true).write(true).open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(SpoolError::NotFound),
             Err(e) => return Err(io_err(&path, e)),
         };
-        // SAFETY: flock on a descriptor we own; released when `file` is closed below.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io_err(&path, io::Error::last_os_error()));
-        }
+        // An advisory flock (what std uses on Linux), released when `file` is closed below.
+        file.lock().map_err(|e| io_err(&path, e))?;
         // Removed while we waited for the lock: it stays removed.
         if file.metadata().map_err(|e| io_err(&path, e))?.nlink() == 0 {
             return Err(SpoolError::NotFound);
