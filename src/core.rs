@@ -66,19 +66,17 @@ impl Core {
             }
         };
         let tls = match &settings.tls {
-            Some(files) => {
-                match crate::inbound::tls::load(&files.certificate, &files.private_key) {
-                    Ok(t) => Some(t),
-                    Err(e) => {
-                        errors.push(
-                            settings
-                                .origin
-                                .error(&crate::config::KeyPath::default().key("tls"), e),
-                        );
-                        None
-                    }
+            Some(files) => match crate::tls::load(&files.certificate, &files.private_key) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    errors.push(
+                        settings
+                            .origin
+                            .error(&crate::config::KeyPath::default().key("tls"), e),
+                    );
+                    None
                 }
-            }
+            },
             None => None,
         };
         let relay_password = match &settings.delivery.mode {

@@ -30,6 +30,7 @@
 //! - `sendmail`: the sendmail-compatible front end (flags, stdin, submission, sysexits).
 //! - `backscatter`: BATV tags on envelope senders at delivery, and `bounce-check` (a Postfix
 //!   policy server and a one-shot command) that refuses bounces to untagged addresses.
+//! - `tls`: the listeners' certificate and key, as a rustls server configuration.
 //! - `trust`: whom our TLS clients trust (system roots, `$SSL_CERT_FILE`, a named CA file).
 //! - `queue_admin`: `queue list|show|retry|delete` and `mailq`, on the spool while `serve` runs.
 //! - `cluster`: limits shared by replicas through Redis (`cluster.redis`), with their fallback.
@@ -62,5 +63,6 @@ pub mod smtp;
 pub mod spool;
 pub mod status;
 pub mod sys;
+pub mod tls;
 pub mod tools;
 pub mod trust;

@@ -19,7 +19,6 @@ mod session;
 mod session_tests;
 mod shared_limits;
 pub mod throttle;
-pub mod tls;
 
 /// The pure pieces of command handling, for the fuzz targets.
 pub use session::{next_line, parse_command, MAX_COMMAND_LINE};
