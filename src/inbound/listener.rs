@@ -4,8 +4,9 @@
 
 use super::policy::{network_identity, unix_identity};
 use super::session::{Conn, Session};
-use super::{Core, Peer, Shared};
+use super::{Peer, Shared};
 use crate::config::{ListenAddress, ListenerTls};
+use crate::core::Core;
 use crate::smtp::reply::Reply;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;

@@ -27,8 +27,6 @@ use crate::spool::{QueueId, Spool};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-pub use crate::core::Core;
-
 /// What lives for the whole process and is shared by all sessions.
 pub struct Shared {
     pub spool: Spool,

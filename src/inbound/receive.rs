@@ -10,8 +10,9 @@
 use super::budget::Reservation;
 use super::policy::Identity;
 use super::reencode::{self, Reasons, ReencodeError};
-use super::{Core, Shared};
+use super::Shared;
 use crate::config::{BareNewlines, EightBit, LongLines};
+use crate::core::Core;
 use crate::dkim::fixups::{self, Context, Trace};
 use crate::dkim::independent::{self, KnownKeys, Ours};
 use crate::dkim::message::{BodyHashing, MessageSigning, SignError};

@@ -3,8 +3,9 @@
 
 use super::policy::Identity;
 use super::receive::Reception;
-use super::{Core, Peer, Shared};
+use super::{Peer, Shared};
 use crate::config::ListenerTls;
+use crate::core::Core;
 use crate::smtp::reply::Reply;
 use smtp_proto::{Error as ProtoError, Request};
 use std::borrow::Cow;

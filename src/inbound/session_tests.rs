@@ -4,8 +4,9 @@
 use super::policy::network_identity;
 use super::session::{Conn, Session};
 use super::throttle::{AuthThrottle, RateLimiter};
-use super::{Core, Peer, Shared};
+use super::{Peer, Shared};
 use crate::config::{ListenerTls, Settings};
+use crate::core::Core;
 use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
