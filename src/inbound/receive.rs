@@ -22,7 +22,7 @@ use crate::mime::scan::{self, BodyScan};
 use crate::mime::walk::Policy;
 use crate::smtp::address::domain_of;
 use crate::smtp::header::{check_section, Checked};
-use crate::smtp::reply::Reply;
+use crate::smtp::reply::{shown, Reply};
 use crate::spool::{Draft, Envelope, QueueId, SpoolError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -239,11 +239,7 @@ impl<'c> Reception<'c> {
             return Err(Reply::new(
                 550,
                 "5.7.1",
-                format!(
-                    "From <{}> not allowed for {}",
-                    super::session::shown(&from),
-                    identity.name
-                ),
+                format!("From <{}> not allowed for {}", shown(&from), identity.name),
             ));
         }
         let from_domain = domain_of(&from)

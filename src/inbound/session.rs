@@ -461,20 +461,6 @@ fn syntax_reply(e: ProtoError) -> Reply {
     }
 }
 
-/// Text a client sent, made safe to show in a reply or log: printable ASCII, bounded.
-pub(crate) fn shown(s: &str) -> Cow<'_, str> {
-    if s.len() <= 100 && s.chars().all(|c| c.is_ascii_graphic()) {
-        Cow::Borrowed(s)
-    } else {
-        Cow::Owned(
-            s.chars()
-                .filter(|c| c.is_ascii_graphic())
-                .take(100)
-                .collect(),
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
