@@ -328,7 +328,7 @@ fn show(
     writeln!(
         out,
         "Received:   {} ({} ago)",
-        crate::dkim::fixups::rfc5322_date(env.received_at),
+        crate::smtp::date::rfc5322_date(env.received_at),
         age(now - env.received_at)
     )?;
     writeln!(out, "Client:     {}", env.client)?;

@@ -137,7 +137,7 @@ pub fn effective_selectors(settings: &Settings) -> BTreeMap<String, Vec<Selector
 
 /// A fresh selector name: `s` + date + the key type's letter, made unique among `taken`.
 fn fresh_selector(algorithm: KeyAlgorithm, taken: &[String]) -> String {
-    let date = crate::dkim::fixups::rfc5322_date(now());
+    let date = crate::smtp::date::rfc5322_date(now());
     // "Mon, 23 Nov 2026 …" -> 20261123
     let parts: Vec<&str> = date.split_whitespace().collect();
     let months = [
@@ -301,7 +301,7 @@ pub fn selector_states(settings: &Settings) -> (Vec<SelectorState>, Vec<String>)
                     Some(end) if end > t => format!(
                         "published but unused (replaced by {}); keep its DNS record until {}",
                         r.selector,
-                        crate::dkim::fixups::rfc5322_date(end)
+                        crate::smtp::date::rfc5322_date(end)
                     ),
                     _ => format!(
                         "retired (replaced by {}); remove its DNS record and its config entry",
@@ -327,7 +327,7 @@ pub fn selector_states(settings: &Settings) -> (Vec<SelectorState>, Vec<String>)
                     true,
                     format!(
                         "signing since {}; add it to the configuration",
-                        crate::dkim::fixups::rfc5322_date(r.activated.unwrap_or(0))
+                        crate::smtp::date::rfc5322_date(r.activated.unwrap_or(0))
                     ),
                 ));
             } else {

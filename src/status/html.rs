@@ -93,7 +93,7 @@ fn size(bytes: u64) -> String {
 }
 
 fn date(unix: i64) -> String {
-    crate::dkim::fixups::rfc5322_date(unix)
+    crate::smtp::date::rfc5322_date(unix)
 }
 
 /// The whole page.
