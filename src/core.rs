@@ -33,7 +33,7 @@ impl Core {
         let mut errors: Vec<ConfigError> = Vec::new();
         // The configured selectors, with active key rotations applied (rotation.rs).
         let specs: BTreeMap<String, Vec<SelectorSpec>> =
-            crate::rotation::effective_selectors(&settings);
+            crate::dkim::rotation::effective_selectors(&settings);
         let options = SigningOptions {
             relaxed_headers: settings.dkim.header_canon == crate::config::Canon::Relaxed,
             relaxed_body: settings.dkim.body_canon == crate::config::Canon::Relaxed,

@@ -56,7 +56,6 @@ pub mod outbound;
 pub mod queue;
 pub mod queue_admin;
 pub mod resolver;
-pub mod rotation;
 pub mod sendmail;
 pub mod service;
 pub mod smtp;

@@ -540,7 +540,7 @@ fn rotate(
         }
     };
     if status {
-        print!("{}", dkim_relay::rotation::status(&settings));
+        print!("{}", dkim_relay::dkim::rotation::status(&settings));
         return ExitCode::SUCCESS;
     }
     let (Some(domain), Some(alg)) = (
@@ -557,7 +557,7 @@ fn rotate(
             return ExitCode::from(2);
         }
     };
-    match dkim_relay::rotation::start(&settings, &domain, alg, out.as_deref(), grace) {
+    match dkim_relay::dkim::rotation::start(&settings, &domain, alg, out.as_deref(), grace) {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS

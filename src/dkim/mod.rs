@@ -8,5 +8,6 @@ pub mod fixups;
 pub mod independent;
 pub mod keys;
 pub mod message;
+pub mod rotation;
 pub mod signer;
 pub mod verify;

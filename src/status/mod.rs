@@ -183,7 +183,7 @@ impl StatusBoard {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .window(now, self.metrics.totals());
-        let (states, problems) = crate::rotation::selector_states(settings);
+        let (states, problems) = crate::dkim::rotation::selector_states(settings);
         let algorithm = |domain: &str, selector: &str| {
             core.signers
                 .domains()
