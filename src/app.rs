@@ -292,7 +292,7 @@ fn spawn_rotation_watch(
     tokio::spawn(async move {
         loop {
             let core = live.load_full();
-            if crate::dkim::rotation::activate_ready(&core.settings, &core.resolver).await {
+            if crate::tools::rotate::activate_ready(&core.settings, &core.resolver).await {
                 reload(&path, &live, &metrics);
             }
             let interval = match core.settings.dns.check_interval {

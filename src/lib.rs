@@ -12,7 +12,8 @@
 //! - `smtp`: I/O-free protocol pieces: replies, DATA framing, header section, addresses.
 //! - `mime`: long lines and 8-bit bytes found as a body streams in; the MIME walk and
 //!   quoted-printable re-encoding that make such a body fit for SMTP before it is signed.
-//! - `dkim`: keys, streaming signer, header fix-ups, self-verification.
+//! - `dkim`: keys, streaming signer, header fix-ups, self-verification, and the state of staged
+//!   key rotations (`dkim::rotation`, in the spool; `tools::rotate` starts and activates them).
 //! - `inbound`: listeners, the SMTP session (one file per command), AUTH, sender policy,
 //!   reception (checks, fix-ups, signing, spooling) before the 250.
 //! - `spool`: the durable queue on disk (queue id, envelope, atomic commit).
@@ -23,9 +24,9 @@
 //! - `metrics`: every Prometheus metric with its help text; the `/metrics`, `/healthz`, `/readyz`
 //!   endpoint.
 //! - `status`: the `/status` page for a person (HTML) or a program (`?format=json`).
-//! - `rotation`: staged DKIM key rotation gated on DNS (`rotate`), state in the spool.
 //! - `resolver`: the shared DNS resolver (`dns.nameservers` or the system one).
-//! - `tools`: `keygen`, `dns-check` (also the daemon's DNS doctor) `verify` and `dmarc-report`.
+//! - `tools`: `keygen`, `dns-check` (also the daemon's DNS doctor), `verify`, `rotate` and
+//!   `dmarc-report`.
 //! - `service`: systemd notifications (READY, RELOADING, STOPPING, WATCHDOG).
 //! - `sendmail`: the sendmail-compatible front end (flags, stdin, submission, sysexits).
 //! - `backscatter`: BATV tags on envelope senders at delivery, and `bounce-check` (a Postfix

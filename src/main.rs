@@ -341,7 +341,14 @@ fn main() -> ExitCode {
             grace,
             status,
             config,
-        } => rotate(domain, &algorithm, out, &grace, status, config),
+        } => ExitCode::from(tools::rotate_command(
+            domain.as_deref(),
+            &algorithm,
+            out.as_deref(),
+            &grace,
+            status,
+            config.as_deref(),
+        )),
         Command::Keygen {
             domain,
             selector,
@@ -522,52 +529,6 @@ until DNS serves the new key (checked every dns.check_interval), then signs with
 in place of the configured selectors of the same key type, which must stay published for the \
 grace period. `rotate --status` shows every selector's state. Finish by putting the new selector \
 in the configuration and removing the old one (and its DNS record once the grace period ended).";
-
-fn rotate(
-    domain: Option<String>,
-    algorithm: &str,
-    out: Option<PathBuf>,
-    grace: &str,
-    status: bool,
-    config: Option<PathBuf>,
-) -> ExitCode {
-    let path = dkim_relay::config::resolve_path(config.as_deref());
-    let settings = match dkim_relay::config::Settings::load(&path) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(1);
-        }
-    };
-    if status {
-        print!("{}", dkim_relay::dkim::rotation::status(&settings));
-        return ExitCode::SUCCESS;
-    }
-    let (Some(domain), Some(alg)) = (
-        domain,
-        dkim_relay::tools::keygen::KeygenAlgorithm::parse(algorithm),
-    ) else {
-        eprintln!("rotate: --domain and a known --algorithm are needed");
-        return ExitCode::from(2);
-    };
-    let grace = match dkim_relay::config::units::parse_duration(grace) {
-        Ok(g) => g,
-        Err(e) => {
-            eprintln!("rotate: --grace: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match dkim_relay::dkim::rotation::start(&settings, &domain, alg, out.as_deref(), grace) {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("rotate: {e}");
-            ExitCode::from(1)
-        }
-    }
-}
 
 fn hash_password() -> ExitCode {
     let stdin = std::io::stdin();

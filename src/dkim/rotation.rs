@@ -1,23 +1,21 @@
-//! Staged key rotation with manual DNS. `dkim-relay rotate --domain D` writes a new key with a
-//! fresh selector and prints its TXT record; the rotation is then *pending*. The daemon keeps
-//! signing with the configured selectors until DNS serves the new key (checked every
-//! `dns.check_interval`); from then on the rotation is *active*: the new selector signs in place
-//! of the configured selectors of the same key type, which stay *published but unused* until
-//! the grace period ends (mail signed with them may still be verified, or be in a queue
-//! somewhere) — then their records can go.
+//! The state of staged key rotations, and what it means for signing. `dkim-relay rotate
+//! --domain D` (`tools/rotate.rs`) writes a new key with a fresh selector and prints its TXT
+//! record; the rotation is then *pending*. The daemon keeps signing with the configured
+//! selectors until DNS serves the new key (checked every `dns.check_interval`); from then on the
+//! rotation is *active*: the new selector signs in place of the configured selectors of the same
+//! key type, which stay *published but unused* until the grace period ends (mail signed with
+//! them may still be verified, or be in a queue somewhere) — then their records can go.
 //!
 //! The state of each rotation is a small JSON file in `<spool_dir>/rotation/`, written
-//! atomically; `rotate --status` shows each selector's state.
+//! atomically. This file only reads and writes that state and applies it to the configured
+//! selectors (given as values): making keys and asking DNS are `tools/rotate.rs`'s.
+//! Imports only `dkim` and `smtp` of ours.
 
-use crate::config::Settings;
-use crate::dkim::keys::{KeyAlgorithm, PrivateKey};
+use crate::dkim::keys::KeyAlgorithm;
 use crate::dkim::signer::SelectorSpec;
-use crate::tools::keygen::{keygen, KeygenAlgorithm};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// One rotation of one domain.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -46,28 +44,29 @@ impl Rotation {
     }
 }
 
-fn now() -> i64 {
+/// Unix seconds now.
+pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }
 
-/// Where rotation state lives.
-pub fn state_dir(settings: &Settings) -> PathBuf {
-    settings.spool_dir.join("rotation")
+/// Where rotation state lives, in the spool directory.
+pub fn state_dir(spool_dir: &Path) -> PathBuf {
+    spool_dir.join("rotation")
 }
 
-fn state_file(dir: &Path, domain: &str) -> PathBuf {
+/// The state file of `domain`'s rotation in `dir`.
+pub fn state_file(dir: &Path, domain: &str) -> PathBuf {
     dir.join(format!("{domain}.json"))
 }
 
-/// Every rotation on disk, by domain. Unreadable files are reported, not fatal.
-pub fn load_all(settings: &Settings) -> (BTreeMap<String, Rotation>, Vec<String>) {
-    let dir = state_dir(settings);
+/// Every rotation in `dir`, by domain. Unreadable files are reported, not fatal.
+pub fn load_all(dir: &Path) -> (BTreeMap<String, Rotation>, Vec<String>) {
     let mut out = BTreeMap::new();
     let mut problems = Vec::new();
-    let Ok(entries) = std::fs::read_dir(&dir) else {
+    let Ok(entries) = std::fs::read_dir(dir) else {
         return (out, problems);
     };
     for entry in entries.flatten() {
@@ -88,7 +87,8 @@ pub fn load_all(settings: &Settings) -> (BTreeMap<String, Rotation>, Vec<String>
     (out, problems)
 }
 
-fn save(dir: &Path, r: &Rotation) -> Result<(), String> {
+/// Write `r` to its state file in `dir`, atomically (temporary file, fsync, rename).
+pub fn save(dir: &Path, r: &Rotation) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let target = state_file(dir, &r.domain);
     let tmp = dir.join(format!(".{}.json.tmp", r.domain));
@@ -104,21 +104,17 @@ fn save(dir: &Path, r: &Rotation) -> Result<(), String> {
     write().map_err(|e| format!("{}: {e}", target.display()))
 }
 
-/// The selectors that sign for each domain: the configuration's, with active rotations applied.
-pub fn effective_selectors(settings: &Settings) -> BTreeMap<String, Vec<SelectorSpec>> {
-    let (rotations, _) = load_all(settings);
-    settings
-        .dkim
-        .domains
+/// The selectors that sign for each domain: the configured ones, with the active rotations in
+/// `dir` applied.
+pub fn effective_selectors(
+    dir: &Path,
+    configured: &BTreeMap<String, Vec<SelectorSpec>>,
+) -> BTreeMap<String, Vec<SelectorSpec>> {
+    let (rotations, _) = load_all(dir);
+    configured
         .iter()
         .map(|(domain, list)| {
-            let mut specs: Vec<SelectorSpec> = list
-                .iter()
-                .map(|s| SelectorSpec {
-                    selector: s.selector.clone(),
-                    private_key: s.private_key.clone(),
-                })
-                .collect();
+            let mut specs = list.clone();
             if let Some(r) = rotations.get(domain) {
                 // Once the configuration names the new selector itself, the rotation is done.
                 let configured = specs.iter().any(|s| s.selector == r.selector);
@@ -135,20 +131,10 @@ pub fn effective_selectors(settings: &Settings) -> BTreeMap<String, Vec<Selector
         .collect()
 }
 
-/// A fresh selector name: `s` + date + the key type's letter, made unique among `taken`.
-fn fresh_selector(algorithm: KeyAlgorithm, taken: &[String]) -> String {
-    let date = crate::smtp::date::rfc5322_date(now());
-    // "Mon, 23 Nov 2026 …" -> 20261123
-    let parts: Vec<&str> = date.split_whitespace().collect();
-    let months = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = parts
-        .get(2)
-        .and_then(|m| months.iter().position(|x| x == m))
-        .map_or(1, |i| i + 1);
-    let day: u32 = parts.get(1).and_then(|d| d.parse().ok()).unwrap_or(1);
-    let year = parts.get(3).copied().unwrap_or("2026");
+/// A fresh selector name: `s` + the date of `now` + the key type's letter, made unique among
+/// `taken`.
+pub fn fresh_selector(algorithm: KeyAlgorithm, taken: &[String], now: i64) -> String {
+    let (year, month, day) = crate::smtp::date::civil_from_days(now.div_euclid(86_400));
     let letter = match algorithm {
         KeyAlgorithm::RsaSha256 => 'r',
         KeyAlgorithm::Ed25519Sha256 => 'e',
@@ -161,109 +147,6 @@ fn fresh_selector(algorithm: KeyAlgorithm, taken: &[String]) -> String {
         n += 1;
     }
     candidate
-}
-
-/// Start a rotation: new key, state `pending`. Returns what to tell the operator.
-pub fn start(
-    settings: &Settings,
-    domain: &str,
-    algorithm: KeygenAlgorithm,
-    out_dir: Option<&Path>,
-    grace: Duration,
-) -> Result<String, String> {
-    let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
-    let configured = settings
-        .dkim
-        .domains
-        .get(&domain)
-        .ok_or_else(|| format!("{domain} is not a configured signing domain (dkim.domains)"))?;
-    let dir = state_dir(settings);
-    let (existing, _) = load_all(settings);
-    if let Some(r) = existing.get(&domain) {
-        if !r.is_active() {
-            return Err(format!("{domain} already has a pending rotation to selector {}; publish its record or remove {}", r.selector, state_file(&dir, &domain).display()));
-        }
-    }
-    // Which configured selectors the new key replaces: those of the same key type.
-    let mut taken: Vec<String> = configured.iter().map(|s| s.selector.clone()).collect();
-    let mut replaces = Vec::new();
-    let mut key_dir = None;
-    for s in configured {
-        let key = PrivateKey::load(&s.private_key).map_err(|e| e.to_string())?;
-        if key.algorithm == algorithm.key_algorithm() {
-            replaces.push(s.selector.clone());
-        }
-        key_dir.get_or_insert_with(|| {
-            s.private_key
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_default()
-        });
-    }
-    if let Some(r) = existing.get(&domain) {
-        taken.push(r.selector.clone());
-    }
-    let selector = fresh_selector(algorithm.key_algorithm(), &taken);
-    let out = out_dir
-        .map(Path::to_path_buf)
-        .or(key_dir)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let generated = keygen(&domain, &selector, algorithm, &out).map_err(|e| e.to_string())?;
-    let rotation = Rotation {
-        domain: domain.clone(),
-        selector: selector.clone(),
-        private_key: std::fs::canonicalize(&generated.path).unwrap_or(generated.path.clone()),
-        algorithm: generated.algorithm.tag().to_string(),
-        replaces: replaces.clone(),
-        created: now(),
-        activated: None,
-        grace_secs: grace.as_secs(),
-    };
-    save(&dir, &rotation)?;
-    let mut msg = String::new();
-    let _ = write!(msg, "{generated}");
-    let _ = writeln!(
-        msg,
-        "; rotation of {domain}: new selector {selector} is pending. Publish the record above; the relay starts\n; signing with it once DNS serves it{}, and keeps {} published but unused for {} more.",
-        if replaces.is_empty() { String::new() } else { format!(" (in place of {})", replaces.join(", ")) },
-        if replaces.is_empty() { "nothing".to_string() } else { replaces.join(", ") },
-        crate::config::units::format_duration(grace)
-    );
-    Ok(msg)
-}
-
-/// The daemon's pass: activate pending rotations whose key DNS now serves. Returns whether
-/// anything changed (the caller then rebuilds its signers).
-pub async fn activate_ready(
-    settings: &Settings,
-    resolver: &mail_auth::MessageAuthenticator,
-) -> bool {
-    let (rotations, problems) = load_all(settings);
-    for p in problems {
-        tracing::warn!(problem = %p, "unreadable rotation state");
-    }
-    let mut changed = false;
-    for (domain, mut r) in rotations {
-        if r.is_active() || !settings.dkim.domains.contains_key(&domain) {
-            continue;
-        }
-        let check =
-            crate::tools::dns_check::check_dkim(resolver, &domain, &r.selector, &r.private_key)
-                .await;
-        if check.status == crate::tools::dns_check::Status::Fail {
-            tracing::info!(domain = %domain, selector = %r.selector, detail = %check.message, "rotation pending: DNS does not serve the new key yet");
-            continue;
-        }
-        r.activated = Some(now());
-        match save(&state_dir(settings), &r) {
-            Ok(()) => {
-                tracing::info!(domain = %domain, selector = %r.selector, replaces = %r.replaces.join(","), "rotation active: DNS serves the new key; signing with it now");
-                changed = true;
-            }
-            Err(e) => tracing::error!(domain = %domain, error = %e, "cannot record rotation state"),
-        }
-    }
-    changed
 }
 
 /// One selector of a domain and where it stands, for `rotate --status` and the status page.
@@ -279,13 +162,16 @@ pub struct SelectorState {
     pub state: String,
 }
 
-/// Every selector of every configured domain and its state; then the unreadable rotation
-/// state files.
-pub fn selector_states(settings: &Settings) -> (Vec<SelectorState>, Vec<String>) {
-    let (rotations, problems) = load_all(settings);
-    let t = now();
+/// Every selector of every configured domain and its state at `t`, with the rotations in
+/// `dir`; then the unreadable rotation state files.
+pub fn selector_states(
+    dir: &Path,
+    configured: &BTreeMap<String, Vec<SelectorSpec>>,
+    t: i64,
+) -> (Vec<SelectorState>, Vec<String>) {
+    let (rotations, problems) = load_all(dir);
     let mut out = Vec::new();
-    for (domain, list) in &settings.dkim.domains {
+    for (domain, list) in configured {
         let r = rotations.get(domain);
         let entry = |selector: &str, source, signing, state: String| SelectorState {
             domain: domain.clone(),
@@ -346,35 +232,21 @@ pub fn selector_states(settings: &Settings) -> (Vec<SelectorState>, Vec<String>)
     (out, problems)
 }
 
-/// `rotate --status`: each selector of each domain and its state.
-pub fn status(settings: &Settings) -> String {
-    let (states, problems) = selector_states(settings);
-    let mut out = String::new();
-    for s in states {
-        let _ = writeln!(
-            out,
-            "{}\t{}\t({})\t{}",
-            s.domain, s.selector, s.source, s.state
-        );
-    }
-    for p in problems {
-        let _ = writeln!(out, "warning: {p}");
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn selectors_are_fresh() {
-        let a = fresh_selector(KeyAlgorithm::RsaSha256, &[]);
-        assert!(
-            a.starts_with('s') && a.ends_with('r') && a.len() == 10,
-            "{a}"
-        );
-        let b = fresh_selector(KeyAlgorithm::RsaSha256, std::slice::from_ref(&a));
+        // Mon, 23 Nov 2026.
+        let t = 1_795_416_600;
+        let a = fresh_selector(KeyAlgorithm::RsaSha256, &[], t);
+        assert_eq!(a, "s20261123r");
+        let b = fresh_selector(KeyAlgorithm::RsaSha256, std::slice::from_ref(&a), t);
         assert_eq!(b, format!("{a}2"));
+        assert_eq!(
+            fresh_selector(KeyAlgorithm::Ed25519Sha256, &[a], t),
+            "s20261123e"
+        );
     }
 }

@@ -183,7 +183,11 @@ impl StatusBoard {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .window(now, self.metrics.totals());
-        let (states, problems) = crate::dkim::rotation::selector_states(settings);
+        let (states, problems) = crate::dkim::rotation::selector_states(
+            &crate::dkim::rotation::state_dir(&settings.spool_dir),
+            &crate::core::configured_selectors(settings),
+            now,
+        );
         let algorithm = |domain: &str, selector: &str| {
             core.signers
                 .domains()

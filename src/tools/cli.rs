@@ -4,6 +4,7 @@
 
 use super::dns_check::{any_fail, render_json, render_text, run_checks};
 use super::keygen::{keygen, KeygenAlgorithm};
+pub use super::rotate::rotate_command;
 use super::verify::{all_passed, verify_message, LocalKey};
 use crate::config::{resolve_path, Settings};
 use crate::dkim::keys::PrivateKey;

@@ -6,4 +6,5 @@ pub mod cli;
 pub mod dmarc_report;
 pub mod dns_check;
 pub mod keygen;
+pub mod rotate;
 pub mod verify;
