@@ -74,7 +74,7 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         );
     }
     // `dkim-relay queue retry` finds the daemon through this file to send it SIGUSR1.
-    let _pid_file = crate::queue_admin::PidFile::create(&core.settings.spool_dir)
+    let _pid_file = crate::tools::queue::PidFile::create(&core.settings.spool_dir)
         .inspect_err(|e| tracing::warn!(error = %e, "cannot write the pid file; `queue retry` will not wake the daemon"))
         .ok();
     readiness.set_spool_dir(core.settings.spool_dir.join("tmp"));

@@ -55,7 +55,6 @@ pub mod metrics;
 pub mod mime;
 pub mod outbound;
 pub mod queue;
-pub mod queue_admin;
 pub mod resolver;
 pub mod sendmail;
 pub mod service;

@@ -238,7 +238,7 @@ selector listed signs, and receivers use the signature they understand.";
 /// `mailq`, `sendmail -bp`: the queue of the configuration found as for serve.
 fn list_queue() -> u8 {
     let path = dkim_relay::config::resolve_path(None);
-    dkim_relay::queue_admin::run(&path, dkim_relay::queue_admin::Action::List)
+    dkim_relay::tools::queue::run(&path, dkim_relay::tools::queue::Action::List)
 }
 
 const DMARC_REPORT_HELP: &str =
@@ -302,7 +302,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Sendmail { args } => ExitCode::from(dkim_relay::sendmail::run(&args, list_queue)),
         Command::Queue { config, action } => {
-            use dkim_relay::queue_admin::Action;
+            use dkim_relay::tools::queue::Action;
             let path = dkim_relay::config::resolve_path(config.as_deref());
             let action = match action {
                 QueueCommand::List => Action::List,
@@ -310,7 +310,7 @@ fn main() -> ExitCode {
                 QueueCommand::Retry { id, all: _ } => Action::Retry(id),
                 QueueCommand::Delete { id } => Action::Delete(id),
             };
-            ExitCode::from(dkim_relay::queue_admin::run(&path, action))
+            ExitCode::from(dkim_relay::tools::queue::run(&path, action))
         }
         Command::Serve { config } => {
             let path = dkim_relay::config::resolve_path(config.as_deref());

@@ -6,5 +6,6 @@ pub mod cli;
 pub mod dmarc_report;
 pub mod dns_check;
 pub mod keygen;
+pub mod queue;
 pub mod rotate;
 pub mod verify;
