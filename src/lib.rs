@@ -25,15 +25,15 @@
 //!   endpoint.
 //! - `status`: the `/status` page for a person (HTML) or a program (`?format=json`).
 //! - `resolver`: the shared DNS resolver (`dns.nameservers` or the system one).
-//! - `tools`: `keygen`, `dns-check` (also the daemon's DNS doctor), `verify`, `rotate` and
-//!   `dmarc-report`.
+//! - `tools`: `keygen`, `dns-check` (also the daemon's DNS doctor), `verify`, `rotate`,
+//!   `dmarc-report`, and `queue list|show|retry|delete` / `mailq` (on the spool while `serve`
+//!   runs).
 //! - `service`: systemd notifications (READY, RELOADING, STOPPING, WATCHDOG).
 //! - `sendmail`: the sendmail-compatible front end (flags, stdin, submission, sysexits).
 //! - `backscatter`: BATV tags on envelope senders at delivery, and `bounce-check` (a Postfix
 //!   policy server and a one-shot command) that refuses bounces to untagged addresses.
 //! - `tls`: the listeners' certificate and key, as a rustls server configuration.
 //! - `trust`: whom our TLS clients trust (system roots, `$SSL_CERT_FILE`, a named CA file).
-//! - `queue_admin`: `queue list|show|retry|delete` and `mailq`, on the spool while `serve` runs.
 //! - `cluster`: limits shared by replicas through Redis (`cluster.redis`), with their fallback.
 //! - `sys`: every libc call (host name, uid and login name, signals, statvfs, poll, termios)
 //!   behind safe functions; the rest of the crate denies `unsafe_code`.

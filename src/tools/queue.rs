@@ -4,7 +4,8 @@
 //! envelope first), and tells a running daemon to look again with SIGUSR1: `retry` sets the
 //! recipients' next attempt to now, and the daemon's USR1 handler re-reads the whole spool and
 //! attempts what is due. `delete` needs no signal: the scheduler treats a vanished envelope
-//! as done. The daemon is found through the pid file it keeps in the spool directory.
+//! as done. The daemon is found through the pid file it keeps in the spool directory (written
+//! by `app`).
 //! What a recipient waits for comes from the envelope, and, while the daemon runs, from the
 //! closed next-hop hosts it writes to `next-hops.json` (`queue::next_hops`).
 
@@ -12,7 +13,7 @@ use crate::config::{Delivery, Settings};
 use crate::outbound::breaker::{ClosedHost, Snapshot};
 use crate::spool::{Envelope, QueueId, RecipientState, Spool, SpoolError, StoredMessage};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The daemon's pid file, in the spool directory.
 pub const PID_FILE: &str = "dkim-relay.pid";
@@ -27,36 +28,8 @@ pub enum Action {
     Delete(String),
 }
 
-/// The daemon's pid file; removed when dropped (at exit), if it is still ours.
-pub struct PidFile {
-    path: PathBuf,
-    pid: u32,
-}
-
-impl PidFile {
-    /// Write `<spool>/dkim-relay.pid` (temporary file + rename, so a reader never sees half).
-    pub fn create(spool_dir: &Path) -> std::io::Result<PidFile> {
-        let pid = std::process::id();
-        let path = spool_dir.join(PID_FILE);
-        let tmp = spool_dir.join(format!(".{PID_FILE}.{pid}"));
-        std::fs::write(&tmp, format!("{pid}\n"))?;
-        std::fs::rename(&tmp, &path).inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })?;
-        Ok(PidFile { path, pid })
-    }
-}
-
-impl Drop for PidFile {
-    fn drop(&mut self) {
-        // Another daemon started on the same spool since: its file is not ours to remove.
-        if read_pid(&self.path) == Some(self.pid) {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
-fn read_pid(path: &Path) -> Option<u32> {
+/// The pid in a pid file.
+pub fn read_pid(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
@@ -459,22 +432,6 @@ mod tests {
             waiting_line(&h)
         );
         assert!(waiting_line(&h).ends_with("; probe under way"));
-    }
-
-    #[test]
-    fn pid_file_is_removed_only_by_its_owner() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = PidFile::create(dir.path()).unwrap();
-        assert_eq!(
-            read_pid(&dir.path().join(PID_FILE)),
-            Some(std::process::id())
-        );
-        drop(p);
-        assert!(!dir.path().join(PID_FILE).exists());
-        let p = PidFile::create(dir.path()).unwrap();
-        std::fs::write(dir.path().join(PID_FILE), "1\n").unwrap();
-        drop(p);
-        assert_eq!(read_pid(&dir.path().join(PID_FILE)), Some(1));
     }
 
     #[test]
