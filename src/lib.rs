@@ -20,6 +20,7 @@
 //! - `queue`: scheduler, retry schedule, DSNs.
 //! - `outbound`: the `Transport` the queue delivers through: next hop (routes, MX, A/AAAA),
 //!   SMTP courier, connection pool, circuit breaker of failed hosts, directory delivery.
+//! - `password`: argon2/bcrypt password hashes: checked at AUTH, made by `hash-password`.
 //! - `logging`: the daemon's log (format, colour only on a terminal, peer noise lowered).
 //! - `metrics`: every Prometheus metric with its help text; the `/metrics`, `/healthz`, `/readyz`
 //!   endpoint.
@@ -54,6 +55,7 @@ pub mod logging;
 pub mod metrics;
 pub mod mime;
 pub mod outbound;
+pub mod password;
 pub mod queue;
 pub mod resolver;
 pub mod sendmail;

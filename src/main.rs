@@ -4,7 +4,6 @@
 use clap::{Parser, Subcommand};
 use dkim_relay::tools::cli as tools;
 use std::ffi::OsString;
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -332,8 +331,10 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::CheckConfig { config } => check_config(config),
-        Command::HashPassword => hash_password(),
+        Command::CheckConfig { config } => {
+            ExitCode::from(tools::check_config_command(config.as_deref()))
+        }
+        Command::HashPassword => ExitCode::from(tools::hash_password_command()),
         Command::Rotate {
             domain,
             algorithm,
@@ -432,95 +433,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn check_config(config: Option<PathBuf>) -> ExitCode {
-    let path = dkim_relay::config::resolve_path(config.as_deref());
-    match dkim_relay::core::Core::load(&path) {
-        Ok(core) => {
-            let s = &core.settings;
-            println!("{}: OK", path.display());
-            println!("hostname: {}", s.hostname);
-            println!("spool: {}", s.spool_dir.display());
-            for l in &s.listeners {
-                let tls = match l.tls {
-                    dkim_relay::config::ListenerTls::None => "none",
-                    dkim_relay::config::ListenerTls::StartTls => "starttls",
-                    dkim_relay::config::ListenerTls::Implicit => "implicit",
-                };
-                println!("listener: {} (tls: {tls})", l.name());
-            }
-            for c in &s.clients {
-                let who = match &c.kind {
-                    dkim_relay::config::ClientKind::User { name, .. } => format!("user {name}"),
-                    dkim_relay::config::ClientKind::Network(n) => format!("network {n}"),
-                    dkim_relay::config::ClientKind::UnixUser(u) => format!("unix user {u}"),
-                };
-                println!(
-                    "client: {who} ({} allowed sender patterns)",
-                    c.allow_from.len()
-                );
-            }
-            for (domain, list) in core.signers.domains() {
-                let sel: Vec<String> = list
-                    .iter()
-                    .map(|s| format!("{} ({})", s.selector, s.algorithm.tag()))
-                    .collect();
-                println!("domain: {domain}: {}", sel.join(", "));
-            }
-            let mode = match &s.delivery.mode {
-                dkim_relay::config::DeliveryMode::Mx => "mx".to_string(),
-                dkim_relay::config::DeliveryMode::RelayHost(r) => {
-                    format!("relay_host {}:{}", r.host, r.port)
-                }
-                dkim_relay::config::DeliveryMode::Directory(d) => {
-                    format!("directory {}", d.display())
-                }
-            };
-            println!("delivery: {mode}");
-            if let Some(t) = &core.tagging {
-                let domains: Vec<&str> = t.domains().collect();
-                let n = t.secrets();
-                println!(
-                    "envelope tagging: {} (tags valid {}d, {n} secret{})",
-                    domains.join(", "),
-                    t.max_age_days(),
-                    if n == 1 { "" } else { "s" }
-                );
-            }
-            if let Some(cluster) = &s.cluster {
-                check_cluster(cluster, core.redis_password.as_deref());
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-/// check-config: say where limits are shared, and warn (without failing: Redis may come up
-/// after the relay) when that Redis does not answer.
-fn check_cluster(cluster: &dkim_relay::config::ClusterSettings, password: Option<&str>) {
-    let url = dkim_relay::cluster::shown_url(&cluster.redis);
-    let mode = match cluster.on_redis_down {
-        dkim_relay::config::OnRedisDown::Local => "local",
-        dkim_relay::config::OnRedisDown::Defer => "defer",
-    };
-    println!("cluster: limits shared through {url} (on_redis_down: {mode})");
-    let reached = dkim_relay::cluster::client(cluster, password).and_then(|client| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?
-            .block_on(dkim_relay::cluster::probe(&client))
-    });
-    if let Err(e) = reached {
-        eprintln!(
-            "warning: cluster.redis {url} is unreachable ({e}); until it answers, the relay counts limits as on_redis_down: {mode} says"
-        );
-    }
-}
-
 const ROTATE_HELP: &str = "Rotate a domain's DKIM key in stages, with DNS changed by hand.
 
 `rotate --domain D` writes a new key with a fresh selector (sYYYYMMDDr or ...e) and prints the TXT \
@@ -529,43 +441,3 @@ until DNS serves the new key (checked every dns.check_interval), then signs with
 in place of the configured selectors of the same key type, which must stay published for the \
 grace period. `rotate --status` shows every selector's state. Finish by putting the new selector \
 in the configuration and removing the old one (and its DNS record once the grace period ended).";
-
-fn hash_password() -> ExitCode {
-    let stdin = std::io::stdin();
-    let password = if stdin.is_terminal() {
-        eprint!("Password: ");
-        let _ = std::io::stderr().flush();
-        let echo = dkim_relay::sys::EchoOff::stdin();
-        let mut line = String::new();
-        let r = stdin.lock().read_line(&mut line);
-        drop(echo);
-        eprintln!();
-        if r.is_err() {
-            eprintln!("dkim-relay: cannot read the password");
-            return ExitCode::from(1);
-        }
-        line
-    } else {
-        let mut line = String::new();
-        if stdin.lock().read_line(&mut line).is_err() {
-            eprintln!("dkim-relay: cannot read the password from standard input");
-            return ExitCode::from(1);
-        }
-        line
-    };
-    let password = password.trim_end_matches(['\r', '\n']);
-    if password.is_empty() {
-        eprintln!("dkim-relay: empty password");
-        return ExitCode::from(1);
-    }
-    match dkim_relay::inbound::auth::hash_password(password) {
-        Ok(h) => {
-            println!("{h}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("dkim-relay: {e}");
-            ExitCode::from(1)
-        }
-    }
-}
