@@ -7,6 +7,7 @@ pub mod auth;
 pub mod budget;
 mod data;
 mod ehlo;
+mod fit;
 pub mod hash_pool;
 pub mod listener;
 mod mail;
@@ -14,6 +15,7 @@ pub mod policy;
 mod rcpt;
 mod receive;
 mod reencode;
+mod refusal;
 mod session;
 #[cfg(test)]
 mod session_tests;

@@ -57,11 +57,13 @@ pub enum RejectReason {
     BufferMemory,
     /// A body line over 998 bytes with `long_lines: reject`, or one no encoding can fix.
     LongLines,
+    /// A signature could not be made (`451 4.3.0`).
+    Signing,
 }
 
 impl RejectReason {
     /// Every reason, in a stable order (used to pre-initialise the label set).
-    pub const ALL: [RejectReason; 13] = [
+    pub const ALL: [RejectReason; 14] = [
         RejectReason::Auth,
         RejectReason::SenderNotAllowed,
         RejectReason::HeaderPolicy,
@@ -75,6 +77,7 @@ impl RejectReason {
         RejectReason::Protocol,
         RejectReason::BufferMemory,
         RejectReason::LongLines,
+        RejectReason::Signing,
     ];
 
     /// The label value.
@@ -93,6 +96,7 @@ impl RejectReason {
             RejectReason::Protocol => "protocol",
             RejectReason::BufferMemory => "buffer_memory",
             RejectReason::LongLines => "long_lines",
+            RejectReason::Signing => "signing",
         }
     }
 }
