@@ -118,8 +118,13 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<Settings, ConfigErrors> {
     let raw: RawConfig = match serde_yaml_ng::from_str(text) {
         Ok(r) => r,
         Err(e) => {
-            let is_unknown_field = e.to_string().contains("unknown field");
-            if !is_unknown_field || unknown.is_empty() {
+            // deny_unknown_fields stops at the first unknown key: when it stops where the scan
+            // found one, that key is reported above already (with a suggestion).
+            let at = e.location().map(|l| (l.line(), l.column()));
+            let reported = unknown
+                .iter()
+                .any(|p| at.is_some() && c.origin.locations.find(p) == at);
+            if !reported {
                 c.errors.push(serde_error(file, &e));
             }
             return Err(ConfigErrors(c.errors));
@@ -979,6 +984,35 @@ mod tests {
             "{e:?}"
         );
         assert!(e[1].starts_with("t.yaml:5:1: foo: unknown key"), "{e:?}");
+    }
+
+    #[test]
+    fn unknown_keys_are_told_once_wherever_they_stand() {
+        // Serde stops at the first unknown key: the one the scan reported already is not
+        // repeated, and one only serde sees (in a flow mapping) is not lost.
+        let e = errors("hostname: a.b\nfoo: 1\nlisteners: [{address: \"127.0.0.1:1\", port: 3}]\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("t.yaml:2:1: foo: unknown key"), "{e:?}");
+        let e = errors("hostname: a.b\nlisteners: [{address: \"127.0.0.1:1\", port: 3}]\nfoo: 1\n");
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].starts_with("t.yaml:3:1: foo: unknown key"), "{e:?}");
+        assert!(
+            e[1].starts_with("t.yaml:2:38: listeners[0]: unknown field `port`"),
+            "{e:?}"
+        );
+        // A wrong value serde meets before the unknown key is reported too.
+        let e = errors(&format!(
+            "{MINIMAL}limits:\n  max_recipients: x\n  bogus: 1\n"
+        ));
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].starts_with("t.yaml:6:3: limits.bogus: unknown key"),
+            "{e:?}"
+        );
+        assert!(
+            e[1].starts_with("t.yaml:5:19: limits.max_recipients: invalid type"),
+            "{e:?}"
+        );
     }
 
     #[test]
