@@ -12,13 +12,15 @@
 //! drafts (`Spares`). `space` watches the file system's free space against the configured
 //! minimum. Must not import other modules of ours.
 
+mod draft;
 mod envelope;
 pub mod space;
 mod store;
 
+pub use draft::Draft;
 pub use envelope::{Envelope, RecipientState, RecipientStatus};
 pub use space::{FreeSpace, Shortage};
-pub use store::{Draft, Spool, SpoolError, StoredMessage};
+pub use store::{Spool, SpoolError, StoredMessage};
 
 use std::fmt;
 
