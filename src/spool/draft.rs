@@ -2,48 +2,12 @@
 //! (or kept empty for the next draft) unless committed; commit appends the envelope, fsyncs,
 //! renames the file into `queue/` and fsyncs the directory.
 
-use super::store::{io_err, sync_dir, TRAILER_MAGIC};
+use super::store::{io_err, sync_dir, Spares, TRAILER_MAGIC};
 use super::{Envelope, QueueId, Spool, SpoolError};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-
-/// Files of delivered messages, emptied, waiting in `tmp/` to hold the next drafts.
-///
-/// Like PostgreSQL recycling its WAL segments: a new inode per message is the costliest thing
-/// a busy spool does on some filesystems (ext4 without a journal searches past every inode
-/// deleted in the last minutes for each one it allocates), and an emptied file renamed back
-/// and forth costs no allocation at all.
-#[derive(Debug)]
-pub(super) struct Spares {
-    files: Mutex<Vec<PathBuf>>,
-    max: usize,
-}
-
-impl Spares {
-    pub(super) fn take(&self) -> Option<PathBuf> {
-        self.files.lock().unwrap_or_else(|p| p.into_inner()).pop()
-    }
-
-    pub(super) fn has_room(&self) -> bool {
-        self.files.lock().unwrap_or_else(|p| p.into_inner()).len() < self.max
-    }
-
-    /// Keep an emptied file; gives it back when there are enough already (to be unlinked).
-    pub(super) fn keep(&self, path: PathBuf) -> Result<(), PathBuf> {
-        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
-        if files.len() < self.max {
-            files.push(path);
-            Ok(())
-        } else {
-            Err(path)
-        }
-    }
-}
-
-/// How many emptied files a recycling spool keeps.
-const MAX_SPARES: usize = 1024;
+use std::sync::Arc;
 
 /// A message being received: a file in `tmp/` that disappears unless committed.
 pub struct Draft {
@@ -102,16 +66,6 @@ impl Drop for Draft {
 }
 
 impl Spool {
-    /// Keep the files of delivered messages, emptied, for the next drafts instead of
-    /// unlinking them (see `Spares`). For the daemon: a `queue` command's spool unlinks.
-    pub fn with_recycling(mut self) -> Spool {
-        self.spares = Some(Arc::new(Spares {
-            files: Mutex::new(Vec::new()),
-            max: MAX_SPARES,
-        }));
-        self
-    }
-
     /// Start receiving a message.
     pub fn draft(&self, id: QueueId) -> Result<Draft, SpoolError> {
         if let Some(spare) = self.spares.as_ref().and_then(|s| s.take()) {

@@ -2,12 +2,11 @@
 //! under a per-message lock, removal, listing, and the on-disk envelope format. Drafts being
 //! received and their commit are `draft.rs`.
 
-use super::draft::Spares;
 use super::{Envelope, QueueId};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Why the spool could not do what was asked. `Full` is a temporary condition the client
 /// should hear as 452 4.3.1; the rest are local errors (451 4.3.0).
@@ -51,6 +50,42 @@ pub struct Spool {
     space: Arc<super::space::FreeSpace>,
 }
 
+/// Files of delivered messages, emptied, waiting in `tmp/` to hold the next drafts.
+///
+/// Like PostgreSQL recycling its WAL segments: a new inode per message is the costliest thing
+/// a busy spool does on some filesystems (ext4 without a journal searches past every inode
+/// deleted in the last minutes for each one it allocates), and an emptied file renamed back
+/// and forth costs no allocation at all.
+#[derive(Debug)]
+pub(super) struct Spares {
+    files: Mutex<Vec<PathBuf>>,
+    max: usize,
+}
+
+impl Spares {
+    pub(super) fn take(&self) -> Option<PathBuf> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    }
+
+    pub(super) fn has_room(&self) -> bool {
+        self.files.lock().unwrap_or_else(|p| p.into_inner()).len() < self.max
+    }
+
+    /// Keep an emptied file; gives it back when there are enough already (to be unlinked).
+    pub(super) fn keep(&self, path: PathBuf) -> Result<(), PathBuf> {
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        if files.len() < self.max {
+            files.push(path);
+            Ok(())
+        } else {
+            Err(path)
+        }
+    }
+}
+
+/// How many emptied files a recycling spool keeps.
+const MAX_SPARES: usize = 1024;
+
 /// The bytes of a queued message as they go out (after its signatures): the first `len`
 /// bytes of its file, which holds the envelope behind them.
 #[derive(Debug, Clone)]
@@ -85,6 +120,16 @@ impl Spool {
     /// Free space on the spool's file system, against `limits.spool_min_free`.
     pub fn free_space(&self) -> &super::space::FreeSpace {
         &self.space
+    }
+
+    /// Keep the files of delivered messages, emptied, for the next drafts instead of
+    /// unlinking them (see `Spares`). For the daemon: a `queue` command's spool unlinks.
+    pub fn with_recycling(mut self) -> Spool {
+        self.spares = Some(Arc::new(Spares {
+            files: Mutex::new(Vec::new()),
+            max: MAX_SPARES,
+        }));
+        self
     }
 
     /// Clear drafts and orphaned files left by a crash (recycling spools keep the emptied files

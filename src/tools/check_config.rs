@@ -2,7 +2,7 @@
 //! certificate, secrets, resolver), then a summary of what it says; the shared limits' Redis is
 //! asked once, and only warned about when it does not answer.
 
-use super::cli::{EXIT_FAIL, EXIT_OK};
+use super::{EXIT_FAIL, EXIT_OK};
 use std::path::Path;
 
 /// `check-config [-c FILE]`: load the configuration and everything it names (keys,

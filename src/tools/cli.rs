@@ -8,15 +8,11 @@ use super::dns_check::{any_fail, render_json, render_text, run_checks};
 use super::keygen::{keygen, KeygenAlgorithm};
 pub use super::rotate::rotate_command;
 use super::verify::{all_passed, verify_message, LocalKey};
+use super::{EXIT_FAIL, EXIT_OK};
 use crate::config::{resolve_path, Settings};
 use crate::dkim::keys::PrivateKey;
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
-
-/// Exit status: success.
-pub const EXIT_OK: u8 = 0;
-/// Exit status: a check failed, or the tool could not run.
-pub const EXIT_FAIL: u8 = 1;
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_current_thread()

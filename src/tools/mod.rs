@@ -17,3 +17,8 @@ pub mod keygen;
 pub mod queue;
 pub mod rotate;
 pub mod verify;
+
+/// Exit status: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: a check failed, or the tool could not run.
+pub const EXIT_FAIL: u8 = 1;
