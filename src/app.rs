@@ -267,14 +267,7 @@ fn spawn_dns_doctor(
             stop,
             |results| {
                 board.record_doctor(results);
-                // A reload may have removed a domain or selector: start each pass from scratch.
-                metrics.dns_check_ok.reset();
-                for (domain, check, ok) in crate::tools::dns_check::gauge_values(results) {
-                    metrics
-                        .dns_check_ok
-                        .with_label_values(&[domain.as_str(), check.as_str()])
-                        .set(ok);
-                }
+                metrics.set_dns_checks(crate::tools::dns_check::gauge_values(results));
             },
         )
         .await;

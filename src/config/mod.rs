@@ -2,10 +2,10 @@
 //! the file collected (each naming file, line and column), and swapped whole on reload by the
 //! caller. Must not import other modules of ours.
 
-pub mod locate;
+pub(crate) mod locate;
 mod raw;
 pub mod schema;
-pub mod units;
+pub(crate) mod units;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -160,8 +160,6 @@ pub struct Listener {
     pub address: ListenAddress,
     pub tls: ListenerTls,
     pub unix_mode: u32,
-    /// Its place in the file, for errors found later (binding, TLS).
-    pub path: KeyPath,
 }
 
 impl Listener {
@@ -203,7 +201,6 @@ pub enum SenderPattern {
 pub struct Client {
     pub kind: ClientKind,
     pub allow_from: Vec<SenderPattern>,
-    pub path: KeyPath,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -39,14 +39,6 @@ impl Bound {
             Bound::Tcp { name, .. } | Bound::Unix { name, .. } => name,
         }
     }
-
-    /// The local address of a TCP listener (tests bind port 0).
-    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
-        match self {
-            Bound::Tcp { listener, .. } => listener.local_addr().ok(),
-            Bound::Unix { .. } => None,
-        }
-    }
 }
 
 /// Bind every configured listener; errors name the listener.

@@ -3,15 +3,15 @@
 //! (header checks, fix-ups, signing, spooling) before the 250.
 //! Must not import `outbound` or `queue`: new messages are announced on a channel.
 
-pub mod auth;
-pub mod budget;
+pub(crate) mod auth;
+pub(crate) mod budget;
 mod data;
 mod ehlo;
 mod fit;
-pub mod hash_pool;
-pub mod listener;
+pub(crate) mod hash_pool;
+pub(crate) mod listener;
 mod mail;
-pub mod policy;
+pub(crate) mod policy;
 mod rcpt;
 mod receive;
 mod reencode;
@@ -20,7 +20,7 @@ mod session;
 #[cfg(test)]
 mod session_tests;
 mod shared_limits;
-pub mod throttle;
+pub(crate) mod throttle;
 
 /// The pure pieces of command handling, for the fuzz targets.
 pub use session::{next_line, parse_command, MAX_COMMAND_LINE};

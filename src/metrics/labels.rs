@@ -105,8 +105,6 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
-    pub const ALL: [Algorithm; 2] = [Algorithm::RsaSha256, Algorithm::Ed25519Sha256];
-
     /// The label value (the `a=` tag of the signature).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -201,30 +199,6 @@ impl Direction {
         match self {
             Direction::Inbound => "inbound",
             Direction::Outbound => "outbound",
-        }
-    }
-}
-
-/// One check of the in-daemon DNS doctor: the `check` label of `dkim_relay_dns_check_ok`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DnsCheck {
-    /// Every selector's DKIM TXT record is present, single and matches its key.
-    Dkim,
-    /// SPF authorizes `public_addresses` (within the 10-lookup limit).
-    Spf,
-    /// A DMARC record exists.
-    Dmarc,
-}
-
-impl DnsCheck {
-    pub const ALL: [DnsCheck; 3] = [DnsCheck::Dkim, DnsCheck::Spf, DnsCheck::Dmarc];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DnsCheck::Dkim => "dkim",
-            DnsCheck::Spf => "spf",
-            DnsCheck::Dmarc => "dmarc",
         }
     }
 }

@@ -6,19 +6,20 @@
 //! The rest of the relay updates the public fields of [`Metrics`] directly (they are cheap,
 //! lock-free handles), or through the typed helpers below, which keep label values inside their
 //! fixed sets ([`RejectReason`], [`Algorithm`], [`AuthMechanism`], [`DeliveryResult`],
-//! [`Direction`], [`DnsCheck`]). Labels only ever come from such fixed sets or from the
-//! configuration (listener names, signing domains) — never from client input such as a recipient.
+//! [`Direction`], ...: `labels.rs`). Labels only ever come from such fixed sets or from the
+//! configuration (listener names, signing domains, selectors) — never from client input such as
+//! a recipient.
 //!
 //! This module imports nothing else of ours.
 
-pub mod bounce_check;
+pub(crate) mod bounce_check;
 pub mod http;
 mod labels;
 
 pub use http::{serve, serve_with_status, Page, Readiness, StatusPage};
 pub use labels::{
-    Algorithm, AuthMechanism, ClusterLimit, DeliveryResult, Direction, DnsCheck, OverloadReason,
-    ProbeResult, ReencodeReason, RejectReason,
+    Algorithm, AuthMechanism, ClusterLimit, DeliveryResult, Direction, OverloadReason, ProbeResult,
+    ReencodeReason, RejectReason,
 };
 
 use prometheus::core::Collector;
@@ -382,11 +383,6 @@ impl Metrics {
         Ok(m)
     }
 
-    /// The registry holding every metric (for tests or extra collectors).
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
     /// Everything in the text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
@@ -470,11 +466,16 @@ impl Metrics {
             .inc();
     }
 
-    /// Record the result of one DNS doctor check of `domain`.
-    pub fn set_dns_check(&self, domain: &str, check: DnsCheck, ok: bool) {
-        self.dns_check_ok
-            .with_label_values(&[domain, check.as_str()])
-            .set(i64::from(ok));
+    /// Replace the DNS doctor's gauges with one pass's values: (domain, check label, 1 when
+    /// passing else 0). A reload may have removed a domain or selector: each pass starts from
+    /// scratch.
+    pub fn set_dns_checks(&self, values: impl IntoIterator<Item = (String, String, i64)>) {
+        self.dns_check_ok.reset();
+        for (domain, check, ok) in values {
+            self.dns_check_ok
+                .with_label_values(&[domain.as_str(), check.as_str()])
+                .set(ok);
+        }
     }
 
     /// Count a request refused under load.

@@ -32,7 +32,6 @@ pub struct Connection {
     /// The host name it was opened for (MX name or relay host), for logs.
     pub host: String,
     pub addr: SocketAddr,
-    pub tls: bool,
     /// Mail transactions completed on it.
     pub transactions: u32,
 }
@@ -93,7 +92,7 @@ pub async fn open(addr: SocketAddr, host: &str, policy: &Policy) -> Result<Conne
         };
         greeting(&mut client, policy).await?;
         let caps = ehlo(&mut client, policy).await?;
-        return authenticate(client, caps, addr, host, true, policy).await;
+        return authenticate(client, caps, addr, host, policy).await;
     }
 
     greeting(&mut client, policy).await?;
@@ -104,7 +103,7 @@ pub async fn open(addr: SocketAddr, host: &str, policy: &Policy) -> Result<Conne
             stream: Box::new(client.stream) as Box<dyn Stream>,
             timeout: client.timeout,
         };
-        return authenticate(client, caps, addr, host, false, policy).await;
+        return authenticate(client, caps, addr, host, policy).await;
     }
     if !offered {
         // Required TLS and no STARTTLS: never send the mail in clear text.
@@ -131,7 +130,7 @@ pub async fn open(addr: SocketAddr, host: &str, policy: &Policy) -> Result<Conne
             stream: Box::new(client.stream) as Box<dyn Stream>,
             timeout: client.timeout,
         };
-        return authenticate(client, caps, addr, host, false, policy).await;
+        return authenticate(client, caps, addr, host, policy).await;
     }
     // A failed handshake is a broken host, not a reason to fall back to clear text.
     let tls = client
@@ -144,7 +143,7 @@ pub async fn open(addr: SocketAddr, host: &str, policy: &Policy) -> Result<Conne
     };
     // RFC 3207 4.2: everything learnt before TLS is forgotten; ask again.
     let caps = ehlo(&mut client, policy).await?;
-    authenticate(client, caps, addr, host, true, policy).await
+    authenticate(client, caps, addr, host, policy).await
 }
 
 fn connector(policy: &Policy) -> Result<tokio_rustls::TlsConnector, OpenError> {
@@ -186,7 +185,6 @@ async fn authenticate(
     caps: EhloResponse<String>,
     addr: SocketAddr,
     host: &str,
-    tls: bool,
     policy: &Policy,
 ) -> Result<Connection, OpenError> {
     if let Some((user, pass)) = &policy.credentials {
@@ -204,7 +202,6 @@ async fn authenticate(
         caps,
         host: host.to_string(),
         addr,
-        tls,
         transactions: 0,
     })
 }

@@ -9,10 +9,10 @@
 //! Must not import `inbound` (other than the uid→name lookup), `outbound`, `queue`.
 
 mod addresses;
-pub mod args;
+pub(crate) mod args;
 mod client;
-pub mod message;
-pub mod target;
+pub(crate) mod message;
+pub(crate) mod target;
 mod trust;
 
 use std::ffi::OsString;

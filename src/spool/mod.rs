@@ -14,12 +14,12 @@
 
 mod draft;
 mod envelope;
-pub mod space;
+pub(crate) mod space;
 mod store;
 
 pub use draft::Draft;
 pub use envelope::{Envelope, RecipientState, RecipientStatus};
-pub use space::{FreeSpace, Shortage};
+pub use space::FreeSpace;
 pub use store::{Spool, SpoolError, StoredMessage};
 
 use std::fmt;

@@ -9,14 +9,14 @@
 //! and rewrites the spool and the next-hop state the daemon writes (`queue::next_hops`,
 //! `outbound::breaker`). Nothing but `app`, `status` and `main` imports `tools`.
 
-pub mod check_config;
+pub(crate) mod check_config;
 pub mod cli;
 pub mod dmarc_report;
 pub mod dns_check;
 pub mod keygen;
 pub mod queue;
-pub mod rotate;
-pub mod verify;
+pub(crate) mod rotate;
+pub(crate) mod verify;
 
 /// Exit status: success.
 pub const EXIT_OK: u8 = 0;

@@ -117,11 +117,7 @@ pub(super) fn check(c: &mut Checker, raw: &[RawClient]) -> Vec<Client> {
                 ),
             }
         }
-        out.push(Client {
-            kind,
-            allow_from,
-            path: p,
-        });
+        out.push(Client { kind, allow_from });
     }
     out
 }

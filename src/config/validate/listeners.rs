@@ -78,7 +78,6 @@ pub(super) fn check(c: &mut Checker, raw: &[RawListener]) -> Vec<Listener> {
             address,
             tls,
             unix_mode,
-            path: p,
         });
     }
     out

@@ -335,13 +335,6 @@ impl Outcomes {
         self.fail_legitimate = self.fail_legitimate.saturating_add(other.fail_legitimate);
         self.fail_forged = self.fail_forged.saturating_add(other.fail_forged);
     }
-
-    pub fn total(&self) -> u64 {
-        self.relay_pass
-            .saturating_add(self.other_pass)
-            .saturating_add(self.fail_legitimate)
-            .saturating_add(self.fail_forged)
-    }
 }
 
 /// What receivers did with the mail that failed DMARC: delivered anyway (`none`, also when they
