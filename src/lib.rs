@@ -5,11 +5,13 @@
 //! durably and delivers it to the recipients' MX hosts (or a smarthost, or a directory).
 //!
 //! # Layout
+//! - `app`: wires everything together for `serve` (signals, reload, drain, the pid file); the one
+//!   module that may import every other.
 //! - `cli_io`: every command exits quietly (status 0) when the reader of its output goes away.
 //! - `config`: YAML file -> validated `Settings` (every error with file, line, column).
 //! - `clock`: Unix time behind a seam (the system clock, or tokio's paused clock in tests).
 //! - `core`: the loaded configuration (settings, keys, TLS, resolver), swapped whole on reload.
-//! - `smtp`: I/O-free protocol pieces: replies, DATA framing, header section, addresses.
+//! - `smtp`: I/O-free protocol pieces: replies, DATA framing, header section, addresses, dates.
 //! - `mime`: long lines and 8-bit bytes found as a body streams in; the MIME walk and
 //!   quoted-printable re-encoding that make such a body fit for SMTP before it is signed.
 //! - `dkim`: keys, streaming signer, header fix-ups, self-verification, and the state of staged
@@ -27,8 +29,8 @@
 //! - `status`: the `/status` page for a person (HTML) or a program (`?format=json`).
 //! - `resolver`: the shared DNS resolver (`dns.nameservers` or the system one).
 //! - `tools`: `keygen`, `dns-check` (also the daemon's DNS doctor), `verify`, `rotate`,
-//!   `dmarc-report`, and `queue list|show|retry|delete` / `mailq` (on the spool while `serve`
-//!   runs).
+//!   `check-config`, `hash-password`, `dmarc-report`, and `queue list|show|retry|delete` /
+//!   `mailq` (on the spool while `serve` runs).
 //! - `service`: systemd notifications (READY, RELOADING, STOPPING, WATCHDOG).
 //! - `sendmail`: the sendmail-compatible front end (flags, stdin, submission, sysexits).
 //! - `backscatter`: BATV tags on envelope senders at delivery, and `bounce-check` (a Postfix
@@ -38,6 +40,24 @@
 //! - `cluster`: limits shared by replicas through Redis (`cluster.redis`), with their fallback.
 //! - `sys`: every libc call (host name, uid and login name, signals, statvfs, poll, termios)
 //!   behind safe functions; the rest of the crate denies `unsafe_code`.
+//!
+//! # Layering
+//! Who may import whom, by `crate::` path. `smtp`, `sys` and `clock` are the bottom layer:
+//! anyone may import them. Nothing imports `app`; a module not named below may import anything
+//! else. `tests/docs.rs` checks every file of `src/` against these lines.
+//! - `smtp`, `sys`, `clock`, `metrics`, `password`, `tls`, `trust`, `resolver`: nothing of ours.
+//! - `config`, `spool`, `cli_io`: only `sys`.
+//! - `dkim`, `mime`: only `smtp`.
+//! - `logging`: only `config`.
+//! - `backscatter`: only `config`, `logging`, `metrics`.
+//! - `cluster`: only `config`, `metrics`.
+//! - `core`: only `config`, `dkim`, `backscatter`, `resolver`, `tls`.
+//! - `sendmail`: only `smtp`, `sys`, `trust`.
+//! - `inbound`: not `outbound`, `queue`, `tools`.
+//! - `outbound`: not `queue`, `spool`, `inbound`, `tools`.
+//! - `queue`: not `inbound`, `tools`.
+//! - `status`: not `inbound`, `outbound`, `queue`.
+//! - `tools`: not `inbound`.
 #![forbid(unsafe_op_in_unsafe_fn)]
 // Only `sys` (every libc call) and the SIMD scan of `dkim::canon` may use unsafe code.
 #![deny(unsafe_code)]
