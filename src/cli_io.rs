@@ -9,7 +9,7 @@
 //! any more ends the process with 0) and [`stdout`] (a writer for code that handles its write
 //! errors, with the same rule).
 //!
-//! Imports nothing else of ours.
+//! Imports only `sys` of ours (poll).
 
 use std::io::{self, Write};
 

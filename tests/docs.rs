@@ -160,7 +160,10 @@ fn sources() -> Vec<(Vec<String>, String)> {
                 .components()
                 .map(|c| c.as_os_str().to_string_lossy().into_owned())
                 .collect();
-            if module.last().is_some_and(|l| l == "mod" || l == "lib" || l == "main") {
+            if module
+                .last()
+                .is_some_and(|l| l == "mod" || l == "lib" || l == "main")
+            {
                 module.pop();
             }
             let text = std::fs::read_to_string(&path).expect("source");
@@ -178,7 +181,9 @@ fn sources() -> Vec<(Vec<String>, String)> {
 }
 
 fn is_ident(s: &str) -> bool {
-    s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    s.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 

@@ -1,6 +1,6 @@
 //! Configuration: the YAML file as written (`raw`), checked into `Settings` with every error of
 //! the file collected (each naming file, line and column), and swapped whole on reload by the
-//! caller. Must not import other modules of ours.
+//! caller. Imports only `sys` of ours (the machine's host name).
 
 pub(crate) mod locate;
 mod raw;

@@ -1,7 +1,7 @@
 //! Inbound SMTP: listeners (TCP with or without TLS, unix socket), the session state machine
 //! with one file per command, authentication and sender policy, and the reception of a message
 //! (header checks, fix-ups, signing, spooling) before the 250.
-//! Must not import `outbound` or `queue`: new messages are announced on a channel.
+//! Must not import `outbound`, `queue` or `tools`: new messages are announced on a channel.
 
 pub(crate) mod auth;
 pub(crate) mod budget;

@@ -2,7 +2,8 @@
 //! directory) and the SMTP courier that hands it over, with an outcome per recipient; the
 //! connection pool (limits overall and per destination, idle connections reused) and the
 //! circuit breaker of hosts that failed. The queue sees all of it as one `Transport`.
-//! Must not import `queue` or `spool`: it is given the bytes to send and returns outcomes.
+//! Must not import `queue`, `spool` or `inbound`: it is given the bytes to send and returns
+//! outcomes.
 
 pub mod breaker;
 pub mod connection;

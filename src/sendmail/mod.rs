@@ -6,7 +6,7 @@
 //! does the checking, signing and queueing. The outcome is an exit code from sysexits.h with
 //! one line on stderr: 75 when the relay cannot take the message now (the caller retries),
 //! 77 when the caller or the sender is not allowed, 64 for bad usage, 65 for a bad message.
-//! Must not import `inbound` (other than the uid→name lookup), `outbound`, `queue`.
+//! Imports only `smtp`, `sys` and `trust` of ours: it is a client of the relay.
 
 mod addresses;
 pub(crate) mod args;

@@ -10,7 +10,7 @@
 //! aside and renamed over, and wins over the committed one. The daemon's spool recycles the
 //! files of delivered messages: emptied, they wait in `tmp/` as `<id>.spare` and hold the next
 //! drafts (`Spares`). `space` watches the file system's free space against the configured
-//! minimum. Must not import other modules of ours.
+//! minimum. Imports only `sys` of ours (statvfs).
 
 mod draft;
 mod envelope;

@@ -7,7 +7,7 @@
 //! `?format=json` gives the same [`Snapshot`] as JSON.
 //!
 //! Recipient addresses appear only for the ten oldest messages; no secrets ever (no keys, no
-//! password hashes, no message content). May import config, core, spool, rotation, metrics
+//! password hashes, no message content). May import config, core, spool, dkim (rotation state), metrics
 //! and the DNS doctor's result types; nothing imports it but `app`.
 
 pub mod html;
