@@ -1,5 +1,6 @@
 //! Dates as mail writes them (RFC 5322 3.3, always in UTC) and the calendar arithmetic behind
-//! them: the Date and Received fields, DSNs, the queue listing, rotation selectors, reports.
+//! them: the Date and Received fields, DSNs, the queue listing, rotation selectors, reports;
+//! and how long ago something was, for listings.
 //! Imports nothing of ours.
 
 /// `Mon, 23 Nov 2026 06:50:00 +0000`.
@@ -47,6 +48,18 @@ pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// How long ago, shortly, for listings: `42s`, `17m`, `5h`, `3d` (the queue listing, the
+/// status page).
+pub fn age(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        7200..=172_799 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +80,11 @@ mod tests {
             assert_eq!(days_from_civil(y, m, d), day);
         }
         assert_eq!(civil_from_days(20_780), (2026, 11, 23));
+    }
+
+    #[test]
+    fn ages() {
+        let shown = [-5, 0, 119, 120, 7199, 7200, 172_799, 172_800].map(age);
+        assert_eq!(shown, ["0s", "0s", "119s", "2m", "119m", "2h", "47h", "2d"]);
     }
 }

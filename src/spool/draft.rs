@@ -71,35 +71,14 @@ impl Spool {
         if let Some(spare) = self.spares.as_ref().and_then(|s| s.take()) {
             // Emptied at removal; truncate anyway in case a crash came first.
             match OpenOptions::new().write(true).truncate(true).open(&spare) {
-                Ok(file) => {
-                    return Ok(Draft {
-                        id,
-                        path: spare,
-                        file: Some(file),
-                        buf: Vec::with_capacity(16 * 1024),
-                        size: 0,
-                        spares: self.spares.clone(),
-                    })
-                }
+                Ok(file) => return Ok(self.draft_in(id, spare, file, 16 * 1024)),
                 Err(_) => {
                     let _ = fs::remove_file(&spare);
                 }
             }
         }
         let path = self.tmp.join(format!("{id}.msg"));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| io_err(&path, e))?;
-        Ok(Draft {
-            id,
-            path,
-            file: Some(file),
-            buf: Vec::with_capacity(16 * 1024),
-            size: 0,
-            spares: self.spares.clone(),
-        })
+        self.new_draft(id, path, 16 * 1024)
     }
 
     /// A second draft for the same message, written while the first is read back (a body
@@ -109,19 +88,28 @@ impl Spool {
         let path = self
             .tmp
             .join(format!("{id}.{:08x}.rewrite", rand::random::<u32>()));
+        self.new_draft(id, path, 64 * 1024)
+    }
+
+    /// A draft in a file created for it at `path`.
+    fn new_draft(&self, id: QueueId, path: PathBuf, buffer: usize) -> Result<Draft, SpoolError> {
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&path)
             .map_err(|e| io_err(&path, e))?;
-        Ok(Draft {
+        Ok(self.draft_in(id, path, file, buffer))
+    }
+
+    fn draft_in(&self, id: QueueId, path: PathBuf, file: File, buffer: usize) -> Draft {
+        Draft {
             id,
             path,
             file: Some(file),
-            buf: Vec::with_capacity(64 * 1024),
+            buf: Vec::with_capacity(buffer),
             size: 0,
             spares: self.spares.clone(),
-        })
+        }
     }
 
     /// Make a received message durable: after this returns Ok, it survives a crash.

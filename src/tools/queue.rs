@@ -11,6 +11,7 @@
 
 use crate::config::{Delivery, Settings};
 use crate::outbound::breaker::{ClosedHost, Snapshot};
+use crate::smtp::date::age;
 use crate::spool::{Envelope, QueueId, RecipientState, Spool, SpoolError, StoredMessage};
 use std::io::Write;
 use std::path::Path;
@@ -365,17 +366,6 @@ fn one_line(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
-}
-
-/// `42s`, `17m`, `5h`, `3d`.
-fn age(secs: i64) -> String {
-    let s = secs.max(0);
-    match s {
-        0..=119 => format!("{s}s"),
-        120..=7199 => format!("{}m", s / 60),
-        7200..=172_799 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86_400),
-    }
 }
 
 /// `512 B`, `1.2 KiB`, `3.4 MiB`.

@@ -10,29 +10,26 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub(super) fn check(c: &mut Checker, raw: Option<&RawDelivery>) -> Delivery {
+    let none = RawDelivery::default();
+    let d = raw.unwrap_or(&none);
     let p = root().key("delivery");
     let tls_options = [
         ("opportunistic", OutboundTls::Opportunistic),
         ("required", OutboundTls::Required),
         ("none", OutboundTls::None),
     ];
-    let tls = c.choice(
-        p.key("tls"),
-        raw.and_then(|d| d.tls.as_ref()),
-        &tls_options,
-        Schema,
-    );
-    let mode_name = c.text(p.key("mode"), raw.and_then(|d| d.mode.as_ref()));
+    let tls = c.choice(p.key("tls"), d.tls.as_ref(), &tls_options, Schema);
+    let mode_name = c.text(p.key("mode"), d.mode.as_ref());
     let mode = match mode_name.trim() {
         "mx" => DeliveryMode::Mx,
-        "directory" => match raw.and_then(|d| d.directory.as_ref()) {
+        "directory" => match d.directory.as_ref() {
             Some(dir) => DeliveryMode::Directory(PathBuf::from(dir)),
             None => {
                 c.err(&p.key("mode"), "mode directory needs delivery.directory");
                 DeliveryMode::Mx
             }
         },
-        "relay_host" => match raw.and_then(|d| d.relay_host.as_ref()) {
+        "relay_host" => match d.relay_host.as_ref() {
             None => {
                 c.err(
                     &p.key("mode"),
@@ -86,7 +83,7 @@ pub(super) fn check(c: &mut Checker, raw: Option<&RawDelivery>) -> Delivery {
             DeliveryMode::Mx
         }
     };
-    let retry = match raw.and_then(|d| d.retry.as_ref()) {
+    let retry = match d.retry.as_ref() {
         // Written as a YAML flow list in the table: "[1m, 5m, ...]".
         None => c.default_with(&p.key("retry"), |list| {
             let items = list.strip_prefix('[')?.strip_suffix(']')?.split(',');
@@ -109,59 +106,33 @@ pub(super) fn check(c: &mut Checker, raw: Option<&RawDelivery>) -> Delivery {
             .collect(),
     };
     let mut routes = BTreeMap::new();
-    if let Some(d) = raw {
-        for (domain, hop) in &d.routes {
-            match host_port(hop.trim()) {
-                Some(hp) => {
-                    routes.insert(domain.trim().trim_end_matches('.').to_ascii_lowercase(), hp);
-                }
-                None => c.err(
-                    &p.key("routes").key(domain),
-                    format!("'{hop}' is not host:port"),
-                ),
+    for (domain, hop) in &d.routes {
+        match host_port(hop.trim()) {
+            Some(hp) => {
+                routes.insert(domain.trim().trim_end_matches('.').to_ascii_lowercase(), hp);
             }
+            None => c.err(
+                &p.key("routes").key(domain),
+                format!("'{hop}' is not host:port"),
+            ),
         }
     }
     Delivery {
         mode,
-        port: c.value(p.key("port"), raw.and_then(|d| d.port)),
+        port: c.value(p.key("port"), d.port),
         tls,
         retry,
-        max_age: c.duration(
-            p.key("max_age"),
-            raw.and_then(|d| d.max_age.as_ref()),
-            Schema,
-        ),
-        delay_warning: c.duration(
-            p.key("delay_warning"),
-            raw.and_then(|d| d.delay_warning.as_ref()),
-            Schema,
-        ),
-        max_connections: c.positive(
-            p.key("max_connections"),
-            raw.and_then(|d| d.max_connections),
-            Schema,
-        ),
+        max_age: c.duration(p.key("max_age"), d.max_age.as_ref(), Schema),
+        delay_warning: c.duration(p.key("delay_warning"), d.delay_warning.as_ref(), Schema),
+        max_connections: c.positive(p.key("max_connections"), d.max_connections, Schema),
         max_connections_per_domain: c.positive(
             p.key("max_connections_per_domain"),
-            raw.and_then(|d| d.max_connections_per_domain),
+            d.max_connections_per_domain,
             Schema,
         ),
-        connect_timeout: c.duration(
-            p.key("connect_timeout"),
-            raw.and_then(|d| d.connect_timeout.as_ref()),
-            Schema,
-        ),
-        command_timeout: c.duration(
-            p.key("command_timeout"),
-            raw.and_then(|d| d.command_timeout.as_ref()),
-            Schema,
-        ),
-        host_retry_max: c.duration(
-            p.key("host_retry_max"),
-            raw.and_then(|d| d.host_retry_max.as_ref()),
-            Schema,
-        ),
+        connect_timeout: c.duration(p.key("connect_timeout"), d.connect_timeout.as_ref(), Schema),
+        command_timeout: c.duration(p.key("command_timeout"), d.command_timeout.as_ref(), Schema),
+        host_retry_max: c.duration(p.key("host_retry_max"), d.host_retry_max.as_ref(), Schema),
         routes,
     }
 }

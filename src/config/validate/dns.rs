@@ -7,8 +7,10 @@ use crate::config::Dns;
 use std::net::{IpAddr, SocketAddr};
 
 pub(super) fn check(c: &mut Checker, raw: Option<&RawDns>) -> Dns {
+    let none = RawDns::default();
+    let d = raw.unwrap_or(&none);
     let p = root().key("dns");
-    let nameservers = raw.and_then(|d| d.nameservers.as_ref()).map(|list| {
+    let nameservers = d.nameservers.as_ref().map(|list| {
         list.iter()
             .enumerate()
             .filter_map(|(i, s)| {
@@ -26,11 +28,7 @@ pub(super) fn check(c: &mut Checker, raw: Option<&RawDns>) -> Dns {
             })
             .collect()
     });
-    let check_interval = c.duration(
-        p.key("check_interval"),
-        raw.and_then(|d| d.check_interval.as_ref()),
-        Schema,
-    );
+    let check_interval = c.duration(p.key("check_interval"), d.check_interval.as_ref(), Schema);
     Dns {
         nameservers,
         check_interval,

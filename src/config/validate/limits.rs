@@ -6,10 +6,11 @@ use crate::config::{BareNewlines, EightBit, Limits, LongLines};
 
 pub(super) fn check(c: &mut Checker, raw: Option<&RawLimits>) -> Limits {
     let p = root().key("limits");
-    let l = raw;
+    let none = RawLimits::default();
+    let l = raw.unwrap_or(&none);
     let max_message_size = c.size(
         p.key("max_message_size"),
-        l.and_then(|l| l.max_message_size.as_ref()),
+        l.max_message_size.as_ref(),
         Schema,
     );
     let limits = Limits {
@@ -18,77 +19,49 @@ pub(super) fn check(c: &mut Checker, raw: Option<&RawLimits>) -> Limits {
         // queue_minfree.
         spool_min_free: c.size(
             p.key("spool_min_free"),
-            l.and_then(|l| l.spool_min_free.as_ref()),
+            l.spool_min_free.as_ref(),
             max_message_size,
         ),
-        max_recipients: c.positive(
-            p.key("max_recipients"),
-            l.and_then(|l| l.max_recipients),
-            Schema,
-        ),
-        max_connections: c.positive(
-            p.key("max_connections"),
-            l.and_then(|l| l.max_connections),
-            Schema,
-        ),
+        max_recipients: c.positive(p.key("max_recipients"), l.max_recipients, Schema),
+        max_connections: c.positive(p.key("max_connections"), l.max_connections, Schema),
         max_connections_per_ip: c.positive(
             p.key("max_connections_per_ip"),
-            l.and_then(|l| l.max_connections_per_ip),
+            l.max_connections_per_ip,
             Schema,
         ),
-        idle_timeout: c.duration(
-            p.key("idle_timeout"),
-            l.and_then(|l| l.idle_timeout.as_ref()),
-            Schema,
-        ),
-        session_timeout: c.duration(
-            p.key("session_timeout"),
-            l.and_then(|l| l.session_timeout.as_ref()),
-            Schema,
-        ),
+        idle_timeout: c.duration(p.key("idle_timeout"), l.idle_timeout.as_ref(), Schema),
+        session_timeout: c.duration(p.key("session_timeout"), l.session_timeout.as_ref(), Schema),
         messages_per_minute_per_client: c.value(
             p.key("messages_per_minute_per_client"),
-            l.and_then(|l| l.messages_per_minute_per_client),
+            l.messages_per_minute_per_client,
         ),
         bare_newlines: c.choice(
             p.key("bare_newlines"),
-            l.and_then(|l| l.bare_newlines.as_ref()),
+            l.bare_newlines.as_ref(),
             &[
                 ("normalize", BareNewlines::Normalize),
                 ("reject", BareNewlines::Reject),
             ],
             Schema,
         ),
-        max_header_size: c.size(
-            p.key("max_header_size"),
-            l.and_then(|l| l.max_header_size.as_ref()),
-            Schema,
-        ),
-        max_commands: c.positive(
-            p.key("max_commands"),
-            l.and_then(|l| l.max_commands),
-            Schema,
-        ),
-        max_errors: c.positive(p.key("max_errors"), l.and_then(|l| l.max_errors), Schema),
+        max_header_size: c.size(p.key("max_header_size"), l.max_header_size.as_ref(), Schema),
+        max_commands: c.positive(p.key("max_commands"), l.max_commands, Schema),
+        max_errors: c.positive(p.key("max_errors"), l.max_errors, Schema),
         auth_hash_concurrency: c.positive(
             p.key("auth_hash_concurrency"),
-            l.and_then(|l| l.auth_hash_concurrency),
+            l.auth_hash_concurrency,
             std::thread::available_parallelism().map_or(2, |n| n.get()),
         ),
-        buffer_memory: c.size(
-            p.key("buffer_memory"),
-            l.and_then(|l| l.buffer_memory.as_ref()),
-            Schema,
-        ),
+        buffer_memory: c.size(p.key("buffer_memory"), l.buffer_memory.as_ref(), Schema),
         long_lines: c.choice(
             p.key("long_lines"),
-            l.and_then(|l| l.long_lines.as_ref()),
+            l.long_lines.as_ref(),
             &[("encode", LongLines::Encode), ("reject", LongLines::Reject)],
             Schema,
         ),
         eight_bit: c.choice(
             p.key("eight_bit"),
-            l.and_then(|l| l.eight_bit.as_ref()),
+            l.eight_bit.as_ref(),
             &[("keep", EightBit::Keep), ("encode", EightBit::Encode)],
             Schema,
         ),

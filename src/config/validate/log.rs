@@ -5,14 +5,16 @@ use crate::config::raw::RawLog;
 use crate::config::{Log, LogFormat};
 
 pub(super) fn check(c: &mut Checker, raw: Option<&RawLog>) -> Log {
+    let none = RawLog::default();
+    let l = raw.unwrap_or(&none);
     let p = root().key("log");
     let format = c.choice(
         p.key("format"),
-        raw.and_then(|l| l.format.as_ref()),
+        l.format.as_ref(),
         &[("text", LogFormat::Text), ("json", LogFormat::Json)],
         Schema,
     );
-    let level = c.text(p.key("level"), raw.and_then(|l| l.level.as_ref()));
+    let level = c.text(p.key("level"), l.level.as_ref());
     if !["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
         c.err(
             &p.key("level"),

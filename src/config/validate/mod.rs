@@ -93,15 +93,7 @@ impl Checker {
         v: Option<&String>,
         default: impl Into<Fallback<Duration>>,
     ) -> Duration {
-        let read = |d: &str| parse_duration(d).ok();
-        match v.map(|s| parse_duration(s)) {
-            None => self.fallback(&path, default.into(), read),
-            Some(Ok(d)) => d,
-            Some(Err(e)) => {
-                self.err(&path, e);
-                self.fallback(&path, default.into(), read)
-            }
-        }
+        self.parsed(path, v, parse_duration, default.into())
     }
 
     pub(super) fn size(
@@ -110,15 +102,24 @@ impl Checker {
         v: Option<&String>,
         default: impl Into<Fallback<u64>>,
     ) -> u64 {
-        let read = |d: &str| parse_size(d).ok();
-        match v.map(|s| parse_size(s)) {
-            None => self.fallback(&path, default.into(), read),
-            Some(Ok(d)) => d,
-            Some(Err(e)) => {
-                self.err(&path, e);
-                self.fallback(&path, default.into(), read)
-            }
+        self.parsed(path, v, parse_size, default.into())
+    }
+
+    /// A value written as text (`5m`, `25MiB`) read with `parse`; a wrong one is reported and
+    /// the default stands in.
+    fn parsed<T: Default>(
+        &mut self,
+        path: KeyPath,
+        v: Option<&String>,
+        parse: fn(&str) -> Result<T, String>,
+        default: Fallback<T>,
+    ) -> T {
+        match v.map(|s| parse(s)) {
+            Some(Ok(d)) => return d,
+            Some(Err(e)) => self.err(&path, e),
+            None => {}
         }
+        self.fallback(&path, default, |d| parse(d).ok())
     }
 
     pub(super) fn choice<T: Copy>(
