@@ -416,6 +416,22 @@ mod tests {
     }
 
     #[test]
+    fn a_default_may_also_be_given_by_the_caller() {
+        // Computed defaults, and sections that choose their own (an Option for "not given").
+        let mut c = Checker {
+            origin: Origin::default(),
+            errors: Vec::new(),
+        };
+        let p = root().key("delivery");
+        let given: Option<bool> = c.choice(p.key("x"), None, &[("on", Some(true))], None);
+        assert_eq!(given, None);
+        assert_eq!(c.positive(p.key("y"), None, 3), 3);
+        let two = Duration::from_secs(2);
+        assert_eq!(c.duration(p.key("z"), Some(&"5x".to_string()), two), two);
+        assert_eq!(c.errors.len(), 1, "{:?}", c.errors);
+    }
+
+    #[test]
     fn absent_keys_take_the_schema_tables_defaults() {
         // Every section present, every key the checker has a default for left out: each
         // default of the table parses, and means what the reference says.
