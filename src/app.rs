@@ -9,9 +9,10 @@ use crate::inbound::Shared;
 use crate::metrics::{Metrics, Readiness};
 use crate::queue::Scheduler;
 use crate::spool::Spool;
+use crate::tools::queue::{read_pid, PID_FILE};
 use anyhow::{anyhow, Context as _};
 use arc_swap::ArcSwap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
@@ -74,7 +75,7 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         );
     }
     // `dkim-relay queue retry` finds the daemon through this file to send it SIGUSR1.
-    let _pid_file = crate::queue_admin::PidFile::create(&core.settings.spool_dir)
+    let _pid_file = PidFile::create(&core.settings.spool_dir)
         .inspect_err(|e| tracing::warn!(error = %e, "cannot write the pid file; `queue retry` will not wake the daemon"))
         .ok();
     readiness.set_spool_dir(core.settings.spool_dir.join("tmp"));
@@ -335,14 +336,7 @@ fn spawn_dns_doctor(
             stop,
             |results| {
                 board.record_doctor(results);
-                // A reload may have removed a domain or selector: start each pass from scratch.
-                metrics.dns_check_ok.reset();
-                for (domain, check, ok) in crate::tools::dns_check::gauge_values(results) {
-                    metrics
-                        .dns_check_ok
-                        .with_label_values(&[domain.as_str(), check.as_str()])
-                        .set(ok);
-                }
+                metrics.set_dns_checks(crate::tools::dns_check::gauge_values(results));
             },
         )
         .await;
@@ -361,7 +355,7 @@ fn spawn_rotation_watch(
     tokio::spawn(async move {
         loop {
             let core = live.load_full();
-            if crate::rotation::activate_ready(&core.settings, &core.resolver).await {
+            if crate::tools::rotate::activate_ready(&core.settings, &core.resolver).await {
                 reload(&path, &live, &metrics);
             }
             let interval = match core.settings.dns.check_interval {
@@ -420,5 +414,56 @@ fn reload(path: &Path, live: &ArcSwap<Core>, metrics: &Metrics) -> bool {
             }
             false
         }
+    }
+}
+
+/// The daemon's pid file, by which `queue retry` finds it; removed when dropped (at exit), if
+/// it is still ours.
+pub struct PidFile {
+    path: PathBuf,
+    pid: u32,
+}
+
+impl PidFile {
+    /// Write `<spool>/dkim-relay.pid` (temporary file + rename, so a reader never sees half).
+    pub fn create(spool_dir: &Path) -> std::io::Result<PidFile> {
+        let pid = std::process::id();
+        let path = spool_dir.join(PID_FILE);
+        let tmp = spool_dir.join(format!(".{}.{pid}", PID_FILE));
+        std::fs::write(&tmp, format!("{pid}\n"))?;
+        std::fs::rename(&tmp, &path).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })?;
+        Ok(PidFile { path, pid })
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        // Another daemon started on the same spool since: its file is not ours to remove.
+        if read_pid(&self.path) == Some(self.pid) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_file_is_removed_only_by_its_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = PidFile::create(dir.path()).unwrap();
+        assert_eq!(
+            read_pid(&dir.path().join(PID_FILE)),
+            Some(std::process::id())
+        );
+        drop(p);
+        assert!(!dir.path().join(PID_FILE).exists());
+        let p = PidFile::create(dir.path()).unwrap();
+        std::fs::write(dir.path().join(PID_FILE), "1\n").unwrap();
+        drop(p);
+        assert_eq!(read_pid(&dir.path().join(PID_FILE)), Some(1));
     }
 }

@@ -37,9 +37,11 @@ impl Core {
 
     pub fn from_settings(settings: Settings) -> Result<Core, ConfigErrors> {
         let mut errors: Vec<ConfigError> = Vec::new();
-        // The configured selectors, with active key rotations applied (rotation.rs).
-        let specs: BTreeMap<String, Vec<SelectorSpec>> =
-            crate::rotation::effective_selectors(&settings);
+        // The configured selectors, with active key rotations applied (dkim/rotation.rs).
+        let specs: BTreeMap<String, Vec<SelectorSpec>> = crate::dkim::rotation::effective_selectors(
+            &crate::dkim::rotation::state_dir(&settings.spool_dir),
+            &configured_selectors(&settings),
+        );
         let options = SigningOptions {
             relaxed_headers: settings.dkim.header_canon == crate::config::Canon::Relaxed,
             relaxed_body: settings.dkim.body_canon == crate::config::Canon::Relaxed,
@@ -72,19 +74,17 @@ impl Core {
             }
         };
         let tls = match &settings.tls {
-            Some(files) => {
-                match crate::inbound::tls::load(&files.certificate, &files.private_key) {
-                    Ok(t) => Some(t),
-                    Err(e) => {
-                        errors.push(
-                            settings
-                                .origin
-                                .error(&crate::config::KeyPath::default().key("tls"), e),
-                        );
-                        None
-                    }
+            Some(files) => match crate::tls::load(&files.certificate, &files.private_key) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    errors.push(
+                        settings
+                            .origin
+                            .error(&crate::config::KeyPath::default().key("tls"), e),
+                    );
+                    None
                 }
-            }
+            },
             None => None,
         };
         let relay_password = match &settings.delivery.mode {
@@ -198,4 +198,23 @@ impl Core {
             _ => Err(ConfigErrors(errors)),
         }
     }
+}
+
+/// The selectors `dkim.domains` lists, by signing domain, as the signers take them.
+pub fn configured_selectors(settings: &Settings) -> BTreeMap<String, Vec<SelectorSpec>> {
+    settings
+        .dkim
+        .domains
+        .iter()
+        .map(|(domain, list)| {
+            let specs = list
+                .iter()
+                .map(|s| SelectorSpec {
+                    selector: s.selector.clone(),
+                    private_key: s.private_key.clone(),
+                })
+                .collect();
+            (domain.clone(), specs)
+        })
+        .collect()
 }

@@ -1,9 +1,9 @@
 //! The `dkim-relay` command line. `anyhow` stays here and in `app`.
+#![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
 use dkim_relay::tools::cli as tools;
 use std::ffi::OsString;
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -250,7 +250,7 @@ selector listed signs, and receivers use the signature they understand.";
 /// `mailq`, `sendmail -bp`: the queue of the configuration found as for serve.
 fn list_queue() -> u8 {
     let path = dkim_relay::config::resolve_path(None);
-    dkim_relay::queue_admin::run(&path, dkim_relay::queue_admin::Action::List)
+    dkim_relay::tools::queue::run(&path, dkim_relay::tools::queue::Action::List)
 }
 
 const TLS_REPORT_HELP: &str = "Print a day's TLS reports (RFC 8460), or send them now.
@@ -336,7 +336,7 @@ fn main() -> ExitCode {
             ExitCode::from(dkim_relay::tls_report_admin::run(&path, Some(&day), send))
         }
         Command::Queue { config, action } => {
-            use dkim_relay::queue_admin::Action;
+            use dkim_relay::tools::queue::Action;
             let path = dkim_relay::config::resolve_path(config.as_deref());
             let action = match action {
                 QueueCommand::List => Action::List,
@@ -344,7 +344,7 @@ fn main() -> ExitCode {
                 QueueCommand::Retry { id, all: _ } => Action::Retry(id),
                 QueueCommand::Delete { id } => Action::Delete(id),
             };
-            ExitCode::from(dkim_relay::queue_admin::run(&path, action))
+            ExitCode::from(dkim_relay::tools::queue::run(&path, action))
         }
         Command::Serve { config } => {
             let path = dkim_relay::config::resolve_path(config.as_deref());
@@ -366,8 +366,10 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::CheckConfig { config } => check_config(config),
-        Command::HashPassword => hash_password(),
+        Command::CheckConfig { config } => {
+            ExitCode::from(tools::check_config_command(config.as_deref()))
+        }
+        Command::HashPassword => ExitCode::from(tools::hash_password_command()),
         Command::Rotate {
             domain,
             algorithm,
@@ -375,7 +377,14 @@ fn main() -> ExitCode {
             grace,
             status,
             config,
-        } => rotate(domain, &algorithm, out, &grace, status, config),
+        } => ExitCode::from(tools::rotate_command(
+            domain.as_deref(),
+            &algorithm,
+            out.as_deref(),
+            &grace,
+            status,
+            config.as_deref(),
+        )),
         Command::Keygen {
             domain,
             selector,
@@ -459,138 +468,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn check_config(config: Option<PathBuf>) -> ExitCode {
-    let path = dkim_relay::config::resolve_path(config.as_deref());
-    match dkim_relay::core::Core::load(&path) {
-        Ok(core) => {
-            let s = &core.settings;
-            println!("{}: OK", path.display());
-            println!("hostname: {}", s.hostname);
-            println!("spool: {}", s.spool_dir.display());
-            for l in &s.listeners {
-                let tls = match l.tls {
-                    dkim_relay::config::ListenerTls::None => "none",
-                    dkim_relay::config::ListenerTls::StartTls => "starttls",
-                    dkim_relay::config::ListenerTls::Implicit => "implicit",
-                };
-                println!("listener: {} (tls: {tls})", l.name());
-            }
-            for c in &s.clients {
-                let who = match &c.kind {
-                    dkim_relay::config::ClientKind::User { name, .. } => format!("user {name}"),
-                    dkim_relay::config::ClientKind::Network(n) => format!("network {n}"),
-                    dkim_relay::config::ClientKind::UnixUser(u) => format!("unix user {u}"),
-                };
-                println!(
-                    "client: {who} ({} allowed sender patterns)",
-                    c.allow_from.len()
-                );
-            }
-            for (domain, list) in core.signers.domains() {
-                let sel: Vec<String> = list
-                    .iter()
-                    .map(|s| format!("{} ({})", s.selector, s.algorithm.tag()))
-                    .collect();
-                println!("domain: {domain}: {}", sel.join(", "));
-            }
-            let mode = match &s.delivery.mode {
-                dkim_relay::config::DeliveryMode::Mx => "mx".to_string(),
-                dkim_relay::config::DeliveryMode::RelayHost(r) => {
-                    format!("relay_host {}:{}", r.host, r.port)
-                }
-                dkim_relay::config::DeliveryMode::Directory(d) => {
-                    format!("directory {}", d.display())
-                }
-            };
-            println!("delivery: {mode}");
-            let security = &s.delivery.security;
-            if matches!(s.delivery.mode, dkim_relay::config::DeliveryMode::Mx) {
-                let roots = core.trust.as_ref().map_or(0, |t| t.roots);
-                println!(
-                    "mta-sts: {} (trusted CA certificates: {roots})",
-                    security.mta_sts.as_str()
-                );
-            }
-            let r = &security.tls_reports;
-            if r.enabled {
-                println!("tls reports: on ({}, {})", r.organization, r.contact);
-            } else {
-                println!("tls reports: off");
-            }
-            if let Some(t) = &core.tagging {
-                let domains: Vec<&str> = t.domains().collect();
-                let n = t.secrets();
-                println!(
-                    "envelope tagging: {} (tags valid {}d, {n} secret{})",
-                    domains.join(", "),
-                    t.max_age_days(),
-                    if n == 1 { "" } else { "s" }
-                );
-            }
-            if let Some(cluster) = &s.cluster {
-                check_cluster(cluster, core.redis_password.as_deref());
-            }
-            check_dnssec(&core);
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-/// check-config: say where limits are shared, and warn (without failing: Redis may come up
-/// after the relay) when that Redis does not answer.
-fn check_cluster(cluster: &dkim_relay::config::ClusterSettings, password: Option<&str>) {
-    let url = dkim_relay::cluster::shown_url(&cluster.redis);
-    let mode = match cluster.on_redis_down {
-        dkim_relay::config::OnRedisDown::Local => "local",
-        dkim_relay::config::OnRedisDown::Defer => "defer",
-    };
-    println!("cluster: limits shared through {url} (on_redis_down: {mode})");
-    let reached = dkim_relay::cluster::client(cluster, password).and_then(|client| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?
-            .block_on(dkim_relay::cluster::probe(&client))
-    });
-    if let Err(e) = reached {
-        eprintln!(
-            "warning: cluster.redis {url} is unreachable ({e}); until it answers, the relay counts limits as on_redis_down: {mode} says"
-        );
-    }
-}
-
-/// check-config: whose AD bit the relay believes and whether DANE applies; a warning (not an
-/// error: a trusted link to a resolver elsewhere is a legitimate setup) for each nameserver
-/// off this host.
-fn check_dnssec(core: &dkim_relay::core::Core) {
-    let Some(resolver) = &core.dnssec else {
-        println!("dnssec: off (DANE: off)");
-        return;
-    };
-    let servers: Vec<String> = resolver
-        .nameservers()
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let dane = match core.settings.delivery.dane {
-        dkim_relay::config::Dane::On => "on",
-        dkim_relay::config::Dane::Off => "off",
-    };
-    println!(
-        "dnssec: trust-ad, believing the AD bit of {} (DANE: {dane})",
-        servers.join(", ")
-    );
-    for s in resolver.off_host() {
-        eprintln!(
-            "warning: dns.dnssec: trust-ad believes the AD bit of {s}, which is not on this host: anyone on the path to it can forge that bit; run a validating resolver beside the relay (docs/configuration.md, \"A validating resolver beside the relay\")"
-        );
-    }
-}
-
 const ROTATE_HELP: &str = "Rotate a domain's DKIM key in stages, with DNS changed by hand.
 
 `rotate --domain D` writes a new key with a fresh selector (sYYYYMMDDr or ...e) and prints the TXT \
@@ -599,119 +476,3 @@ until DNS serves the new key (checked every dns.check_interval), then signs with
 in place of the configured selectors of the same key type, which must stay published for the \
 grace period. `rotate --status` shows every selector's state. Finish by putting the new selector \
 in the configuration and removing the old one (and its DNS record once the grace period ended).";
-
-fn rotate(
-    domain: Option<String>,
-    algorithm: &str,
-    out: Option<PathBuf>,
-    grace: &str,
-    status: bool,
-    config: Option<PathBuf>,
-) -> ExitCode {
-    let path = dkim_relay::config::resolve_path(config.as_deref());
-    let settings = match dkim_relay::config::Settings::load(&path) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(1);
-        }
-    };
-    if status {
-        print!("{}", dkim_relay::rotation::status(&settings));
-        return ExitCode::SUCCESS;
-    }
-    let (Some(domain), Some(alg)) = (
-        domain,
-        dkim_relay::tools::keygen::KeygenAlgorithm::parse(algorithm),
-    ) else {
-        eprintln!("rotate: --domain and a known --algorithm are needed");
-        return ExitCode::from(2);
-    };
-    let grace = match dkim_relay::config::units::parse_duration(grace) {
-        Ok(g) => g,
-        Err(e) => {
-            eprintln!("rotate: --grace: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match dkim_relay::rotation::start(&settings, &domain, alg, out.as_deref(), grace) {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("rotate: {e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-fn hash_password() -> ExitCode {
-    let stdin = std::io::stdin();
-    let password = if stdin.is_terminal() {
-        eprint!("Password: ");
-        let _ = std::io::stderr().flush();
-        let echo = EchoOff::new();
-        let mut line = String::new();
-        let r = stdin.lock().read_line(&mut line);
-        drop(echo);
-        eprintln!();
-        if r.is_err() {
-            eprintln!("dkim-relay: cannot read the password");
-            return ExitCode::from(1);
-        }
-        line
-    } else {
-        let mut line = String::new();
-        if stdin.lock().read_line(&mut line).is_err() {
-            eprintln!("dkim-relay: cannot read the password from standard input");
-            return ExitCode::from(1);
-        }
-        line
-    };
-    let password = password.trim_end_matches(['\r', '\n']);
-    if password.is_empty() {
-        eprintln!("dkim-relay: empty password");
-        return ExitCode::from(1);
-    }
-    match dkim_relay::inbound::auth::hash_password(password) {
-        Ok(h) => {
-            println!("{h}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("dkim-relay: {e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-/// Terminal echo off for as long as it lives.
-struct EchoOff(Option<libc::termios>);
-
-impl EchoOff {
-    fn new() -> EchoOff {
-        // SAFETY: tcgetattr/tcsetattr on fd 0 with a termios we own.
-        unsafe {
-            let mut t: libc::termios = std::mem::zeroed();
-            if libc::tcgetattr(0, &mut t) != 0 {
-                return EchoOff(None);
-            }
-            let saved = t;
-            t.c_lflag &= !libc::ECHO;
-            libc::tcsetattr(0, libc::TCSANOW, &t);
-            EchoOff(Some(saved))
-        }
-    }
-}
-
-impl Drop for EchoOff {
-    fn drop(&mut self) {
-        if let Some(t) = self.0 {
-            // SAFETY: restores the attributes read in new().
-            unsafe {
-                libc::tcsetattr(0, libc::TCSANOW, &t);
-            }
-        }
-    }
-}

@@ -133,7 +133,7 @@ fn execute(
         w(writeln!(
             out,
             "{}",
-            crate::queue_admin::wake_daemon(&spool_dir)
+            crate::tools::queue::wake_daemon(&spool_dir)
         ))?;
     }
     Ok(code)

@@ -1,7 +1,7 @@
 //! The Grafana dashboard and the Prometheus alert rules in `contrib/` stay consistent with the
 //! metrics the relay actually exports. (`promtool check rules` runs in .ci/promtool-check.sh.)
 
-use dkim_relay::metrics::{Algorithm, DnsCheck, Metrics};
+use dkim_relay::metrics::{Algorithm, Metrics};
 use std::collections::BTreeSet;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -10,7 +10,7 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 fn exported() -> BTreeSet<String> {
     let m = Metrics::new();
     m.init_config_labels(["l"], [("example.com", Algorithm::RsaSha256)]);
-    m.set_dns_check("example.com", DnsCheck::Dkim, true);
+    m.set_dns_checks([("example.com".into(), "dkim:s1".into(), 1)]);
     m.render()
         .lines()
         .filter_map(|l| l.strip_prefix("# HELP "))

@@ -4,8 +4,8 @@
 //! populated) for `.ci/promtool-check.sh FILE`.
 
 use dkim_relay::metrics::{
-    serve, Algorithm, AuthMechanism, DeliveryResult, Direction, DnsCheck, Metrics, Readiness,
-    RejectReason, CONTENT_TYPE,
+    serve, Algorithm, AuthMechanism, DeliveryResult, Direction, Metrics, Readiness, RejectReason,
+    CONTENT_TYPE,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -129,9 +129,10 @@ async fn metrics_exports_every_metric_with_help() {
     m.queue_oldest_age_seconds.set(42.0);
     m.tls_failure(Direction::Inbound);
     m.dns_failures_total.inc();
-    for check in [DnsCheck::Dkim, DnsCheck::Spf, DnsCheck::Dmarc] {
-        m.set_dns_check("example.com", check, check != DnsCheck::Dmarc);
-    }
+    m.set_dns_checks(
+        ["dkim:s1", "spf", "dmarc"]
+            .map(|c| ("example.com".into(), c.into(), i64::from(c != "dmarc"))),
+    );
     m.self_verify_failures_total.inc();
     m.config_reload(true);
 

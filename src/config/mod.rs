@@ -1,12 +1,12 @@
 //! Configuration: the YAML file as written (`raw`), checked into `Settings` with every error of
 //! the file collected (each naming file, line and column), and swapped whole on reload by the
-//! caller. Must not import other modules of ours.
+//! caller. Imports only `sys` of ours (the machine's host name).
 
-pub mod locate;
+pub(crate) mod locate;
 mod raw;
 pub mod schema;
 mod security;
-pub mod units;
+pub(crate) mod units;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -162,8 +162,6 @@ pub struct Listener {
     pub address: ListenAddress,
     pub tls: ListenerTls,
     pub unix_mode: u32,
-    /// Its place in the file, for errors found later (binding, TLS).
-    pub path: KeyPath,
 }
 
 impl Listener {
@@ -205,7 +203,6 @@ pub enum SenderPattern {
 pub struct Client {
     pub kind: ClientKind,
     pub allow_from: Vec<SenderPattern>,
-    pub path: KeyPath,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -74,7 +74,7 @@ pub struct RawSelector {
     pub private_key: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDelivery {
     pub mode: Option<String>,
@@ -116,7 +116,7 @@ pub struct RawRelayHost {
     pub verify_certificate: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDns {
     pub nameservers: Option<Vec<String>>,
@@ -124,7 +124,7 @@ pub struct RawDns {
     pub dnssec: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     pub max_message_size: Option<String>,
@@ -160,7 +160,7 @@ pub struct RawMetrics {
     pub address: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLog {
     pub format: Option<String>,

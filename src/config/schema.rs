@@ -1,6 +1,8 @@
 //! Every configuration key, with its default and meaning. The unknown-key check reads this table
-//! (so every unknown key of a file is reported at once, with its line), and a test checks that
-//! `docs/configuration.md` documents each entry, so the reference cannot drift from the code.
+//! (so every unknown key of a file is reported at once, with its line), the checker takes the
+//! defaults of absent keys from it (`default_of`: each default is written once, here), and a
+//! test checks that `docs/configuration.md` documents each entry, so the reference cannot drift
+//! from the code.
 //!
 //! Patterns: `a.b` nested keys, `a[]` a sequence's items, `*` any key (a domain name).
 
@@ -384,6 +386,14 @@ pub const KEYS: &[(&str, &str, &str)] = &[
 /// Is `path` (as `a.b[0].c`, segments given) a known key?
 pub fn is_known(path: &[super::locate::Seg]) -> bool {
     KEYS.iter().any(|(pattern, _, _)| matches(pattern, path))
+}
+
+/// The default of the key at `path` as this table writes it. The checker parses it where a
+/// key is absent, so each default is written once, here.
+pub fn default_of(path: &[super::locate::Seg]) -> Option<&'static str> {
+    KEYS.iter()
+        .find(|(pattern, _, _)| matches(pattern, path))
+        .map(|(_, default, _)| *default)
 }
 
 fn matches(pattern: &str, path: &[super::locate::Seg]) -> bool {

@@ -221,7 +221,7 @@ pub async fn open(
         };
         greeting(&mut client, policy).await?;
         let caps = ehlo(&mut client, policy).await?;
-        return authenticate(client, caps, addr, host, true, policy).await;
+        return authenticate(client, caps, addr, host, policy).await;
     }
 
     greeting(&mut client, policy).await?;
@@ -234,7 +234,7 @@ pub async fn open(
             stream: Box::new(client.stream) as Box<dyn Stream>,
             timeout: client.timeout,
         };
-        let mut conn = authenticate(client, caps, addr, host, false, policy).await?;
+        let mut conn = authenticate(client, caps, addr, host, policy).await?;
         if secure.is_some() {
             conn.policy_failure = Some(starttls_missing(format!("{host} does not offer STARTTLS")));
         }
@@ -274,7 +274,7 @@ pub async fn open(
             stream: Box::new(client.stream) as Box<dyn Stream>,
             timeout: client.timeout,
         };
-        let mut conn = authenticate(client, caps, addr, host, false, policy).await?;
+        let mut conn = authenticate(client, caps, addr, host, policy).await?;
         if secure.is_some() {
             conn.policy_failure = Some(starttls_missing(why));
         }
@@ -347,7 +347,8 @@ pub async fn open(
     };
     // RFC 3207 4.2: everything learnt before TLS is forgotten; ask again.
     let caps = ehlo(&mut client, policy).await?;
-    let mut conn = authenticate(client, caps, addr, host, true, policy).await?;
+    let mut conn = authenticate(client, caps, addr, host, policy).await?;
+    conn.tls = true;
     if let Some(checker) = verifier {
         match checker.verdict() {
             Verdict::Valid => conn.verified = Some(checker.verified()),
@@ -398,7 +399,6 @@ async fn authenticate(
     caps: EhloResponse<String>,
     addr: SocketAddr,
     host: &str,
-    tls: bool,
     policy: &Policy,
 ) -> Result<Connection, OpenError> {
     if let Some((user, pass)) = &policy.credentials {
@@ -417,7 +417,7 @@ async fn authenticate(
         caps,
         host: host.to_string(),
         addr,
-        tls,
+        tls: false,
         verified: None,
         policy_failure: None,
         transactions: 0,

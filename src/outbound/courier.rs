@@ -236,8 +236,33 @@ impl Courier<'_> {
     }
 }
 
-/// Reasons a connection did not get as far as an answer for the recipients.
-type HopResult<T> = Result<T, String>;
+/// Why a transaction broke off before every recipient had its answer: the connection failed,
+/// timed out or answered short. Never a verdict on the recipients: always temporary, they are
+/// tried again (over a new connection, another host, or at the next retry).
+#[derive(Debug, thiserror::Error)]
+enum BrokeOff {
+    #[error("timed out waiting for the envelope replies")]
+    EnvelopeTimedOut,
+    #[error("MAIL/RCPT/DATA: {0}")]
+    Envelope(mail_send::Error),
+    #[error("too few replies to the pipelined envelope")]
+    TooFewReplies,
+    /// One command of an envelope sent without pipelining: `MAIL`, `RCPT` or `DATA`.
+    #[error("{0}: {1}")]
+    Command(&'static str, mail_send::Error),
+    #[error("after an empty DATA: {0}")]
+    EmptyData(mail_send::Error),
+    #[error("timed out sending the message")]
+    SendTimedOut,
+    #[error("sending the message: {0}")]
+    Send(std::io::Error),
+    #[error("no reply after the message")]
+    NoFinalReply,
+    #[error("after the message: {0}")]
+    FinalReply(mail_send::Error),
+}
+
+type HopResult<T> = Result<T, BrokeOff>;
 
 /// MAIL, RCPT for each recipient, DATA: an outcome per recipient. `Err` when the connection
 /// broke before the answers were in.
@@ -286,10 +311,7 @@ async fn transaction(
     if outcomes.iter().all(Option::is_some) {
         // Only a pipelining server that accepted DATA with no recipient gets here (RFC 2920
         // says it must refuse): end the empty message and let it answer.
-        client
-            .cmd(b".\r\n")
-            .await
-            .map_err(|e| format!("after an empty DATA: {e}"))?;
+        client.cmd(b".\r\n").await.map_err(BrokeOff::EmptyData)?;
         return Ok(Done {
             outcomes: outcomes.into_iter().flatten().collect(),
             reusable: true,
@@ -306,16 +328,16 @@ async fn transaction(
         send_message(&mut client.stream, parcel),
     )
     .await
-    .map_err(|_| "timed out sending the message".to_string())?
-    .map_err(|e| format!("sending the message: {e}"))?;
+    .map_err(|_| BrokeOff::SendTimedOut)?
+    .map_err(BrokeOff::Send)?;
     // RFC 5321 4.5.3.2.6: up to 10 minutes for the answer to the final dot.
     let reply = tokio::time::timeout(
         policy.command_timeout.max(Duration::from_secs(600)),
         client.read(),
     )
     .await
-    .map_err(|_| "no reply after the message".to_string())?
-    .map_err(|e| format!("after the message: {e}"))?;
+    .map_err(|_| BrokeOff::NoFinalReply)?
+    .map_err(BrokeOff::FinalReply)?;
     let o = if reply.code < 300 {
         Outcome::Delivered(connection::show(&reply))
     } else {
@@ -360,10 +382,10 @@ async fn pipelined(conn: &mut Connection, mail: &str, rcpts: &[String]) -> HopRe
         client.read_many(wanted).await
     })
     .await
-    .map_err(|_| "timed out waiting for the envelope replies".to_string())?
-    .map_err(|e| format!("MAIL/RCPT/DATA: {e}"))?;
+    .map_err(|_| BrokeOff::EnvelopeTimedOut)?
+    .map_err(BrokeOff::Envelope)?;
     let [mail_reply, rcpt_replies @ .., data_reply] = replies.as_slice() else {
-        return Err("too few replies to the pipelined envelope".into());
+        return Err(BrokeOff::TooFewReplies);
     };
     let closing = replies.iter().any(|r| r.code == 421);
     let mut outcomes: Vec<Option<Outcome>> = if mail_reply.code >= 400 {
@@ -377,10 +399,7 @@ async fn pipelined(conn: &mut Connection, mail: &str, rcpts: &[String]) -> HopRe
     if data_reply.code == 354 {
         if mail_reply.code >= 400 {
             // A server that took DATA after refusing MAIL: end the empty message.
-            client
-                .cmd(b".\r\n")
-                .await
-                .map_err(|e| format!("after an empty DATA: {e}"))?;
+            client.cmd(b".\r\n").await.map_err(BrokeOff::EmptyData)?;
         } else {
             return Ok(Envelope::DataGo(outcomes));
         }
@@ -402,7 +421,7 @@ async fn one_by_one(conn: &mut Connection, mail: &str, rcpts: &[String]) -> HopR
     let reply = client
         .cmd(mail.as_bytes())
         .await
-        .map_err(|e| format!("MAIL: {e}"))?;
+        .map_err(|e| BrokeOff::Command("MAIL", e))?;
     if reply.code >= 400 {
         return Ok(Envelope::Finished(Done {
             outcomes: vec![outcome_of(&reply); rcpts.len()],
@@ -414,7 +433,7 @@ async fn one_by_one(conn: &mut Connection, mail: &str, rcpts: &[String]) -> HopR
         let reply = client
             .cmd(rcpt.as_bytes())
             .await
-            .map_err(|e| format!("RCPT: {e}"))?;
+            .map_err(|e| BrokeOff::Command("RCPT", e))?;
         if reply.code == 421 {
             // The server is closing: what was not answered yet is for later.
             let o = outcome_of(&reply);
@@ -436,7 +455,7 @@ async fn one_by_one(conn: &mut Connection, mail: &str, rcpts: &[String]) -> HopR
     let reply = client
         .cmd(b"DATA\r\n")
         .await
-        .map_err(|e| format!("DATA: {e}"))?;
+        .map_err(|e| BrokeOff::Command("DATA", e))?;
     if reply.code != 354 {
         return Ok(Envelope::Finished(Done {
             outcomes: fill(outcomes, &outcome_of(&reply)),

@@ -3,18 +3,19 @@
 //! connection pool (limits overall and per destination, idle connections reused) and the
 //! circuit breaker of hosts that failed. The queue sees all of it as one `Transport`. With
 //! `dns.dnssec: trust-ad`, next hops come through the DNSSEC-aware resolver (`secure_hop`).
-//! Must not import `queue` or `spool`: it is given the bytes to send and returns outcomes.
+//! Must not import `queue`, `spool` or `inbound`: it is given the bytes to send and returns
+//! outcomes.
 
-pub mod breaker;
-pub mod connection;
-pub mod courier;
-pub mod directory;
-pub mod extensions;
-pub mod host;
+pub(crate) mod breaker;
+pub(crate) mod connection;
+pub(crate) mod courier;
+pub(crate) mod directory;
+pub(crate) mod extensions;
+pub(crate) mod host;
 pub mod next_hop;
-pub mod pool;
+pub(crate) mod pool;
 pub mod secure_hop;
-pub mod transport;
+pub(crate) mod transport;
 
 pub use transport::{MailTransport, Transport};
 

@@ -7,7 +7,7 @@
 //! `?format=json` gives the same [`Snapshot`] as JSON.
 //!
 //! Recipient addresses appear only for the ten oldest messages; no secrets ever (no keys, no
-//! password hashes, no message content). May import config, core, spool, rotation, metrics
+//! password hashes, no message content). May import config, core, spool, dkim (rotation state), metrics
 //! and the DNS doctor's result types; nothing imports it but `app`.
 
 pub mod html;
@@ -196,7 +196,11 @@ impl StatusBoard {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .window(now, self.metrics.totals());
-        let (states, problems) = crate::rotation::selector_states(settings);
+        let (states, problems) = crate::dkim::rotation::selector_states(
+            &crate::dkim::rotation::state_dir(&settings.spool_dir),
+            &crate::core::configured_selectors(settings),
+            now,
+        );
         let algorithm = |domain: &str, selector: &str| {
             core.signers
                 .domains()

@@ -48,7 +48,7 @@ pub fn build(
             report.report_id
         ),
     );
-    field("Date", &crate::dkim::fixups::rfc5322_date(now));
+    field("Date", &crate::smtp::date::rfc5322_date(now));
     field(
         "Message-ID",
         &format!("<tlsrpt.{day}.{:08x}@{host}>", rand::random::<u32>()),

@@ -50,7 +50,7 @@ impl Day {
 
 impl std::fmt::Display for Day {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (y, m, d) = crate::dkim::fixups::civil_from_days(self.0);
+        let (y, m, d) = crate::smtp::date::civil_from_days(self.0);
         write!(f, "{y:04}-{m:02}-{d:02}")
     }
 }
@@ -274,20 +274,14 @@ struct Flock<'a>(&'a File);
 
 impl<'a> Flock<'a> {
     fn exclusive(file: &'a File) -> io::Result<Flock<'a>> {
-        use std::os::fd::AsRawFd;
-        // SAFETY: flock on a descriptor we own and keep open for the lock's lifetime.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        file.lock()?;
         Ok(Flock(file))
     }
 }
 
 impl Drop for Flock<'_> {
     fn drop(&mut self) {
-        use std::os::fd::AsRawFd;
-        // SAFETY: as above; unlocking a lock we hold.
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+        let _ = self.0.unlock();
     }
 }
 

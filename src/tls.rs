@@ -1,4 +1,6 @@
-//! The server side of TLS: the certificate and key from PEM files, as a rustls configuration.
+//! The server side of TLS: the certificate and key from PEM files, as a rustls configuration
+//! (the listeners' STARTTLS and implicit TLS). Loaded with the rest of the `Core`; imports
+//! nothing else of ours.
 
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;

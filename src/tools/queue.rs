@@ -4,15 +4,17 @@
 //! envelope first), and tells a running daemon to look again with SIGUSR1: `retry` sets the
 //! recipients' next attempt to now, and the daemon's USR1 handler re-reads the whole spool and
 //! attempts what is due. `delete` needs no signal: the scheduler treats a vanished envelope
-//! as done. The daemon is found through the pid file it keeps in the spool directory.
+//! as done. The daemon is found through the pid file it keeps in the spool directory (written
+//! by `app`).
 //! What a recipient waits for comes from the envelope, and, while the daemon runs, from the
 //! closed next-hop hosts it writes to `next-hops.json` (`queue::next_hops`).
 
 use crate::config::{Delivery, Settings};
 use crate::outbound::breaker::{ClosedHost, Snapshot};
+use crate::smtp::date::age;
 use crate::spool::{Envelope, QueueId, RecipientState, Spool, SpoolError, StoredMessage};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The daemon's pid file, in the spool directory.
 pub const PID_FILE: &str = "dkim-relay.pid";
@@ -27,36 +29,8 @@ pub enum Action {
     Delete(String),
 }
 
-/// The daemon's pid file; removed when dropped (at exit), if it is still ours.
-pub struct PidFile {
-    path: PathBuf,
-    pid: u32,
-}
-
-impl PidFile {
-    /// Write `<spool>/dkim-relay.pid` (temporary file + rename, so a reader never sees half).
-    pub fn create(spool_dir: &Path) -> std::io::Result<PidFile> {
-        let pid = std::process::id();
-        let path = spool_dir.join(PID_FILE);
-        let tmp = spool_dir.join(format!(".{PID_FILE}.{pid}"));
-        std::fs::write(&tmp, format!("{pid}\n"))?;
-        std::fs::rename(&tmp, &path).inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })?;
-        Ok(PidFile { path, pid })
-    }
-}
-
-impl Drop for PidFile {
-    fn drop(&mut self) {
-        // Another daemon started on the same spool since: its file is not ours to remove.
-        if read_pid(&self.path) == Some(self.pid) {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
-fn read_pid(path: &Path) -> Option<u32> {
+/// The pid in a pid file.
+pub fn read_pid(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
@@ -179,8 +153,7 @@ fn running_daemon(spool_dir: &Path) -> Option<i32> {
         // No /proc (not Linux): only the pid file to go by.
         Err(_) => !Path::new("/proc/self").exists(),
     };
-    // SAFETY: kill only sends a signal; no memory is involved.
-    (is_relay && unsafe { libc::kill(pid, 0) } == 0).then_some(pid)
+    (is_relay && crate::sys::process_alive(pid)).then_some(pid)
 }
 
 /// Send SIGUSR1 to the daemon of this spool, if it runs; says what happened.
@@ -188,9 +161,7 @@ pub(crate) fn wake_daemon(spool_dir: &Path) -> String {
     let Some(pid) = running_daemon(spool_dir) else {
         return "the relay is not running: delivery is attempted when it starts".to_string();
     };
-    // SAFETY: as above.
-    if unsafe { libc::kill(pid, libc::SIGUSR1) } != 0 {
-        let e = std::io::Error::last_os_error();
+    if let Err(e) = crate::sys::send_usr1(pid) {
         return format!("cannot signal the relay (pid {pid}): {e}; it retries on its own schedule");
     }
     format!("the relay (pid {pid}) is retrying now")
@@ -331,7 +302,7 @@ fn show(
     writeln!(
         out,
         "Received:   {} ({} ago)",
-        crate::dkim::fixups::rfc5322_date(env.received_at),
+        crate::smtp::date::rfc5322_date(env.received_at),
         age(now - env.received_at)
     )?;
     writeln!(out, "Client:     {}", env.client)?;
@@ -397,17 +368,6 @@ fn one_line(s: &str) -> String {
         .collect()
 }
 
-/// `42s`, `17m`, `5h`, `3d`.
-fn age(secs: i64) -> String {
-    let s = secs.max(0);
-    match s {
-        0..=119 => format!("{s}s"),
-        120..=7199 => format!("{}m", s / 60),
-        7200..=172_799 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86_400),
-    }
-}
-
 /// `512 B`, `1.2 KiB`, `3.4 MiB`.
 fn size(bytes: u64) -> String {
     match bytes {
@@ -462,22 +422,6 @@ mod tests {
             waiting_line(&h)
         );
         assert!(waiting_line(&h).ends_with("; probe under way"));
-    }
-
-    #[test]
-    fn pid_file_is_removed_only_by_its_owner() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = PidFile::create(dir.path()).unwrap();
-        assert_eq!(
-            read_pid(&dir.path().join(PID_FILE)),
-            Some(std::process::id())
-        );
-        drop(p);
-        assert!(!dir.path().join(PID_FILE).exists());
-        let p = PidFile::create(dir.path()).unwrap();
-        std::fs::write(dir.path().join(PID_FILE), "1\n").unwrap();
-        drop(p);
-        assert_eq!(read_pid(&dir.path().join(PID_FILE)), Some(1));
     }
 
     #[test]
