@@ -20,14 +20,14 @@ need=()
 [[ -x /usr/bin/bsd-mailx ]] || need+=(bsd-mailx)
 # TLS reports (RFC 8460) are checked against the RFC's JSON schema with jsonschema.
 /usr/bin/python3 -c 'import jsonschema' 2>/dev/null || need+=(python3-jsonschema)
-# Headless Chromium reads the status page (tests/ops_status_page.rs); openssl s_client sends an
-# IP address as TLS SNI (tests/ops_logs.rs); swaks with Net::SSLeay runs the README's demo
-# command verbatim (tests/readme_demo.rs).
+# Headless Chromium reads the status page (tests/e2e/ops_status_page.rs); openssl s_client sends an
+# IP address as TLS SNI (tests/e2e/ops_logs.rs); swaks with Net::SSLeay runs the README's demo
+# command verbatim (tests/e2e/readme_demo.rs).
 [[ -x /usr/bin/chromium ]] || need+=(chromium)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v swaks >/dev/null 2>&1 || need+=(swaks)
 /usr/bin/perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl)
-# tests/cluster_redis.rs starts its own redis-server on a loopback port (the package's service
+# tests/e2e/cluster_redis.rs starts its own redis-server on a loopback port (the package's service
 # is not used).
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # The DANE tests sign test zones with ldns-keygen/ldns-signzone (ldnsutils) and validate them
@@ -38,7 +38,7 @@ command -v ldns-signzone >/dev/null 2>&1 || need+=(ldnsutils)
 # The root trust anchor contrib/unbound/unbound.conf names (its test starts it as shipped).
 [[ -e /usr/share/dns/root.key ]] || need+=(dns-root-data)
 [[ -x /usr/sbin/dovecot && -e /usr/lib/dovecot/imap ]] || need+=(dovecot-imapd)
-# The real-world message corpus of tests/corpus.rs (fetched through cargo, apt and pip; not
+# The real-world message corpus of tests/e2e/corpus.rs (fetched through cargo, apt and pip; not
 # committed): see tests/corpus/README.md.
 "$(dirname "$0")/../tests/corpus/fetch.sh" || echo "install-test-deps: the message corpus could not be fetched (tests/corpus/fetch.sh)" >&2
 if (( ${#need[@]} == 0 )); then exit 0; fi

@@ -50,7 +50,7 @@
 //! # Layering
 //! Who may import whom, by `crate::` path. `smtp`, `sys` and `clock` are the bottom layer:
 //! anyone may import them. Nothing imports `app`; a module not named below may import anything
-//! else. `tests/docs.rs` checks every file of `src/` against these lines.
+//! else. `tests/e2e/docs.rs` checks every file of `src/` against these lines.
 //! - `smtp`, `sys`, `clock`, `metrics`, `password`, `tls`, `trust`, `resolver`: nothing of ours.
 //! - `config`, `spool`, `cli_io`: only `sys`.
 //! - `dkim`, `mime`: only `smtp`.

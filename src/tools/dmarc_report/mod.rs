@@ -26,7 +26,7 @@ mod small;
 mod source;
 mod svg;
 
-// What tests/dmarc_report.rs reads reports and analyses them with.
+// What tests/e2e/dmarc_report.rs reads reports and analyses them with.
 pub use analyze::analyze;
 pub use input::{load_bytes, load_file};
 pub use model::RelayIdentity;
