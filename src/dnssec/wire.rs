@@ -191,13 +191,25 @@ mod tests {
         assert_eq!(edns.max_payload(), EDNS_PAYLOAD);
     }
 
+    /// A UDP socket and a TCP listener on the same loopback port. The UDP port comes from the
+    /// ephemeral range, where another socket may already hold the TCP port of the same number:
+    /// try again with another one then.
+    async fn bind_pair() -> (UdpSocket, tokio::net::TcpListener, std::net::SocketAddr) {
+        for _ in 0..50 {
+            let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let addr = udp.local_addr().unwrap();
+            if let Ok(tcp) = tokio::net::TcpListener::bind(addr).await {
+                return (udp, tcp, addr);
+            }
+        }
+        panic!("no loopback port free for both UDP and TCP in 50 tries");
+    }
+
     /// A server that first sends a forgery (wrong id) and a truncated answer over UDP, then the
     /// full answer over TCP: the client skips the forgery and falls back to TCP.
     #[tokio::test]
     async fn skips_strangers_and_falls_back_to_tcp() {
-        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = udp.local_addr().unwrap();
-        let tcp = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let (udp, tcp, addr) = bind_pair().await;
         let server = tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             let (n, peer) = udp.recv_from(&mut buf).await.unwrap();
