@@ -88,24 +88,25 @@ async fn tenth_failure_of_a_connection_gets_421_and_close() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_user_and_wrong_password_look_the_same() {
     let relay = start_outbox("", "");
-    // Three of each (under the delay threshold, each from its own address), fastest kept:
-    // scheduling noise only ever adds time.
-    let mut fastest = Vec::new();
-    for (src, user) in [("127.0.0.24", "app"), ("127.0.0.25", "no-such-user")] {
-        let mut c = greeted_from(src, &relay).await;
-        let mut best = Duration::MAX;
-        for _ in 0..3 {
-            let (r, took) = fail_once(&mut c, user).await;
-            assert_535(&r);
-            best = best.min(took);
-        }
-        fastest.push(best);
+    // Three of each (under the delay threshold, each user from its own address), taken in
+    // turns so that whatever else the machine does weighs on both alike, the fastest of each
+    // kept: scheduling noise only ever adds time.
+    let mut known_c = greeted_from("127.0.0.24", &relay).await;
+    let mut unknown_c = greeted_from("127.0.0.25", &relay).await;
+    let (mut known, mut unknown) = (Duration::MAX, Duration::MAX);
+    for _ in 0..3 {
+        let (r, took) = fail_once(&mut known_c, "app").await;
+        assert_535(&r);
+        known = known.min(took);
+        let (r, took) = fail_once(&mut unknown_c, "no-such-user").await;
+        assert_535(&r);
+        unknown = unknown.min(took);
     }
-    let (known, unknown) = (fastest[0], fastest[1]);
     // Without the dummy hash an unknown user would be answered in well under a millisecond,
-    // against tens of milliseconds for argon2id.
+    // against tens of milliseconds for argon2id: a factor of 3 either way leaves room for a
+    // busy machine and still catches that.
     assert!(
-        unknown * 2 >= known && known * 2 >= unknown,
+        unknown * 3 >= known && known * 3 >= unknown,
         "known user {known:?} vs unknown user {unknown:?}"
     );
     // AUTH LOGIN too: same reply for both.
