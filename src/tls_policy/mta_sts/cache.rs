@@ -15,7 +15,7 @@ use super::fetch::{self, FetchError};
 use super::policy::{StsMode, StsPolicy};
 use super::record::{self, Discovery};
 use crate::tls_policy::https::Limits;
-use crate::tls_policy::trust::Trust;
+use crate::trust::Trust;
 use mail_auth::MessageAuthenticator;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

@@ -10,7 +10,7 @@ use super::mail::{self, ReportMessage};
 use super::rua::{self, Destination, Rua};
 use super::store::{Day, Store};
 use crate::tls_policy::https::{self, Limits, Request};
-use crate::tls_policy::trust::Trust;
+use crate::trust::Trust;
 use mail_auth::MessageAuthenticator;
 use std::future::Future;
 use std::pin::Pin;

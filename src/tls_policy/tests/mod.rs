@@ -13,8 +13,8 @@ pub(super) mod test_ca;
 
 use super::mta_sts::{Fetcher, Lookup, StsCache, StsMode};
 use super::report::ResultType;
-use super::trust::Trust;
 use super::*;
+use crate::trust::Trust;
 use dns_server::DnsServer;
 use https_server::HttpsServer;
 use std::net::IpAddr;
@@ -56,7 +56,7 @@ pub(super) fn world() -> World {
     server.set(PATH, 200, "text/plain; charset=utf-8", POLICY_1.as_bytes());
     let fetcher = Fetcher {
         resolver: crate::resolver::build(Some(&[dns.addr()])).unwrap(),
-        trust: Trust::load(Some(&ca.ca_file())).unwrap(),
+        trust: Trust::for_delivery(Some(&ca.ca_file())).unwrap(),
         limits: https::Limits {
             timeout: Duration::from_secs(20),
             max_body: 64 * 1024,

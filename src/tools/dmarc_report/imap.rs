@@ -170,7 +170,7 @@ async fn read(
     label: &str,
     collector: &mut Collector<'_>,
 ) -> Result<(), String> {
-    let tls = crate::trust::client_config(login.ca_file.as_deref())?;
+    let tls = crate::trust::Trust::for_clients(login.ca_file.as_deref())?.client();
     let name = ServerName::try_from(source.host.clone())
         .map_err(|_| format!("{:?} is not a host name", source.host))?;
     let tcp = step(
