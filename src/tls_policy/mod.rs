@@ -6,7 +6,7 @@
 //! - [`report`]: RFC 8460 — result vocabulary, the daily store, the JSON report, `rua`, mail.
 //! - [`https`]: the HTTPS client (policy fetches, report posts), checked against
 //!   `crate::trust` (system roots plus `delivery.ca_file`); [`verify`]: the certificate check of
-//!   an MX host under a policy; [`dns`]: TXT lookups.
+//!   an MX host under a policy; [`dns`]: the fields of their TXT records, domain names in ASCII.
 //! - [`dane`]: RFC 7672 as a policy — what a host with DNSSEC-authenticated TLSA records
 //!   demands, and its results in a report's terms (the records themselves: `crate::dane`).
 //!

@@ -3,7 +3,8 @@
 //! name those not beginning with `v=TLSRPTv1` are ignored; anything but exactly one valid
 //! record means the domain takes no reports.
 
-use super::super::dns::{txt_records, TxtAnswer};
+use super::super::dns::{check_extension, fields};
+use crate::resolver::{txt_records, TxtAnswer};
 use mail_auth::MessageAuthenticator;
 
 /// One place to send a report to.
@@ -68,23 +69,13 @@ pub fn select(records: &[String]) -> Rua {
 
 /// Parse one record; the usable destinations of its (first) `rua`.
 pub fn parse(text: &str) -> Result<Vec<Destination>, String> {
-    let mut parts: Vec<&str> = text.split(';').collect();
-    if parts.len() > 1
-        && parts
-            .last()
-            .is_some_and(|p| p.trim_matches([' ', '\t']).is_empty())
-    {
-        parts.pop();
-    }
-    let mut fields = parts.into_iter().map(|p| p.trim_matches([' ', '\t']));
-    if fields.next() != Some("v=TLSRPTv1") {
+    let mut fields = fields(text);
+    if fields.next() != Some(Ok(("v", "TLSRPTv1"))) {
         return Err("it does not start with v=TLSRPTv1".into());
     }
     let mut rua = None;
     for field in fields {
-        let (name, value) = field
-            .split_once('=')
-            .ok_or_else(|| format!("'{field}' is not name=value"))?;
+        let (name, value) = field?;
         if name == "rua" {
             let list = value
                 .split(',')
@@ -92,22 +83,7 @@ pub fn parse(text: &str) -> Result<Vec<Destination>, String> {
                 .collect::<Result<Vec<_>, _>>()?;
             rua.get_or_insert(list);
         } else {
-            let name_ok = !name.is_empty()
-                && name.len() <= 32
-                && name
-                    .bytes()
-                    .next()
-                    .is_some_and(|b| b.is_ascii_alphanumeric())
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-            let value_ok = !value.is_empty()
-                && value
-                    .bytes()
-                    .all(|b| (0x21..=0x7e).contains(&b) && b != b'=' && b != b';');
-            if !name_ok || !value_ok {
-                return Err(format!("field '{field}' is malformed"));
-            }
+            check_extension(name, value)?;
         }
     }
     let list = rua.ok_or("it has no rua")?;
