@@ -80,7 +80,11 @@ mod tests {
         let f: Vec<_> = fields("v=STSv1; junk;;").collect();
         assert_eq!(f[0], Ok(("v", "STSv1")));
         assert_eq!(f[1], Err("'junk' is not name=value".to_string()));
-        assert_eq!(f.len(), 3, "only the last empty field is a trailing delimiter");
+        assert_eq!(
+            f.len(),
+            3,
+            "only the last empty field is a trailing delimiter"
+        );
         assert!(check_extension("ext-1.x", "a,b").is_ok());
         assert!(check_extension("-x", "1").is_err());
         assert!(check_extension("x", "a=b").is_err());

@@ -5,6 +5,7 @@
 
 use super::super::dns::{check_extension, fields};
 use crate::resolver::{txt_records, TxtAnswer};
+use crate::smtp::url::percent_decode;
 use mail_auth::MessageAuthenticator;
 
 /// One place to send a report to.
@@ -107,7 +108,7 @@ fn uri(u: &str) -> Result<Option<Destination>, String> {
     match scheme.to_ascii_lowercase().as_str() {
         "mailto" => {
             let address = percent_decode(rest.split('?').next().unwrap_or_default())
-                .ok_or_else(|| format!("'{u}': bad percent-encoding"))?;
+                .map_err(|_| format!("'{u}': bad percent-encoding"))?;
             match address.rsplit_once('@') {
                 Some((local, domain))
                     if !local.is_empty() && crate::config::is_hostname(domain) =>
@@ -123,23 +124,6 @@ fn uri(u: &str) -> Result<Option<Destination>, String> {
         },
         _ => Ok(None),
     }
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
