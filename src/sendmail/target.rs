@@ -4,7 +4,7 @@
 //! `smtps://…`; credentials from the URL or `username` + `password_file`.
 
 use super::{Failure, EX_CONFIG};
-use crate::smtp::url::{percent_decode, PercentError};
+use crate::smtp::url::{percent_decode, split_host_port, PercentError};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -183,17 +183,8 @@ pub fn parse(address: &str) -> Result<Target, String> {
             Some((credential(user)?, credential(pass)?))
         }
     };
-    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let (h, after) = v6
-            .split_once(']')
-            .ok_or_else(|| format!("'{}': unclosed [", redact(address)))?;
-        (h, after.strip_prefix(':'))
-    } else {
-        match hostport.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (hostport, None),
-        }
-    };
+    let (host, port) =
+        split_host_port(hostport).ok_or_else(|| format!("'{}': unclosed [", redact(address)))?;
     if host.is_empty() {
         return Err(format!("'{}': no host", redact(address)));
     }

@@ -1,7 +1,7 @@
-//! Percent-decoding (RFC 3986 2.1) of the URLs mail is configured and reported with: the
-//! credentials of a `smtp://user:pass@host` submission target, `mailto:` report addresses
-//! (RFC 8460 `rua`), `imaps://user@host/mailbox` sources. Strict, unlike a browser: a `%` not
-//! followed by two hex digits is an error, never kept as it is.
+//! Pieces of the URLs mail is configured and reported with: `smtp://user:pass@host:port`
+//! submission targets, `mailto:` report addresses (RFC 8460 `rua`), `imaps://user@host/mailbox`
+//! sources. Percent-decoding (RFC 3986 2.1) is strict, unlike a browser's: a `%` not followed
+//! by two hex digits is an error, never kept as it is.
 
 /// Why a percent-encoded text could not be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +34,20 @@ pub fn percent_decode(text: &str) -> Result<String, PercentError> {
     String::from_utf8(out).map_err(|_| PercentError::NotUtf8)
 }
 
+/// `host[:port]` or `[v6 address][:port]`: the host (without brackets) and the port as
+/// written, if any. `None`: a `[` without its `]`.
+pub fn split_host_port(hostport: &str) -> Option<(&str, Option<&str>)> {
+    if let Some(v6) = hostport.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        Some((host, after.strip_prefix(':')))
+    } else {
+        Some(match hostport.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (hostport, None),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,5 +60,17 @@ mod tests {
         assert_eq!(percent_decode("%4"), Err(PercentError::BadEscape));
         assert_eq!(percent_decode("%zz"), Err(PercentError::BadEscape));
         assert_eq!(percent_decode("%ff"), Err(PercentError::NotUtf8));
+    }
+
+    #[test]
+    fn hosts_and_ports() {
+        assert_eq!(split_host_port("mx.example"), Some(("mx.example", None)));
+        assert_eq!(
+            split_host_port("mx.example:25"),
+            Some(("mx.example", Some("25")))
+        );
+        assert_eq!(split_host_port("[::1]:993"), Some(("::1", Some("993"))));
+        assert_eq!(split_host_port("[::1]"), Some(("::1", None)));
+        assert_eq!(split_host_port("[::1"), None);
     }
 }

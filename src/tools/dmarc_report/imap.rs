@@ -11,7 +11,7 @@
 use super::collect::Collector;
 use super::mail::{printable, reports_in_message};
 use super::mailbox::MAX_MESSAGE_BYTES;
-use crate::smtp::url::percent_decode;
+use crate::smtp::url::{percent_decode, split_host_port};
 use futures_util::TryStreamExt;
 use rustls_pki_types::ServerName;
 use std::path::PathBuf;
@@ -51,15 +51,7 @@ impl ImapSource {
         if user.is_empty() {
             return Err(bad("no user name"));
         }
-        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (host, after) = v6.split_once(']').ok_or_else(|| bad("unclosed ["))?;
-            (host, after.strip_prefix(':'))
-        } else {
-            match hostport.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (hostport, None),
-            }
-        };
+        let (host, port) = split_host_port(hostport).ok_or_else(|| bad("unclosed ["))?;
         if host.is_empty() {
             return Err(bad("no host"));
         }
