@@ -10,6 +10,8 @@ mod dns_server;
 mod https_server;
 #[path = "../../../tests/support/test_ca.rs"]
 pub(super) mod test_ca;
+#[path = "../../../tests/support/tlsrpt_check.rs"]
+mod tlsrpt_check;
 
 use super::mta_sts::{Fetcher, Lookup, StsCache, StsMode};
 use super::report::ResultType;
