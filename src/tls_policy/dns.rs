@@ -4,6 +4,24 @@
 
 use mail_auth::hickory_resolver::proto::rr::Name;
 
+/// The one record among the TXT records at `name` that begins with `version`: the others are
+/// ignored (RFC 8461 3.1, RFC 8460 3), and none or several means none.
+pub fn only_record<'a>(
+    records: &'a [String],
+    name: &str,
+    version: &str,
+) -> Result<&'a str, String> {
+    let candidates: Vec<&String> = records.iter().filter(|r| r.starts_with(version)).collect();
+    match candidates.as_slice() {
+        [] => Err(format!("no {name} TXT record starting with {version}")),
+        [one] => Ok(one),
+        more => Err(format!(
+            "{} {name} TXT records (exactly one is allowed)",
+            more.len()
+        )),
+    }
+}
+
 /// The fields of a policy TXT record (`_mta-sts`, `_smtp._tls`): `name=value` separated by
 /// `*WSP ";" *WSP`, an optional delimiter at the end. Each field is split as it is reached, so
 /// a caller can refuse a record for its first field (the version) before looking further.

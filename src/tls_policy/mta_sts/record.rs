@@ -3,7 +3,7 @@
 //! ignored; anything but exactly one remaining, valid record means the domain has no
 //! available policy (a cached one may still apply, 5.1).
 
-use super::super::dns::{check_extension, fields};
+use super::super::dns::{check_extension, fields, only_record};
 use crate::resolver::{txt_records, TxtAnswer};
 use mail_auth::MessageAuthenticator;
 
@@ -35,20 +35,11 @@ pub async fn discover(resolver: &MessageAuthenticator, domain: &str) -> Discover
 
 /// The record among `records` (each the concatenation of its strings, 3.1).
 pub fn select(records: &[String]) -> Discovery {
-    let candidates: Vec<&String> = records
-        .iter()
-        .filter(|r| r.starts_with("v=STSv1"))
-        .collect();
-    match candidates.as_slice() {
-        [] => Discovery::Absent("no _mta-sts TXT record starting with v=STSv1".into()),
-        [one] => match parse(one) {
-            Ok(r) => Discovery::Record(r),
-            Err(e) => Discovery::Absent(format!("invalid _mta-sts record: {e}")),
-        },
-        more => Discovery::Absent(format!(
-            "{} _mta-sts TXT records (exactly one is allowed)",
-            more.len()
-        )),
+    let record = only_record(records, "_mta-sts", "v=STSv1")
+        .and_then(|r| parse(r).map_err(|e| format!("invalid _mta-sts record: {e}")));
+    match record {
+        Ok(r) => Discovery::Record(r),
+        Err(e) => Discovery::Absent(e),
     }
 }
 

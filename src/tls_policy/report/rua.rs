@@ -3,7 +3,7 @@
 //! name those not beginning with `v=TLSRPTv1` are ignored; anything but exactly one valid
 //! record means the domain takes no reports.
 
-use super::super::dns::{check_extension, fields};
+use super::super::dns::{check_extension, fields, only_record};
 use crate::resolver::{txt_records, TxtAnswer};
 use crate::smtp::url::percent_decode;
 use mail_auth::MessageAuthenticator;
@@ -48,23 +48,14 @@ pub async fn discover(resolver: &MessageAuthenticator, domain: &str) -> Rua {
 
 /// The destinations of the one valid record among `records`.
 pub fn select(records: &[String]) -> Rua {
-    let candidates: Vec<&String> = records
-        .iter()
-        .filter(|r| r.starts_with("v=TLSRPTv1"))
-        .collect();
-    match candidates.as_slice() {
-        [] => Rua::Absent("no _smtp._tls TXT record starting with v=TLSRPTv1".into()),
-        [one] => match parse(one) {
-            Ok(list) if list.is_empty() => {
-                Rua::Absent("the rua of _smtp._tls has no mailto: or https: URI".into())
-            }
-            Ok(list) => Rua::Destinations(list),
-            Err(e) => Rua::Absent(format!("invalid _smtp._tls record: {e}")),
-        },
-        more => Rua::Absent(format!(
-            "{} _smtp._tls TXT records (exactly one is allowed)",
-            more.len()
-        )),
+    let list = only_record(records, "_smtp._tls", "v=TLSRPTv1")
+        .and_then(|r| parse(r).map_err(|e| format!("invalid _smtp._tls record: {e}")));
+    match list {
+        Ok(list) if list.is_empty() => {
+            Rua::Absent("the rua of _smtp._tls has no mailto: or https: URI".into())
+        }
+        Ok(list) => Rua::Destinations(list),
+        Err(e) => Rua::Absent(e),
     }
 }
 
