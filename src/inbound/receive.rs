@@ -88,10 +88,7 @@ impl<'c> Reception<'c> {
         envelope: AcceptedEnvelope,
         arrival: Arrival,
     ) -> Reception<'c> {
-        let now_unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let now_unix = crate::clock::unix_now();
         Reception {
             core,
             shared,

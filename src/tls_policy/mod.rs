@@ -38,9 +38,6 @@ use std::sync::Arc;
 /// (RFC 8460 has no result type of its own for it: `validation-failure`).
 pub const MX_MISMATCH: &str = "mx-not-in-mta-sts-policy";
 
-/// Now, in seconds since the epoch (the TLS report's UTC days, policy ages).
-pub use crate::clock::unix_now;
-
 /// The policies governing mail to one recipient domain, as looked up for one attempt.
 #[derive(Debug, Clone)]
 pub struct DomainPolicy {

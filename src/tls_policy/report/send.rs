@@ -192,7 +192,7 @@ pub async fn run_daily(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        let now = crate::tls_policy::unix_now();
+        let now = crate::clock::unix_now();
         if let Some(c) = ctx() {
             if let Err(e) = round(&store, queue.as_ref(), &c, now).await {
                 tracing::warn!(error = %e, "cannot read the TLS report results in the spool");

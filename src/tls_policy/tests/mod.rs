@@ -37,12 +37,7 @@ pub(super) struct World {
     pub(super) spool: tempfile::TempDir,
 }
 
-pub(super) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
+pub(super) use crate::clock::unix_now as now;
 
 /// A policy host for a.example serving POLICY_1 under TXT id 1.
 pub(super) fn world() -> World {
