@@ -21,7 +21,7 @@ pub struct Core {
     pub relay_password: Option<String>,
     /// The system roots plus `delivery.ca_file`, when MTA-STS (MX delivery) or TLS reports
     /// are on.
-    pub trust: Option<crate::tls_policy::trust::Trust>,
+    pub trust: Option<crate::trust::Trust>,
     /// `envelope_tagging` with its secrets file read.
     pub tagging: Option<crate::backscatter::Tagging>,
     /// Read from `cluster.password_file`.
@@ -114,7 +114,7 @@ impl Core {
         let trust = if (mx && security.mta_sts != crate::config::MtaStsMode::Off)
             || security.tls_reports.enabled
         {
-            match crate::tls_policy::trust::Trust::load(security.ca_file.as_deref()) {
+            match crate::trust::Trust::for_delivery(security.ca_file.as_deref()) {
                 Ok(t) => Some(t),
                 Err(e) => {
                     let key = if security.ca_file.is_some() {

@@ -39,7 +39,8 @@
 //! - `backscatter`: BATV tags on envelope senders at delivery, and `bounce-check` (a Postfix
 //!   policy server and a one-shot command) that refuses bounces to untagged addresses.
 //! - `tls`: the listeners' certificate and key, as a rustls server configuration.
-//! - `trust`: whom our TLS clients trust (system roots, `$SSL_CERT_FILE`, a named CA file).
+//! - `trust`: whom our TLS clients trust (system roots, `$SSL_CERT_FILE`, a named CA file,
+//!   `delivery.ca_file`), and what every certificate check of ours shares.
 //! - `cluster`: limits shared by replicas through Redis (`cluster.redis`), with their fallback.
 //! - `dane`: DANE for SMTP (RFC 7672): TLSA records of MX hosts, the certificate check.
 //! - `dnssec`: lookups through trusted validating resolvers that say whether each answer was
@@ -57,7 +58,7 @@
 //! - `logging`: only `config`.
 //! - `backscatter`: only `config`, `logging`, `metrics`.
 //! - `cluster`: only `config`, `metrics`.
-//! - `core`: only `config`, `dkim`, `backscatter`, `resolver`, `tls`, `dnssec`, `tls_policy`.
+//! - `core`: only `config`, `dkim`, `backscatter`, `resolver`, `tls`, `dnssec`, `tls_policy`, `trust`.
 //! - `sendmail`: only `smtp`, `sys`, `trust`.
 //! - `inbound`: not `outbound`, `queue`, `tools`.
 //! - `outbound`: not `queue`, `spool`, `inbound`, `tools`.

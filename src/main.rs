@@ -439,7 +439,8 @@ fn main() -> ExitCode {
             password_file,
             ca_file,
         } => {
-            use dkim_relay::tools::dmarc_report::{command, Format, Options, EXIT_FAIL};
+            use dkim_relay::tools::dmarc_report::{command, Format, Options};
+            use dkim_relay::tools::EXIT_FAIL;
             let options = Options {
                 inputs,
                 config,

@@ -1,18 +1,70 @@
-//! Whom our TLS clients trust (the sendmail front end's `smtp://`/`smtps://` submission and
-//! `dmarc-report --imap`): the system's CA store, plus the certificates of `$SSL_CERT_FILE` and
-//! of a CA file the operator names. A server with a self-signed certificate (what
-//! `openssl req -x509` makes: CA:TRUE, as Debian's Dovecot and many private relays have) is
-//! trusted when that very certificate is listed there and names the host: webpki alone refuses
-//! any CA certificate as a server's, which would leave private servers no way in. Imports
+//! Whom our TLS clients trust, and what every certificate check of ours shares. Imports
 //! nothing else of ours.
+//!
+//! Two sets of roots, one [`Trust`]:
+//! - [`Trust::for_delivery`]: the system's CA store plus `delivery.ca_file`. One per loaded
+//!   configuration; MTA-STS policy hosts, MX hosts under an MTA-STS policy and HTTPS report
+//!   endpoints are all checked against it (webpki: chain, validity period, host name).
+//! - [`Trust::for_clients`]: the clients an operator points at a server of their own (the
+//!   sendmail front end's `smtp://`/`smtps://` submission, `dmarc-report --imap`): the system's
+//!   CA store, plus the certificates of `$SSL_CERT_FILE` and of a CA file the operator names. A
+//!   server with a self-signed certificate (what `openssl req -x509` makes: CA:TRUE, as
+//!   Debian's Dovecot and many private relays have) is trusted when that very certificate is
+//!   listed there and names the host: webpki alone refuses any CA certificate as a server's,
+//!   which would leave private servers no way in.
+//!
+//! The verifiers that keep a verdict for a report (`tls_policy::verify`, `dane::verify`) build
+//! their client configuration with [`config_with`] and take their handshake-signature checks
+//! from [`signature_checks!`].
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::{CertificateError, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+
+/// The handshake-signature methods of a `ServerCertVerifier`, the same in every verifier of
+/// ours (they differ only in how they judge the certificate): checked with
+/// [`signature_algorithms`].
+macro_rules! signature_checks {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls_pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                $crate::trust::signature_algorithms(),
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls_pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                $crate::trust::signature_algorithms(),
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            $crate::trust::signature_algorithms().supported_schemes()
+        }
+    };
+}
+pub(crate) use signature_checks;
 
 /// The system's well-known CA bundles, read in addition when `$SSL_CERT_FILE`/`$SSL_CERT_DIR`
 /// make rustls-native-certs read only those.
@@ -22,44 +74,120 @@ const SYSTEM_BUNDLES: &[&str] = &[
     "/etc/ssl/cert.pem",
 ];
 
-/// A TLS client configuration trusting the system roots, `$SSL_CERT_FILE` and `ca_file`.
-/// The error names the file that could not be used.
-pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
-    let tls = rustls::ClientConfig::builder()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier(ca_file)?))
-        .with_no_client_auth();
-    Ok(Arc::new(tls))
+/// The roots, and the TLS client configurations built on them.
+#[derive(Clone, Debug)]
+pub struct Trust {
+    verifier: Arc<Verifier>,
+    /// For HTTPS (ALPN http/1.1).
+    https: Arc<rustls::ClientConfig>,
+    /// Without ALPN: SMTP after STARTTLS (RFC 7672 and 8461 ask for none), smtps, IMAP.
+    client: Arc<rustls::ClientConfig>,
+    /// How many roots there are, for check-config.
+    pub roots: usize,
 }
 
-fn verifier(ca_file: Option<&Path>) -> Result<Verifier, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    roots.add_parsable_certificates(native.certs);
-    let env_overrides =
-        std::env::var_os("SSL_CERT_FILE").is_some() || std::env::var_os("SSL_CERT_DIR").is_some();
-    if env_overrides {
-        if let Some(bundle) = SYSTEM_BUNDLES.iter().find(|p| Path::new(p).exists()) {
-            // The system store is a bonus here; the files named explicitly are checked below.
-            let _ = read_pem(Path::new(bundle)).map(|c| roots.add_parsable_certificates(c));
+impl Trust {
+    /// The system roots plus `ca_file`. A `ca_file` that cannot be read or holds no
+    /// certificate is an error; so is ending up with no root at all.
+    pub fn for_delivery(ca_file: Option<&Path>) -> Result<Trust, String> {
+        let mut roots = system_roots();
+        if let Some(file) = ca_file {
+            let certs = read_pem(file)?;
+            let (added, ignored) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(format!(
+                    "{}: no usable CA certificate ({ignored} could not be parsed)",
+                    file.display()
+                ));
+            }
+        }
+        if roots.is_empty() {
+            return Err(
+                "no CA certificates: install the system's (Debian: ca-certificates) or name a PEM \
+                 file in delivery.ca_file"
+                    .into(),
+            );
+        }
+        let count = roots.len();
+        let webpki = WebPkiServerVerifier::builder(Arc::new(roots))
+            .build()
+            .map_err(|e| format!("CA certificates: {e}"))?;
+        Ok(Trust::new(webpki, Vec::new(), count))
+    }
+
+    /// The system roots, `$SSL_CERT_FILE` and `ca_file`, a self-signed server certificate
+    /// listed in either accepted for its names. The error names the file that could not be
+    /// used.
+    pub fn for_clients(ca_file: Option<&Path>) -> Result<Trust, String> {
+        let mut roots = system_roots();
+        let env_overrides = std::env::var_os("SSL_CERT_FILE").is_some()
+            || std::env::var_os("SSL_CERT_DIR").is_some();
+        if env_overrides {
+            if let Some(bundle) = SYSTEM_BUNDLES.iter().find(|p| Path::new(p).exists()) {
+                // The system store is a bonus here; the files named explicitly are checked below.
+                let _ = read_pem(Path::new(bundle)).map(|c| roots.add_parsable_certificates(c));
+            }
+        }
+        let mut listed = Vec::new();
+        if let Some(file) = std::env::var_os("SSL_CERT_FILE").filter(|f| !f.is_empty()) {
+            listed.extend(read_pem(Path::new(&file)).map_err(|e| format!("CA file {e}"))?);
+        }
+        if let Some(file) = ca_file {
+            listed.extend(read_pem(file).map_err(|e| format!("CA file {e}"))?);
+        }
+        roots.add_parsable_certificates(listed.iter().cloned());
+        let count = roots.len();
+        let webpki = WebPkiServerVerifier::builder(Arc::new(roots))
+            .build()
+            .map_err(|e| format!("no usable CA certificate: {e}"))?;
+        Ok(Trust::new(webpki, listed, count))
+    }
+
+    fn new(
+        webpki: Arc<WebPkiServerVerifier>,
+        listed: Vec<CertificateDer<'static>>,
+        roots: usize,
+    ) -> Trust {
+        let verifier = Arc::new(Verifier { webpki, listed });
+        let https = {
+            let mut c = Arc::unwrap_or_clone(config_with(verifier.clone()));
+            c.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Arc::new(c)
+        };
+        Trust {
+            client: config_with(verifier.clone()),
+            https,
+            verifier,
+            roots,
         }
     }
-    let mut explicit = Vec::new();
-    if let Some(file) = std::env::var_os("SSL_CERT_FILE").filter(|f| !f.is_empty()) {
-        explicit.extend(read_pem(Path::new(&file))?);
+
+    /// The client configuration for HTTPS requests.
+    pub fn https(&self) -> Arc<rustls::ClientConfig> {
+        self.https.clone()
     }
-    if let Some(file) = ca_file {
-        explicit.extend(read_pem(file)?);
+
+    /// The client configuration without ALPN: SMTP to a host whose certificate must verify,
+    /// IMAP.
+    pub fn client(&self) -> Arc<rustls::ClientConfig> {
+        self.client.clone()
     }
-    roots.add_parsable_certificates(explicit.iter().cloned());
-    let webpki = WebPkiServerVerifier::builder(Arc::new(roots))
-        .build()
-        .map_err(|e| format!("no usable CA certificate: {e}"))?;
-    Ok(Verifier { webpki, explicit })
+
+    /// The verifier itself, for checks that keep a verdict (`tls_policy::verify`).
+    pub fn verifier(&self) -> Arc<Verifier> {
+        self.verifier.clone()
+    }
 }
 
+fn system_roots() -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    roots
+}
+
+/// The certificates of a PEM file; the error names the file.
 fn read_pem(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let bad = |e: String| format!("CA file {}: {e}", path.display());
+    let bad = |e: String| format!("{}: {e}", path.display());
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .map_err(|e| bad(e.to_string()))?
         .collect::<Result<_, _>>()
@@ -70,12 +198,13 @@ fn read_pem(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
-/// webpki's verification, plus: a server certificate refused only for being a CA certificate
-/// is accepted when it is byte for byte one the operator listed and it names the host.
+/// webpki's verification (chain to a root, validity period, host name), plus: a server
+/// certificate refused only for being a CA certificate is accepted when it is byte for byte
+/// one the operator listed and it names the host (never for delivery, which lists none).
 #[derive(Debug)]
-struct Verifier {
+pub struct Verifier {
     webpki: Arc<WebPkiServerVerifier>,
-    explicit: Vec<CertificateDer<'static>>,
+    listed: Vec<CertificateDer<'static>>,
 }
 
 impl ServerCertVerifier for Verifier {
@@ -103,7 +232,7 @@ impl ServerCertVerifier for Verifier {
             other.0.downcast_ref::<webpki::Error>() == Some(&webpki::Error::CaUsedAsEndEntity);
         if !ca_as_server
             || !self
-                .explicit
+                .listed
                 .iter()
                 .any(|c| c.as_ref() == end_entity.as_ref())
         {
@@ -116,39 +245,44 @@ impl ServerCertVerifier for Verifier {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
-    }
+    signature_checks!();
+}
 
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
-    }
+/// A TLS client configuration (no ALPN, no client certificate) that checks servers with
+/// `verifier`.
+pub fn config_with(verifier: Arc<dyn ServerCertVerifier>) -> Arc<rustls::ClientConfig> {
+    Arc::new(
+        rustls::ClientConfig::builder()
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth(),
+    )
+}
 
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
-    }
+/// The algorithms handshake signatures are checked with: the crypto provider's (aws-lc-rs),
+/// as webpki's own verifier checks them.
+pub fn signature_algorithms() -> &'static WebPkiSupportedAlgorithms {
+    static ALGORITHMS: LazyLock<WebPkiSupportedAlgorithms> = LazyLock::new(|| {
+        rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms
+    });
+    &ALGORITHMS
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn dev_cert() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("certs/dev-cert.pem")
+    }
+
     fn verify(ca_file: Option<&str>, name: &str) -> Result<ServerCertVerified, rustls::Error> {
-        let dev = Path::new(env!("CARGO_MANIFEST_DIR")).join("certs/dev-cert.pem");
+        let dev = dev_cert();
         let cert = read_pem(&dev).unwrap().remove(0);
         let name = ServerName::try_from(name.to_string()).unwrap();
-        verifier(ca_file.map(|_| dev.as_path()))
+        Trust::for_clients(ca_file.map(|_| dev.as_path()))
             .unwrap()
+            .verifier()
             .verify_server_cert(&cert, &[], &name, &[], UnixTime::now())
     }
 
@@ -164,5 +298,37 @@ mod tests {
             verify(None, "localhost").is_err(),
             "not listed: not trusted"
         );
+    }
+
+    #[test]
+    fn delivery_lists_no_self_signed_certificate() {
+        let dev = dev_cert();
+        let cert = read_pem(&dev).unwrap().remove(0);
+        let name = ServerName::try_from("localhost").unwrap();
+        let got = Trust::for_delivery(Some(&dev))
+            .unwrap()
+            .verifier()
+            .verify_server_cert(&cert, &[], &name, &[], UnixTime::now());
+        assert!(got.is_err(), "{got:?}");
+    }
+
+    #[test]
+    fn ca_file_problems_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let e = Trust::for_delivery(Some(&empty)).unwrap_err();
+        assert!(e.contains("no certificate"), "{e}");
+        let e = Trust::for_clients(Some(&empty)).unwrap_err();
+        assert!(
+            e.starts_with("CA file ") && e.contains("no certificate"),
+            "{e}"
+        );
+        let missing = dir.path().join("missing.pem");
+        assert!(Trust::for_delivery(Some(&missing))
+            .unwrap_err()
+            .contains("missing.pem"));
+        let t = Trust::for_delivery(Some(&dev_cert())).unwrap();
+        assert!(t.roots >= 1);
     }
 }

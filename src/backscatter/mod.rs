@@ -27,11 +27,7 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 /// Seconds since 1970-01-01 (UTC), now.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+pub use crate::clock::unix_now;
 
 /// Days since 1970-01-01 (UTC) at `unix` seconds.
 pub fn day_of(unix: i64) -> u64 {

@@ -17,9 +17,9 @@
 //! RFC 8689), when only the verdict tells.
 
 use super::tlsa::{Part, Tlsa, Usage};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+use crate::trust;
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
+use rustls::CertificateError;
 use rustls_pki_types::{CertificateDer, ServerName, TrustAnchor, UnixTime};
 use std::sync::{Arc, Mutex};
 
@@ -79,7 +79,6 @@ pub struct DaneVerifier {
     records: Vec<Tlsa>,
     /// Reference identifiers for DANE-TA name checks.
     names: Vec<ServerName<'static>>,
-    algorithms: WebPkiSupportedAlgorithms,
     /// A failed check fails the handshake.
     enforce: bool,
     verdict: Mutex<Verdict>,
@@ -101,8 +100,6 @@ impl DaneVerifier {
         DaneVerifier {
             records,
             names: refs,
-            algorithms: rustls::crypto::aws_lc_rs::default_provider()
-                .signature_verification_algorithms,
             enforce: true,
             verdict: Mutex::new(Verdict::Unchecked),
         }
@@ -119,11 +116,7 @@ impl DaneVerifier {
     /// connection.
     pub fn client_config(self) -> (Arc<rustls::ClientConfig>, Arc<DaneVerifier>) {
         let verifier = Arc::new(self);
-        let config = rustls::ClientConfig::builder()
-            .dangerous()
-            .with_custom_certificate_verifier(verifier.clone())
-            .with_no_client_auth();
-        (Arc::new(config), verifier)
+        (trust::config_with(verifier.clone()), verifier)
     }
 
     pub fn verdict(&self) -> Verdict {
@@ -194,7 +187,7 @@ impl DaneVerifier {
         let leaf = webpki::EndEntityCert::try_from(end_entity)
             .map_err(|e| Failure::Unreadable(e.to_string()))?;
         leaf.verify_for_usage(
-            self.algorithms.all,
+            trust::signature_algorithms().all,
             &[anchor],
             intermediates,
             now,
@@ -241,27 +234,7 @@ impl ServerCertVerifier for DaneVerifier {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
+    trust::signature_checks!();
 }
 
 #[cfg(test)]

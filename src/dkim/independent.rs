@@ -6,6 +6,8 @@
 //! network). A bug in our one-pass canonicalizer (`canon.rs`) would sign a wrong body hash and
 //! still pass `verify::check`; this check fails it.
 
+use super::keys::txt_value;
+use super::message::MadeField;
 use super::signer::SelectorSigner;
 use mail_auth::dkim::DomainKey;
 use mail_auth::dns::{DnsCache, NoCache, Parameters, ResolverCache, TxtRecord, TxtRecordParser};
@@ -24,44 +26,68 @@ pub enum IndependentError {
     Failed { selector: String, result: String },
 }
 
-/// One signature we made, as the verifier will see it.
-pub struct Ours<'a> {
-    pub domain: &'a str,
-    pub selector: &'a str,
-    /// The `b=` value, decoded: tells our signature from one the client's message carried.
-    pub b: &'a [u8],
-}
-
-/// The TXT records of the message's selectors, as DNS would serve them.
+/// DKIM key records as DNS would serve them, so that mail-auth's verifier asks no DNS for
+/// them: the message's selectors (self-verification), or the key `verify --key` was given.
 pub struct KnownKeys {
     records: HashMap<Box<str>, TxtRecord>,
+    /// What every other name answers: "no such record", or the one key given for any name.
+    otherwise: TxtRecord,
 }
 
 impl KnownKeys {
+    /// The keys of `signers`, each at its selector's name.
     pub fn new(signers: &[Arc<SelectorSigner>]) -> KnownKeys {
         use base64::Engine;
         let records = signers
             .iter()
             .map(|s| {
-                let value = format!(
-                    "v=DKIM1; k={}; p={}",
-                    s.algorithm.key_type(),
-                    base64::engine::general_purpose::STANDARD.encode(&s.public_key)
-                );
-                let record = match DomainKey::parse(value.as_bytes()) {
-                    Ok(k) => TxtRecord::from(k),
-                    Err(e) => TxtRecord::Error(e),
-                };
-                let name = format!(
-                    "{}._domainkey.{}.",
-                    s.selector,
-                    s.domain.trim_end_matches('.').to_ascii_lowercase()
-                );
-                (name.into_boxed_str(), record)
+                let b64 = base64::engine::general_purpose::STANDARD.encode(&s.public_key);
+                (
+                    key_name(&s.selector, &s.domain),
+                    record(&txt_value(s.algorithm, &b64)),
+                )
             })
             .collect();
-        KnownKeys { records }
+        KnownKeys {
+            records,
+            otherwise: no_record(),
+        }
     }
+
+    /// One key, its TXT `value`: at `selector._domainkey.domain` when `at` is
+    /// `(domain, selector)`, at every name when it is `None`.
+    pub fn one(value: &str, at: Option<(&str, &str)>) -> KnownKeys {
+        match at {
+            Some((domain, selector)) => KnownKeys {
+                records: HashMap::from([(key_name(selector, domain), record(value))]),
+                otherwise: no_record(),
+            },
+            None => KnownKeys {
+                records: HashMap::new(),
+                otherwise: record(value),
+            },
+        }
+    }
+}
+
+/// `selector._domainkey.domain.`, as mail-auth asks its cache.
+fn key_name(selector: &str, domain: &str) -> Box<str> {
+    format!(
+        "{selector}._domainkey.{}.",
+        domain.trim_end_matches('.').to_ascii_lowercase()
+    )
+    .into_boxed_str()
+}
+
+fn record(value: &str) -> TxtRecord {
+    match DomainKey::parse(value.as_bytes()) {
+        Ok(k) => TxtRecord::from(k),
+        Err(e) => TxtRecord::Error(e),
+    }
+}
+
+fn no_record() -> TxtRecord {
+    TxtRecord::Error(Error::Dns(DnsError::InvalidRecordType))
 }
 
 impl ResolverCache<Box<str>, TxtRecord> for KnownKeys {
@@ -70,13 +96,13 @@ impl ResolverCache<Box<str>, TxtRecord> for KnownKeys {
         Box<str>: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        // Every name answers from here: ours with its key, any other (a signature the client's
-        // message already carried) with "no such record", never with a DNS query.
+        // Every name answers from here, never from a DNS query: a known key with it, any other
+        // (a signature the client's message already carried) as `otherwise` says.
         Some(
             self.records
                 .get(name)
                 .cloned()
-                .unwrap_or(TxtRecord::Error(Error::Dns(DnsError::InvalidRecordType))),
+                .unwrap_or_else(|| self.otherwise.clone()),
         )
     }
 
@@ -115,29 +141,30 @@ impl DnsCache for KnownKeys {
     }
 }
 
-/// Verify each of `ours` in `message` (the signature fields followed by the stored bytes)
-/// with mail-auth's verifier. Only `Pass` passes: a wrong body hash is `Neutral`.
+/// Verify each signature we `made` in `message` (the signature fields followed by the stored
+/// bytes) with mail-auth's verifier; ours are told from any the client's message carried by
+/// their `b=`. Only `Pass` passes: a wrong body hash is `Neutral`.
 pub async fn verify(
     verifier: &MessageAuthenticator,
     keys: &KnownKeys,
     message: &[u8],
-    ours: &[Ours<'_>],
+    made: &[MadeField],
 ) -> Result<(), IndependentError> {
     let parsed = AuthenticatedMessage::parse(message).ok_or(IndependentError::Unparsable)?;
     let outputs = verifier
         .verify_dkim(Parameters::new(&parsed).with_cache(keys))
         .await;
-    for sig in ours {
+    for sig in made {
         let output = outputs.iter().find(|o| {
             o.signature().is_some_and(|s| {
-                s.d.eq_ignore_ascii_case(sig.domain) && s.s == sig.selector && s.b == sig.b
+                s.d.eq_ignore_ascii_case(&sig.domain) && s.s == sig.selector && s.b == sig.b
             })
         });
         match output.map(|o| o.result()) {
             Some(DkimResult::Pass) => {}
             other => {
                 return Err(IndependentError::Failed {
-                    selector: sig.selector.to_string(),
+                    selector: sig.selector.clone(),
                     result: other.map_or_else(|| "nothing".to_string(), |r| format!("{r:?}")),
                 })
             }
@@ -150,32 +177,10 @@ pub async fn verify(
 mod tests {
     use super::*;
     use crate::dkim::message::MessageSigning;
-    use crate::dkim::signer::{SelectorSpec, Signers, SigningOptions};
-    use std::collections::BTreeMap;
-
-    fn dev_signers() -> Signers {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dev-keys");
-        let specs = ["dev2026r", "dev2026e"]
-            .iter()
-            .map(|s| SelectorSpec {
-                selector: s.to_string(),
-                private_key: dir.join(format!("example.com.{s}.pem")),
-            })
-            .collect();
-        let options = SigningOptions {
-            relaxed_headers: true,
-            relaxed_body: true,
-            expire: None,
-        };
-        Signers::load(
-            &BTreeMap::from([("example.com".to_string(), specs)]),
-            options,
-        )
-        .unwrap_or_else(|_| panic!("dev keys load"))
-    }
+    use crate::dkim::signer::dev_signers;
 
     async fn check(body_signed: &[u8], body_sent: &[u8]) -> Result<(), IndependentError> {
-        let signers = dev_signers();
+        let signers = dev_signers(true, None);
         let list = signers.for_from_domain("example.com").unwrap();
         let section = b"From: a@example.com\r\nTo: b@example.net\r\nSubject: hi\r\n";
         let mut s = MessageSigning::new(list);
@@ -188,16 +193,8 @@ mod tests {
         message.extend_from_slice(section);
         message.extend_from_slice(b"\r\n");
         message.extend_from_slice(body_sent);
-        let ours: Vec<Ours<'_>> = made
-            .iter()
-            .map(|m| Ours {
-                domain: &m.domain,
-                selector: &m.selector,
-                b: &m.b,
-            })
-            .collect();
         let verifier = MessageAuthenticator::new_cloudflare_tls().unwrap();
-        verify(&verifier, &KnownKeys::new(list), &message, &ours).await
+        verify(&verifier, &KnownKeys::new(list), &message, &made).await
     }
 
     #[tokio::test]

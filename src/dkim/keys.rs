@@ -134,6 +134,15 @@ impl PrivateKey {
     }
 }
 
+/// The DKIM TXT value for a public key: `v=DKIM1; k=<type>; p=<base64>`.
+pub fn txt_value(algorithm: KeyAlgorithm, public_key_base64: &str) -> String {
+    format!(
+        "v=DKIM1; k={}; p={}",
+        algorithm.key_type(),
+        public_key_base64
+    )
+}
+
 /// Wrap a PKCS#1 RSAPublicKey in a SubjectPublicKeyInfo, the form DKIM records publish (and
 /// what `opendkim-genkey` prints).
 pub fn rsa_spki(pkcs1: &[u8]) -> Vec<u8> {

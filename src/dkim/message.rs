@@ -229,31 +229,9 @@ fn signed_header_names(listed: &[String], fields: &[Field<'_>]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dkim::signer::{SelectorSpec, Signers, SigningOptions};
+    use crate::dkim::signer::dev_signers;
     use rand::{Rng, SeedableRng};
-    use std::collections::BTreeMap;
     use std::time::Duration;
-
-    fn dev_signers(relaxed: bool, expire: Option<Duration>) -> Signers {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dev-keys");
-        let specs = ["dev2026r", "dev2026e"]
-            .iter()
-            .map(|s| SelectorSpec {
-                selector: s.to_string(),
-                private_key: dir.join(format!("example.com.{s}.pem")),
-            })
-            .collect();
-        let options = SigningOptions {
-            relaxed_headers: relaxed,
-            relaxed_body: relaxed,
-            expire,
-        };
-        Signers::load(
-            &BTreeMap::from([("example.com".to_string(), specs)]),
-            options,
-        )
-        .unwrap_or_else(|_| panic!("dev keys load"))
-    }
 
     fn random_message(rng: &mut impl Rng) -> (Vec<u8>, Vec<u8>) {
         const FIELDS: &[&[u8]] = &[

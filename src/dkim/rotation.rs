@@ -44,14 +44,6 @@ impl Rotation {
     }
 }
 
-/// Unix seconds now.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// Where rotation state lives, in the spool directory.
 pub fn state_dir(spool_dir: &Path) -> PathBuf {
     spool_dir.join("rotation")

@@ -166,3 +166,27 @@ fn build(
         key: again.signing_key,
     }
 }
+
+/// The development keys of `config/dev-keys` (example.com: `dev2026r` RSA, `dev2026e`
+/// Ed25519), for tests.
+#[cfg(test)]
+pub(crate) fn dev_signers(relaxed: bool, expire: Option<Duration>) -> Signers {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dev-keys");
+    let specs = ["dev2026r", "dev2026e"]
+        .iter()
+        .map(|s| SelectorSpec {
+            selector: s.to_string(),
+            private_key: dir.join(format!("example.com.{s}.pem")),
+        })
+        .collect();
+    let options = SigningOptions {
+        relaxed_headers: relaxed,
+        relaxed_body: relaxed,
+        expire,
+    };
+    Signers::load(
+        &BTreeMap::from([("example.com".to_string(), specs)]),
+        options,
+    )
+    .unwrap_or_else(|_| panic!("dev keys load"))
+}

@@ -14,7 +14,7 @@ use super::Shared;
 use crate::config::BareNewlines;
 use crate::core::Core;
 use crate::dkim::fixups::{self, Context, Trace};
-use crate::dkim::independent::{self, KnownKeys, Ours};
+use crate::dkim::independent::{self, KnownKeys};
 use crate::dkim::message::{MessageSigning, SignError};
 use crate::dkim::signer::SelectorSigner;
 use crate::metrics::{Algorithm, ReencodeReason, RejectReason};
@@ -88,10 +88,7 @@ impl<'c> Reception<'c> {
         envelope: AcceptedEnvelope,
         arrival: Arrival,
     ) -> Reception<'c> {
-        let now_unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let now_unix = crate::clock::unix_now();
         Reception {
             core,
             shared,
@@ -464,16 +461,8 @@ impl<'c> Reception<'c> {
             tracing::error!(queue_id = %self.id, error = %e, "cannot read the draft back");
             return Err(Refusal::spool(&e));
         }
-        let ours: Vec<Ours<'_>> = made
-            .iter()
-            .map(|m| Ours {
-                domain: &m.domain,
-                selector: &m.selector,
-                b: &m.b,
-            })
-            .collect();
         let keys = KnownKeys::new(signers);
-        let checked = independent::verify(&self.core.resolver, &keys, &message, &ours).await;
+        let checked = independent::verify(&self.core.resolver, &keys, &message, made).await;
         self.signing_time += t.elapsed();
         checked.map_err(|e| {
             tracing::error!(queue_id = %self.id, domain = %signing_domain, error = %e, "self-verification failed; message refused");

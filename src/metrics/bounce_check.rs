@@ -3,7 +3,7 @@
 //! none of the relay's families.
 
 use super::NAMESPACE;
-use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{IntCounterVec, Opts, Registry};
 
 /// The `verdict` label of `dkim_relay_bounce_checks_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,8 +53,6 @@ pub struct BounceCheckMetrics {
     pub checks_total: IntCounterVec,
     /// `config_reloads_total{result}`: SIGHUP reloads, `success` or `failure`.
     pub config_reloads_total: IntCounterVec,
-    /// `build_info{version}`: always 1.
-    pub build_info: IntGaugeVec,
 }
 
 impl BounceCheckMetrics {
@@ -67,6 +65,7 @@ impl BounceCheckMetrics {
     pub fn try_new() -> Result<BounceCheckMetrics, super::MetricsError> {
         let registry = Registry::new();
         let opts = |name: &str, help: &str| Opts::new(name, help).namespace(NAMESPACE);
+        let config_reloads_total = super::daemon_metrics(&registry)?;
         let m = BounceCheckMetrics {
             checks_total: IntCounterVec::new(
                 opts(
@@ -76,32 +75,13 @@ impl BounceCheckMetrics {
                 ),
                 &["verdict"],
             )?,
-            config_reloads_total: IntCounterVec::new(
-                opts(
-                    "config_reloads_total",
-                    "Configuration reloads, by result (success, failure).",
-                ),
-                &["result"],
-            )?,
-            build_info: IntGaugeVec::new(
-                opts("build_info", "Build information; the value is always 1."),
-                &["version"],
-            )?,
+            config_reloads_total,
             registry,
         };
         m.registry.register(Box::new(m.checks_total.clone()))?;
-        m.registry
-            .register(Box::new(m.config_reloads_total.clone()))?;
-        m.registry.register(Box::new(m.build_info.clone()))?;
         for v in BounceVerdict::ALL {
             m.checks_total.with_label_values(&[v.as_str()]);
         }
-        for r in ["success", "failure"] {
-            m.config_reloads_total.with_label_values(&[r]);
-        }
-        m.build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
         Ok(m)
     }
 
@@ -114,17 +94,12 @@ impl BounceCheckMetrics {
 
     /// Count a configuration reload.
     pub fn config_reload(&self, ok: bool) {
-        let result = if ok { "success" } else { "failure" };
-        self.config_reloads_total.with_label_values(&[result]).inc();
+        super::count_reload(&self.config_reloads_total, ok);
     }
 
     /// Everything in the text exposition format.
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
-            tracing::error!(error = %e, "cannot encode metrics");
-        }
-        String::from_utf8(buf).unwrap_or_default()
+        super::render(&self.registry)
     }
 }
 

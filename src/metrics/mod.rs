@@ -85,8 +85,6 @@ pub struct Metrics {
     pub self_verify_failures_total: IntCounter,
     /// `config_reloads_total{result}`: SIGHUP reloads, `success` or `failure`.
     pub config_reloads_total: IntCounterVec,
-    /// `build_info{version}`: always 1.
-    pub build_info: IntGaugeVec,
     /// `tls_policy_total{policy,result}`: outbound sessions to MX hosts by the policy they
     /// were under ([`TlsPolicy`]) and whether they met it (`ok`, `failed`).
     pub tls_policy_total: IntCounterVec,
@@ -145,6 +143,7 @@ impl Metrics {
                 .buckets(buckets)
         };
 
+        let config_reloads_total = daemon_metrics(&registry)?;
         let m = Metrics {
             connections_total: IntCounterVec::new(
                 opts("connections_total", "Connections accepted, by listener."),
@@ -233,17 +232,7 @@ impl Metrics {
                 "self_verify_failures_total",
                 "New DKIM signatures that failed verification before acceptance.",
             ))?,
-            config_reloads_total: IntCounterVec::new(
-                opts(
-                    "config_reloads_total",
-                    "Configuration reloads, by result (success, failure).",
-                ),
-                &["result"],
-            )?,
-            build_info: IntGaugeVec::new(
-                opts("build_info", "Build information; the value is always 1."),
-                &["version"],
-            )?,
+            config_reloads_total,
             tls_policy_total: IntCounterVec::new(
                 opts(
                     "tls_policy_total",
@@ -308,7 +297,7 @@ impl Metrics {
             registry,
         };
 
-        let collectors: [Box<dyn Collector>; 18] = [
+        let collectors: [Box<dyn Collector>; 16] = [
             Box::new(m.connections_total.clone()),
             Box::new(m.sessions_active.clone()),
             Box::new(m.auth_failures_total.clone()),
@@ -325,8 +314,6 @@ impl Metrics {
             Box::new(m.dns_failures_total.clone()),
             Box::new(m.dns_check_ok.clone()),
             Box::new(m.self_verify_failures_total.clone()),
-            Box::new(m.config_reloads_total.clone()),
-            Box::new(m.build_info.clone()),
         ];
         for c in collectors {
             m.registry.register(c)?;
@@ -385,29 +372,17 @@ impl Metrics {
         for d in Direction::ALL {
             m.tls_failures_total.with_label_values(&[d.as_str()]);
         }
-        for r in ["success", "failure"] {
-            m.config_reloads_total.with_label_values(&[r]);
-        }
         for p in TlsPolicy::ALL {
             for r in ["ok", "failed"] {
                 m.tls_policy_total.with_label_values(&[p.as_str(), r]);
             }
         }
-        m.build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
         Ok(m)
     }
 
     /// Everything in the text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        // Encoding into a Vec only fails on a malformed metric family, which our fixed
-        // definitions never produce; a failed scrape must not take the relay down, so log it.
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
-            tracing::error!(error = %e, "cannot encode metrics");
-        }
-        String::from_utf8(buf).unwrap_or_default()
+        render(&self.registry)
     }
 
     /// Pre-initialise the per-listener and per-domain series of the configuration, so they
@@ -526,9 +501,53 @@ impl Metrics {
 
     /// Count a configuration reload.
     pub fn config_reload(&self, ok: bool) {
-        let result = if ok { "success" } else { "failure" };
-        self.config_reloads_total.with_label_values(&[result]).inc();
+        count_reload(&self.config_reloads_total, ok);
     }
+}
+
+/// What every daemon of ours exports besides its own families (the relay's [`Metrics`],
+/// bounce-check's): `config_reloads_total{result}` (returned, for [`count_reload`]) and
+/// `build_info{version}` (always 1), registered in `registry`, their series there from the
+/// start.
+fn daemon_metrics(registry: &Registry) -> Result<IntCounterVec, MetricsError> {
+    let opts = |name: &str, help: &str| Opts::new(name, help).namespace(NAMESPACE);
+    let reloads = IntCounterVec::new(
+        opts(
+            "config_reloads_total",
+            "Configuration reloads, by result (success, failure).",
+        ),
+        &["result"],
+    )?;
+    let build_info = IntGaugeVec::new(
+        opts("build_info", "Build information; the value is always 1."),
+        &["version"],
+    )?;
+    registry.register(Box::new(reloads.clone()))?;
+    registry.register(Box::new(build_info.clone()))?;
+    for r in ["success", "failure"] {
+        reloads.with_label_values(&[r]);
+    }
+    build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
+    Ok(reloads)
+}
+
+/// Count a configuration reload in `config_reloads_total`.
+fn count_reload(reloads: &IntCounterVec, ok: bool) {
+    let result = if ok { "success" } else { "failure" };
+    reloads.with_label_values(&[result]).inc();
+}
+
+/// A registry's families in the text exposition format (version 0.0.4).
+fn render(registry: &Registry) -> String {
+    let mut buf = Vec::new();
+    // Encoding into a Vec only fails on a malformed metric family, which our fixed definitions
+    // never produce; a failed scrape must not take the daemon down, so log it.
+    if let Err(e) = TextEncoder::new().encode(&registry.gather(), &mut buf) {
+        tracing::error!(error = %e, "cannot encode metrics");
+    }
+    String::from_utf8(buf).unwrap_or_default()
 }
 
 /// The running totals behind the status page's "last hour" (it keeps per-minute snapshots of

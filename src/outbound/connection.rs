@@ -8,8 +8,8 @@
 use crate::config::OutboundTls;
 use crate::dane::{DaneVerifier, TlsaRrset};
 use crate::tls_policy::report::{FailureDetail, ResultType};
-use crate::tls_policy::trust::Trust;
 use crate::tls_policy::verify::{self, PolicyVerifier, Verdict};
+use crate::trust::Trust;
 use mail_send::SmtpClient;
 use smtp_proto::{EhloResponse, Response, EXT_START_TLS};
 use std::net::SocketAddr;

@@ -120,7 +120,7 @@ impl MailTransport {
                     &fetcher,
                     d.security.mta_sts,
                     domain,
-                    crate::tls_policy::unix_now(),
+                    crate::clock::unix_now(),
                 )
                 .await
             }

@@ -30,8 +30,6 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use waiting::Waiting;
 
-pub use crate::clock::unix_now;
-
 /// After SIGTERM, how long deliveries under way may take to get their answers. Those still
 /// running are then abandoned: their recipients stay pending in the spool and go out after
 /// the restart (the receiver saw no final dot, or its answer was not recorded: at least once).

@@ -271,6 +271,11 @@ impl Harness {
         self.calls().into_iter().filter(|c| c.connected).collect()
     }
 
+    /// Nothing is left in the spool.
+    fn spool_empty(&self) -> bool {
+        self.spool.list().unwrap().is_empty()
+    }
+
     /// Let paused time run until `cond` holds, for at most `limit` of it.
     async fn until(&self, limit: Duration, cond: impl Fn(&Harness) -> bool) -> bool {
         let end = tokio::time::Instant::now() + limit;
@@ -310,14 +315,7 @@ async fn retries_follow_the_schedule_with_bounded_jitter() {
     assert!((9..=12).contains(&gaps[0]), "{gaps:?}");
     assert!((54..=67).contains(&gaps[1]), "{gaps:?}");
     assert!((54..=67).contains(&gaps[2]), "{gaps:?}");
-    assert!(
-        h.until(Duration::from_secs(5), |h| h
-            .spool
-            .list()
-            .unwrap()
-            .is_empty())
-            .await
-    );
+    assert!(h.until(Duration::from_secs(5), Harness::spool_empty).await);
     assert!(h
         .metrics
         .render()
@@ -356,14 +354,7 @@ async fn too_old_bounces_with_a_dsn_to_the_sender() {
         dsn.contains("Diagnostic-Code: smtp; 451 4.2.0 busy"),
         "{dsn}"
     );
-    assert!(
-        h.until(Duration::from_secs(5), |h| h
-            .spool
-            .list()
-            .unwrap()
-            .is_empty())
-            .await
-    );
+    assert!(h.until(Duration::from_secs(5), Harness::spool_empty).await);
 }
 
 #[tokio::test(start_paused = true)]
@@ -407,14 +398,7 @@ async fn a_panicked_attempt_is_picked_up_again_from_the_spool() {
     );
     let ids: Vec<String> = h.delivered().iter().map(|c| c.queue_id.clone()).collect();
     assert!(ids.contains(&boom.to_string()) && ids.contains(&fine.to_string()));
-    assert!(
-        h.until(Duration::from_secs(5), |h| h
-            .spool
-            .list()
-            .unwrap()
-            .is_empty())
-            .await
-    );
+    assert!(h.until(Duration::from_secs(5), Harness::spool_empty).await);
 }
 
 #[tokio::test(start_paused = true)]
@@ -438,14 +422,7 @@ async fn retry_all_makes_everything_due_now() {
             .await
     );
     assert!(h.calls()[1].at - asked <= 1);
-    assert!(
-        h.until(Duration::from_secs(2), |h| h
-            .spool
-            .list()
-            .unwrap()
-            .is_empty())
-            .await
-    );
+    assert!(h.until(Duration::from_secs(2), Harness::spool_empty).await);
 }
 
 #[tokio::test(start_paused = true)]
@@ -487,14 +464,7 @@ async fn a_host_back_after_ten_seconds_gets_its_backlog_within_one_retry_interva
         "{text}"
     );
     assert!(text.contains("dkim_relay_next_hop_closed 0"), "{text}");
-    assert!(
-        h.until(Duration::from_secs(5), |h| h
-            .spool
-            .list()
-            .unwrap()
-            .is_empty())
-            .await
-    );
+    assert!(h.until(Duration::from_secs(5), Harness::spool_empty).await);
     assert!(next_hops::read(h.spool.root()).hosts.is_empty());
 }
 

@@ -4,6 +4,7 @@
 //! `smtps://…`; credentials from the URL or `username` + `password_file`.
 
 use super::{Failure, EX_CONFIG};
+use crate::smtp::url::{percent_decode, split_host_port, PercentError};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -179,20 +180,11 @@ pub fn parse(address: &str) -> Result<Target, String> {
             let (user, pass) = u
                 .split_once(':')
                 .ok_or_else(|| format!("'{}': credentials are user:password", redact(address)))?;
-            Some((percent_decode(user)?, percent_decode(pass)?))
+            Some((credential(user)?, credential(pass)?))
         }
     };
-    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let (h, after) = v6
-            .split_once(']')
-            .ok_or_else(|| format!("'{}': unclosed [", redact(address)))?;
-        (h, after.strip_prefix(':'))
-    } else {
-        match hostport.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (hostport, None),
-        }
-    };
+    let (host, port) =
+        split_host_port(hostport).ok_or_else(|| format!("'{}': unclosed [", redact(address)))?;
     if host.is_empty() {
         return Err(format!("'{}': no host", redact(address)));
     }
@@ -210,33 +202,22 @@ pub fn parse(address: &str) -> Result<Target, String> {
     })
 }
 
+/// A user name or password of the URL, percent-decoded.
+fn credential(text: &str) -> Result<String, String> {
+    percent_decode(text).map_err(|e| match e {
+        PercentError::BadEscape => {
+            "a % in the credentials is not followed by two hex digits".to_string()
+        }
+        PercentError::NotUtf8 => "the credentials are not UTF-8 once decoded".to_string(),
+    })
+}
+
 /// The address with its password replaced, for error messages.
 fn redact(address: &str) -> String {
     match (address.find("://"), address.rfind('@')) {
         (Some(s), Some(at)) if at > s => format!("{}***{}", &address[..s + 3], &address[at..]),
         _ => address.to_string(),
     }
-}
-
-fn percent_decode(s: &str) -> Result<String, String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = b
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or("a % in the credentials is not followed by two hex digits")?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| "the credentials are not UTF-8 once decoded".to_string())
 }
 
 #[cfg(test)]

@@ -8,5 +8,7 @@ use std::sync::Arc;
 
 /// The TLS client configuration: the system roots plus `ca_file` and `$SSL_CERT_FILE`.
 pub fn tls_config(config: &SendmailConfig) -> Result<Arc<rustls::ClientConfig>, Failure> {
-    crate::trust::client_config(config.ca_file.as_deref()).map_err(|e| Failure::new(EX_CONFIG, e))
+    crate::trust::Trust::for_clients(config.ca_file.as_deref())
+        .map(|t| t.client())
+        .map_err(|e| Failure::new(EX_CONFIG, e))
 }

@@ -1,5 +1,6 @@
 //! I/O-free SMTP pieces we add on top of smtp-proto: replies, DATA framing (end-of-data only at
-//! CRLF.CRLF, dot-unstuffing, bare CR/LF handling), the header section, addresses, dates.
+//! CRLF.CRLF, dot-unstuffing, bare CR/LF handling), the header section, addresses, dates, and
+//! the percent-decoding of the URLs mail is configured with.
 //! A bottom layer: anyone may import it.
 //! Must not import other modules of ours.
 
@@ -8,3 +9,4 @@ pub mod data;
 pub mod date;
 pub mod header;
 pub mod reply;
+pub mod url;

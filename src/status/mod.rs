@@ -13,6 +13,7 @@
 pub mod html;
 pub mod ring;
 
+use crate::clock::unix_now;
 use crate::core::Core;
 use crate::metrics::{Metrics, Page, StatusPage};
 use crate::spool::{RecipientState, Spool};
@@ -127,13 +128,6 @@ pub struct StatusBoard {
     started: i64,
     doctor: Mutex<Option<(i64, Vec<CheckResult>)>>,
     ring: Mutex<MinuteRing>,
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 impl StatusBoard {

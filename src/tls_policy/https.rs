@@ -5,7 +5,7 @@
 //! followed (hyper does not follow them; a 3xx is just a status), the whole exchange under one
 //! deadline and the answer's body under a size limit.
 
-use super::trust::Trust;
+use crate::trust::Trust;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use mail_auth::hickory_resolver::proto::rr::RData;

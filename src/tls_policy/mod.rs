@@ -4,9 +4,9 @@
 //! # Layout
 //! - [`mta_sts`]: RFC 8461 — TXT record, policy, HTTPS fetch, the cache in the spool.
 //! - [`report`]: RFC 8460 — result vocabulary, the daily store, the JSON report, `rua`, mail.
-//! - [`https`]: the HTTPS client (policy fetches, report posts); [`trust`]: system roots plus
-//!   `delivery.ca_file`; [`verify`]: the certificate check of an MX host under a policy;
-//!   [`dns`]: TXT lookups.
+//! - [`https`]: the HTTPS client (policy fetches, report posts), checked against
+//!   `crate::trust` (system roots plus `delivery.ca_file`); [`verify`]: the certificate check of
+//!   an MX host under a policy; [`dns`]: the fields of their TXT records, domain names in ASCII.
 //! - [`dane`]: RFC 7672 as a policy — what a host with DNSSEC-authenticated TLSA records
 //!   demands, and its results in a report's terms (the records themselves: `crate::dane`).
 //!
@@ -16,16 +16,15 @@
 //! [`HostPolicy::Dane`] variant, chosen per host before MTA-STS (RFC 8461 2: DANE wins) when the
 //! host's TLSA records are DNSSEC-authenticated.
 //!
-//! Imports `config`, `metrics`, `clock`, `dkim` (dates), `dane` and `dnssec` only: `outbound`
-//! consults this module, never the other way round, and nothing here touches the queue or the
-//! spool's messages.
+//! Imports `config`, `metrics`, `clock`, `dkim` (dates), `dane`, `dnssec` and `trust` only:
+//! `outbound` consults this module, never the other way round, and nothing here touches the
+//! queue or the spool's messages.
 
 pub mod dane;
 pub mod dns;
 pub mod https;
 pub mod mta_sts;
 pub mod report;
-pub mod trust;
 pub mod verify;
 
 use crate::config::MtaStsMode;
@@ -38,9 +37,6 @@ use std::sync::Arc;
 /// The `failure-reason-code` of a session refused because its MX host is not in the policy
 /// (RFC 8460 has no result type of its own for it: `validation-failure`).
 pub const MX_MISMATCH: &str = "mx-not-in-mta-sts-policy";
-
-/// Now, in seconds since the epoch (the TLS report's UTC days, policy ages).
-pub use crate::clock::unix_now;
 
 /// The policies governing mail to one recipient domain, as looked up for one attempt.
 #[derive(Debug, Clone)]

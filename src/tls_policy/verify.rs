@@ -5,17 +5,15 @@
 //! the verdict tells.
 
 use super::report::{FailureDetail, ResultType};
-use super::trust::Trust;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use crate::trust::{self, Trust};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use std::sync::{Arc, Mutex};
 
 /// One connection's certificate check.
 #[derive(Debug)]
 pub struct PolicyVerifier {
-    webpki: Arc<WebPkiServerVerifier>,
+    webpki: Arc<trust::Verifier>,
     enforce: bool,
     verdict: Mutex<Option<Result<(), rustls::Error>>>,
 }
@@ -32,11 +30,7 @@ impl PolicyVerifier {
             enforce,
             verdict: Mutex::new(None),
         });
-        let config = rustls::ClientConfig::builder()
-            .dangerous()
-            .with_custom_certificate_verifier(verifier.clone())
-            .with_no_client_auth();
-        (Arc::new(config), verifier)
+        (trust::config_with(verifier.clone()), verifier)
     }
 
     /// What the check found.
@@ -88,27 +82,7 @@ impl ServerCertVerifier for PolicyVerifier {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
-    }
+    trust::signature_checks!();
 }
 
 /// A handshake that failed (a certificate refused, no common cipher, a TLS alert, a reset):
@@ -144,7 +118,7 @@ mod tests {
                 let _ = tls.shutdown().await;
             }
         });
-        let trust = Trust::load(Some(&ca.ca_file())).unwrap();
+        let trust = Trust::for_delivery(Some(&ca.ca_file())).unwrap();
         let (config, verifier) = PolicyVerifier::client_config(&trust, enforce);
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let connector = tokio_rustls::TlsConnector::from(config);

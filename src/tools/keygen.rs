@@ -2,7 +2,7 @@
 //! the DNS record that publishes its public half, both as zone-file syntax (split into ≤255-byte
 //! strings, the most a TXT string can hold) and as the bare value that DNS panels ask for.
 
-use crate::dkim::keys::{KeyAlgorithm, PrivateKey};
+use crate::dkim::keys::{txt_value, KeyAlgorithm, PrivateKey};
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
 use std::fmt;
 use std::io::Write;
@@ -126,15 +126,6 @@ pub fn pkcs8_pem(der: &[u8]) -> String {
     }
     pem.push_str("-----END PRIVATE KEY-----\n");
     pem
-}
-
-/// The DKIM TXT value for a public key: `v=DKIM1; k=<type>; p=<base64>`.
-pub fn txt_value(algorithm: KeyAlgorithm, public_key_base64: &str) -> String {
-    format!(
-        "v=DKIM1; k={}; p={}",
-        algorithm.key_type(),
-        public_key_base64
-    )
 }
 
 /// Split a TXT value into character strings of at most 255 bytes: the tags before `p=` first

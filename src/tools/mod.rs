@@ -22,3 +22,5 @@ pub(crate) mod verify;
 pub const EXIT_OK: u8 = 0;
 /// Exit status: a check failed, or the tool could not run.
 pub const EXIT_FAIL: u8 = 1;
+/// Exit status: the command line is wrong (as for clap's own usage errors).
+pub const EXIT_USAGE: u8 = 2;

@@ -60,7 +60,7 @@ fn execute(config: &Path, action: Action, out: &mut dyn Write) -> Result<(), Str
         ));
     }
     let spool = Spool::open(dir).map_err(|e| e.to_string())?;
-    let now = crate::queue::unix_now();
+    let now = crate::clock::unix_now();
     // A file left by a daemon that is gone says nothing about now.
     let closed = match running_daemon(dir) {
         Some(_) => crate::queue::next_hops::read(dir),

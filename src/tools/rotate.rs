@@ -4,10 +4,11 @@
 //! signing, is `dkim::rotation`'s.
 
 use super::keygen::{keygen, KeygenAlgorithm};
+use crate::clock::unix_now;
 use crate::config::Settings;
 use crate::dkim::keys::PrivateKey;
 use crate::dkim::rotation::{
-    fresh_selector, load_all, now, save, selector_states, state_dir, state_file, Rotation,
+    fresh_selector, load_all, save, selector_states, state_dir, state_file, Rotation,
 };
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -53,7 +54,7 @@ pub fn start(
     if let Some(r) = existing.get(&domain) {
         taken.push(r.selector.clone());
     }
-    let selector = fresh_selector(algorithm.key_algorithm(), &taken, now());
+    let selector = fresh_selector(algorithm.key_algorithm(), &taken, unix_now());
     let out = out_dir
         .map(Path::to_path_buf)
         .or(key_dir)
@@ -65,7 +66,7 @@ pub fn start(
         private_key: std::fs::canonicalize(&generated.path).unwrap_or(generated.path.clone()),
         algorithm: generated.algorithm.tag().to_string(),
         replaces: replaces.clone(),
-        created: now(),
+        created: unix_now(),
         activated: None,
         grace_secs: grace.as_secs(),
     };
@@ -104,7 +105,7 @@ pub async fn activate_ready(
             tracing::info!(domain = %domain, selector = %r.selector, detail = %check.message, "rotation pending: DNS does not serve the new key yet");
             continue;
         }
-        r.activated = Some(now());
+        r.activated = Some(unix_now());
         match save(&dir, &r) {
             Ok(()) => {
                 tracing::info!(domain = %domain, selector = %r.selector, replaces = %r.replaces.join(","), "rotation active: DNS serves the new key; signing with it now");
@@ -121,7 +122,7 @@ pub fn status(settings: &Settings) -> String {
     let (states, problems) = selector_states(
         &state_dir(&settings.spool_dir),
         &crate::core::configured_selectors(settings),
-        now(),
+        unix_now(),
     );
     let mut out = String::new();
     for s in states {

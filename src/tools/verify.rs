@@ -3,15 +3,13 @@
 //! expired, no key record…). mail-auth does the verification; this module only supplies keys
 //! and explanations.
 
-use crate::dkim::keys::PrivateKey;
-use crate::tools::keygen::txt_value;
+use crate::dkim::independent::KnownKeys;
+use crate::dkim::keys::{txt_value, PrivateKey};
 use mail_auth::crypto::CryptoError;
-use mail_auth::dkim::{DkimError, DomainKey};
-use mail_auth::dns::{DnsCache, NoCache, Parameters, ResolverCache, TxtRecord, TxtRecordParser};
+use mail_auth::dkim::DkimError;
+use mail_auth::dns::Parameters;
 use mail_auth::{AuthenticatedMessage, DkimResult, DnsError, Error, MessageAuthenticator};
-use std::borrow::Borrow;
 use std::fmt;
-use std::hash::Hash;
 
 /// A key given on the command line instead of DNS, for signatures of `domain`/`selector`
 /// (each `None` matches any).
@@ -97,7 +95,15 @@ pub async fn verify_message(
         return Err(VerifyError::NoSignature);
     }
 
-    let cache = local.map(LocalKeyCache::new);
+    // The `--key` selector's TXT lookup answered with the key given, so verification with a
+    // local key never asks DNS for it; other names (signatures the key is not for) answer "not
+    // found" rather than reaching DNS.
+    let cache = local.map(|lk| {
+        KnownKeys::one(
+            &txt_value(lk.key.algorithm, &lk.key.public_key_base64()),
+            lk.domain.as_deref().zip(lk.selector.as_deref()),
+        )
+    });
     let outputs = match &cache {
         Some(cache) => {
             resolver
@@ -270,90 +276,6 @@ fn lf_to_crlf(raw: &[u8]) -> Vec<u8> {
         out.push(b);
     }
     out
-}
-
-/// A DNS cache that answers the `--key` selector's TXT lookup with the key given, so
-/// verification with a local key never asks DNS for it. Other names (signatures the key is not
-/// for) answer "not found" rather than reaching DNS.
-struct LocalKeyCache {
-    name: Option<String>,
-    record: TxtRecord,
-}
-
-impl LocalKeyCache {
-    fn new(lk: &LocalKey) -> LocalKeyCache {
-        let value = txt_value(lk.key.algorithm, &lk.key.public_key_base64());
-        let record = match DomainKey::parse(value.as_bytes()) {
-            Ok(k) => TxtRecord::from(k),
-            Err(e) => TxtRecord::Error(e),
-        };
-        let name = match (&lk.domain, &lk.selector) {
-            (Some(d), Some(s)) => Some(format!(
-                "{s}._domainkey.{}.",
-                d.trim_end_matches('.').to_ascii_lowercase()
-            )),
-            _ => None,
-        };
-        LocalKeyCache { name, record }
-    }
-}
-
-impl ResolverCache<Box<str>, TxtRecord> for LocalKeyCache {
-    fn get<Q>(&self, name: &Q) -> Option<TxtRecord>
-    where
-        Box<str>: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let asked: &Q = name;
-        let hit = match &self.name {
-            // Compare through the key type: `Q` is what `Box<str>` borrows as.
-            Some(n) => {
-                let key: Box<str> = n.as_str().into();
-                <Box<str> as Borrow<Q>>::borrow(&key) == asked
-            }
-            // `--key` without --domain/--selector: the key is for every signature.
-            None => true,
-        };
-        Some(if hit {
-            self.record.clone()
-        } else {
-            TxtRecord::Error(Error::Dns(DnsError::InvalidRecordType))
-        })
-    }
-
-    fn remove<Q>(&self, _: &Q) -> Option<TxtRecord>
-    where
-        Box<str>: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        None
-    }
-
-    fn insert(&self, _: Box<str>, _: TxtRecord, _: std::time::Instant) {}
-}
-
-impl DnsCache for LocalKeyCache {
-    type Txt = LocalKeyCache;
-    type Mx = NoCache;
-    type Ipv4 = NoCache;
-    type Ipv6 = NoCache;
-    type Ptr = NoCache;
-
-    fn txt(&self) -> Option<&Self::Txt> {
-        Some(self)
-    }
-    fn mx(&self) -> Option<&Self::Mx> {
-        None
-    }
-    fn ipv4(&self) -> Option<&Self::Ipv4> {
-        None
-    }
-    fn ipv6(&self) -> Option<&Self::Ipv6> {
-        None
-    }
-    fn ptr(&self) -> Option<&Self::Ptr> {
-        None
-    }
 }
 
 #[cfg(test)]

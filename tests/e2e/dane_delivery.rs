@@ -17,6 +17,7 @@ use crate::relay;
 use crate::smtp_client;
 use crate::smtp_sink;
 use crate::test_ca;
+use crate::tlsrpt_check::schema_check;
 use crate::unbound;
 
 use dane_certs::{Ca, Issued, Validity};
@@ -477,28 +478,4 @@ async fn tls_report(relay: &Relay, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{text}\n{}", relay.log());
     String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-/// A TLS report checked against the RFC 8460 JSON schema (tests/data) with Python's
-/// jsonschema (Debian's python3-jsonschema).
-fn schema_check(json: &[u8]) -> Result<(), String> {
-    use std::io::Write as _;
-    let root = std::path::Path::new(relay::ROOT);
-    let mut child = std::process::Command::new("/usr/bin/python3")
-        .arg(root.join("tests/support/tlsrpt_schema.py"))
-        .arg(root.join("tests/data/tlsrpt-schema.json"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("/usr/bin/python3");
-    child.stdin.take().unwrap().write_all(json).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    if out.status.success() && text.trim() == "ok" {
-        Ok(())
-    } else {
-        Err(text)
-    }
 }

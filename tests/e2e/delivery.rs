@@ -70,8 +70,8 @@ fn dsns(messages: &[Delivered]) -> Vec<Delivered> {
         .collect()
 }
 
-/// The leaf parts of a DSN as (content type, body text), after checking its top level.
-fn dsn_parts(raw: &[u8]) -> Vec<(String, String)> {
+/// The body text of the DSN's part of `content_type`, after checking its top level.
+fn dsn_part(raw: &[u8], content_type: &str) -> String {
     let msg = mail_parser::MessageParser::new()
         .parse(raw)
         .expect("DSN parses");
@@ -83,16 +83,17 @@ fn dsn_parts(raw: &[u8]) -> Vec<(String, String)> {
         String::from_utf8_lossy(raw)
     );
     assert_eq!(ct.attribute("report-type"), Some("delivery-status"));
-    msg.parts()
+    let part = msg
+        .parts()
         .filter(|p| !p.is_multipart())
-        .map(|p| {
-            let t = p
-                .content_type()
-                .map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or("")))
-                .unwrap_or_default();
-            (t, String::from_utf8_lossy(&p.decoded()).into_owned())
+        .find(|p| {
+            p.content_type().is_some_and(|c| {
+                format!("{}/{}", c.ctype(), c.subtype().unwrap_or("")) == content_type
+            })
         })
-        .collect()
+        .map(|p| String::from_utf8_lossy(&p.decoded()).into_owned())
+        .unwrap_or_else(|| panic!("no {content_type} part"));
+    part
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -119,12 +120,7 @@ async fn rejected_recipients_get_one_signed_dsn_at_the_senders_mx() {
     assert_eq!(bounces.len(), 1, "one DSN for both failed recipients");
     let dsn = &bounces[0];
     assert_eq!(dsn.recipients, vec!["app@example.com".to_string()]);
-    let parts = dsn_parts(&dsn.data);
-    let status = parts
-        .iter()
-        .find(|(t, _)| t == "message/delivery-status")
-        .map(|(_, b)| b.clone())
-        .expect("a message/delivery-status part");
+    let status = dsn_part(&dsn.data, "message/delivery-status");
     for (rcpt, reply) in [
         ("nobody@example.net", "550 5.1.1 nobody here"),
         ("gone@example.net", "550 5.1.1 mailbox gone"),
@@ -141,11 +137,7 @@ async fn rejected_recipients_get_one_signed_dsn_at_the_senders_mx() {
     assert!(status.contains("Action: failed"), "{status}");
     assert!(status.contains("Status: 5.1.1"), "{status}");
     assert!(!status.contains("ok@example.net"), "{status}");
-    let headers = parts
-        .iter()
-        .find(|(t, _)| t == "text/rfc822-headers")
-        .map(|(_, b)| b.clone())
-        .expect("the original headers");
+    let headers = dsn_part(&dsn.data, "text/rfc822-headers");
     assert!(headers.contains("Subject: bounce-me"), "{headers}");
 
     // Signed with example.com's keys, and the signatures verify.
@@ -223,12 +215,7 @@ async fn null_mx_bounces_without_a_connection_attempt() {
     let got = dsn_sink.wait_for(1, Duration::from_secs(20)).await;
     assert_eq!(got.len(), 1, "{}", relay.log());
     assert_eq!(got[0].sender, "");
-    let parts = dsn_parts(&got[0].data);
-    let status = &parts
-        .iter()
-        .find(|(t, _)| t == "message/delivery-status")
-        .expect("status part")
-        .1;
+    let status = dsn_part(&got[0].data, "message/delivery-status");
     assert!(
         status.contains("Final-Recipient: rfc822; someone@nomail.test"),
         "{status}"
@@ -446,12 +433,7 @@ async fn too_old_a_message_bounces_with_the_last_reply() {
     let got = sink.wait_for(1, Duration::from_secs(20)).await;
     let bounces = dsns(&got);
     assert_eq!(bounces.len(), 1, "{}", relay.log());
-    let parts = dsn_parts(&bounces[0].data);
-    let status = &parts
-        .iter()
-        .find(|(t, _)| t == "message/delivery-status")
-        .expect("status part")
-        .1;
+    let status = dsn_part(&bounces[0].data, "message/delivery-status");
     assert!(status.contains("busy@example.net"), "{status}");
     assert!(status.contains("mailbox busy"), "{status}");
     assert!(status.contains("gave up after"), "{status}");
@@ -476,12 +458,7 @@ async fn a_message_still_being_retried_gets_one_delay_warning() {
     assert_eq!(warnings[0].recipients, vec!["app@example.com".to_string()]);
     let text = String::from_utf8_lossy(&warnings[0].data).into_owned();
     assert!(text.contains("Subject: Delayed Mail"), "{text}");
-    let parts = dsn_parts(&warnings[0].data);
-    let status = &parts
-        .iter()
-        .find(|(t, _)| t == "message/delivery-status")
-        .expect("status part")
-        .1;
+    let status = dsn_part(&warnings[0].data, "message/delivery-status");
     assert!(
         status.contains("Final-Recipient: rfc822; slow@example.net"),
         "{status}"

@@ -29,7 +29,9 @@ fn snapshot(server: &Dovecot) -> Snapshot {
         .expect("runtime");
     runtime.block_on(async {
         let cert = relay::cert();
-        let tls = dkim_relay::trust::client_config(Some(Path::new(&cert))).expect("trust");
+        let tls = dkim_relay::trust::Trust::for_clients(Some(Path::new(&cert)))
+            .expect("trust")
+            .client();
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
             .await
             .expect("connect");

@@ -35,6 +35,8 @@ mod smtp_client;
 mod smtp_sink;
 #[path = "../support/test_ca.rs"]
 mod test_ca;
+#[path = "../support/tlsrpt_check.rs"]
+mod tlsrpt_check;
 #[path = "../support/unbound.rs"]
 mod unbound;
 

@@ -11,6 +11,7 @@ use crate::relay;
 use crate::smtp_client;
 use crate::smtp_sink;
 use crate::test_ca;
+use crate::tlsrpt_check::schema_check;
 
 use dns_server::DnsServer;
 use https_server::HttpsServer;
@@ -342,34 +343,6 @@ async fn a_new_policy_id_is_fetched_and_applied() {
     assert!(got[0].tls);
     assert_eq!(w.policy.count(POLICY_PATH), 2, "refetched once");
     assert_eq!(mx1.messages().len(), 1);
-}
-
-/// Validate a TLS report (JSON) against the RFC 8460 schema in tests/data with Python's
-/// jsonschema (Debian's python3-jsonschema): `Ok`, or the validator's complaint.
-fn schema_check(json: &[u8]) -> Result<(), String> {
-    use std::io::Write as _;
-    let root = std::path::Path::new(relay::ROOT);
-    let mut child = std::process::Command::new("/usr/bin/python3")
-        .arg(root.join("tests/support/tlsrpt_schema.py"))
-        .arg(root.join("tests/data/tlsrpt-schema.json"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("/usr/bin/python3 (scripts/install-test-deps.sh installs python3-jsonschema)");
-    child.stdin.take().unwrap().write_all(json).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !text.contains("No module named"),
-        "python3-jsonschema is missing: run scripts/install-test-deps.sh\n{text}"
-    );
-    if out.status.success() && text.trim() == "ok" {
-        Ok(())
-    } else {
-        Err(text)
-    }
 }
 
 fn gunzip(bytes: &[u8]) -> Vec<u8> {

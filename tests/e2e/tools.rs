@@ -3,6 +3,7 @@
 //! it). Signatures are also checked by dkimpy, an independent verifier.
 
 use crate::dns_server;
+use crate::relay::{run_cli, CliOut};
 
 use dns_server::DnsServer;
 use mail_auth::dkim::DkimSigner;
@@ -12,33 +13,12 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_dkim-relay");
 const DOMAIN: &str = "example.com";
 const RELAY_IP: &str = "203.0.113.7";
 const DKIMPY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/support/dkimpy_verify.py"
 );
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(args: &[&str]) -> Out {
-    let out = Command::new(BIN)
-        .args(args)
-        .env_remove("DKIM_RELAY_CONFIG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run dkim-relay");
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 /// A key made by `keygen` and the record it printed.
 struct Key {
@@ -57,7 +37,7 @@ impl Key {
 }
 
 fn keygen(dir: &Path, selector: &str, algorithm: &str) -> Key {
-    let out = run(&[
+    let out = run_cli(&[
         "keygen",
         "--domain",
         DOMAIN,
@@ -141,20 +121,30 @@ fn write_config(dir: &Path, dns: &DnsServer, keys: &[&Key], public: Option<&str>
     path
 }
 
-fn dns_check(config: &Path) -> Out {
-    let out = run(&["dns-check", "-c", config.to_str().unwrap()]);
+fn dns_check(config: &Path) -> CliOut {
+    let out = run_cli(&["dns-check", "-c", config.to_str().unwrap()]);
     // Shown with --nocapture: what an operator would read.
     eprintln!("$ dkim-relay dns-check (exit {})\n{}", out.code, out.stdout);
     out
 }
 
 /// The lines of a report with this status and check label.
-fn lines<'a>(out: &'a Out, status: &str, check: &str) -> Vec<&'a str> {
+fn lines<'a>(out: &'a CliOut, status: &str, check: &str) -> Vec<&'a str> {
     let prefix = format!("{status:<4} {DOMAIN} {check}:");
     out.stdout
         .lines()
         .filter(|l| l.starts_with(&prefix))
         .collect()
+}
+
+/// A line of a report with this status and check label says `text`.
+#[track_caller]
+fn assert_says(out: &CliOut, status: &str, check: &str, text: &str) {
+    assert!(
+        lines(out, status, check).iter().any(|l| l.contains(text)),
+        "no '{status} {check}' line says {text:?}:\n{}",
+        out.stdout
+    );
 }
 
 fn sign(message: &[u8], keys: &[&Key]) -> Vec<u8> {
@@ -217,29 +207,13 @@ fn keygen_record_passes_dns_check_and_dkimpy_verifies() {
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert_eq!(lines(&out, "ok", "dkim:r2026").len(), 1, "{}", out.stdout);
     assert_eq!(lines(&out, "ok", "dkim:e2026").len(), 1, "{}", out.stdout);
-    assert!(
-        lines(&out, "ok", "spf")
-            .iter()
-            .any(|l| l.contains("203.0.113.7 is authorized")),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        lines(&out, "ok", "spf")
-            .iter()
-            .any(|l| l.contains("uses 0 of 10 DNS lookups")),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        lines(&out, "ok", "dmarc")[0].contains("p=reject"),
-        "{}",
-        out.stdout
-    );
+    assert_says(&out, "ok", "spf", "203.0.113.7 is authorized");
+    assert_says(&out, "ok", "spf", "uses 0 of 10 DNS lookups");
+    assert_says(&out, "ok", "dmarc", "p=reject");
     assert!(!out.stdout.contains("FAIL ") && !out.stdout.contains("warn "));
 
     // The JSON form says the same.
-    let json = run(&[
+    let json = run_cli(&[
         "dns-check",
         "-c",
         config.to_str().unwrap(),
@@ -262,7 +236,7 @@ fn keygen_record_passes_dns_check_and_dkimpy_verifies() {
     let signed = sign(MESSAGE, &[&rsa, &ed]);
     let msg = dir.path().join("signed.eml");
     std::fs::write(&msg, &signed).unwrap();
-    let v = run(&[
+    let v = run_cli(&[
         "verify",
         "-c",
         config.to_str().unwrap(),
@@ -447,32 +421,20 @@ fn spf_not_covering_public_addresses_fails() {
         "{}",
         fail[0]
     );
-    assert!(
-        lines(&out, "warn", "spf")[0].contains("~all"),
-        "{}",
-        out.stdout
-    );
+    assert_says(&out, "warn", "spf", "~all");
 
     // No SPF at all.
     dns.remove(DOMAIN);
     let out = dns_check(&config);
     assert_eq!(out.code, 1);
-    assert!(
-        lines(&out, "FAIL", "spf")[0].contains("no SPF record at example.com"),
-        "{}",
-        out.stdout
-    );
+    assert_says(&out, "FAIL", "spf", "no SPF record at example.com");
 
     // Two SPF records.
     dns.add_txt_str(DOMAIN, &format!("v=spf1 ip4:{RELAY_IP} -all"));
     dns.add_txt_str(DOMAIN, "v=spf1 include:_spf.provider.example -all");
     let out = dns_check(&config);
     assert_eq!(out.code, 1);
-    assert!(
-        lines(&out, "FAIL", "spf")[0].contains("2 SPF records"),
-        "{}",
-        out.stdout
-    );
+    assert_says(&out, "FAIL", "spf", "2 SPF records");
 }
 
 #[test]
@@ -501,12 +463,11 @@ fn spf_lookup_limit_and_default_addresses() {
     let config = write_config(dir.path(), &dns, &[&key], None);
     let out = dns_check(&config);
     assert_eq!(out.code, 1, "{}", out.stdout);
-    assert!(
-        lines(&out, "FAIL", "spf")
-            .iter()
-            .any(|l| l.contains("needs 11 DNS lookups, over the limit of 10")),
-        "{}",
-        out.stdout
+    assert_says(
+        &out,
+        "FAIL",
+        "spf",
+        "needs 11 DNS lookups, over the limit of 10",
     );
 
     // Within the limit, the hostname's address passes.
@@ -517,20 +478,8 @@ fn spf_lookup_limit_and_default_addresses() {
     );
     let out = dns_check(&config);
     assert_eq!(out.code, 0, "{}", out.stdout);
-    assert!(
-        lines(&out, "ok", "spf")
-            .iter()
-            .any(|l| l.contains("uses 2 of 10")),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        lines(&out, "ok", "spf")
-            .iter()
-            .any(|l| l.contains("203.0.113.7 is authorized")),
-        "{}",
-        out.stdout
-    );
+    assert_says(&out, "ok", "spf", "uses 2 of 10");
+    assert_says(&out, "ok", "spf", "203.0.113.7 is authorized");
 }
 
 #[test]
@@ -558,11 +507,7 @@ fn dkim_missing_and_testing_flag() {
     );
     let out = dns_check(&config);
     assert_eq!(out.code, 0, "{}", out.stdout);
-    assert!(
-        lines(&out, "warn", "dkim:s1")[0].contains("t=y"),
-        "{}",
-        out.stdout
-    );
+    assert_says(&out, "warn", "dkim:s1", "t=y");
 }
 
 #[test]
@@ -574,7 +519,7 @@ fn verify_explains_failures() {
     let pem = key.pem.to_str().unwrap();
     let verify = |bytes: &[u8]| {
         std::fs::write(&msg, bytes).unwrap();
-        run(&[
+        run_cli(&[
             "verify",
             "--key",
             pem,

@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_dkim-relay");
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -56,25 +55,13 @@ dkim:
     path
 }
 
-pub struct Out {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
+pub use crate::relay::CliOut as Out;
 
+/// `dkim-relay dmarc-report ARGS`.
 pub fn run(args: &[&str]) -> Out {
-    let out = Command::new(BIN)
-        .arg("dmarc-report")
-        .args(args)
-        .env_remove("DKIM_RELAY_CONFIG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run dkim-relay");
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    let mut all = vec!["dmarc-report"];
+    all.extend_from_slice(args);
+    crate::relay::run_cli(&all)
 }
 
 pub fn all_fixtures() -> Vec<String> {

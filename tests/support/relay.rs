@@ -403,3 +403,25 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
         .to_string();
     Some((code, body))
 }
+
+/// What a command of the real binary printed, and how it exited (-1: killed by a signal).
+pub struct CliOut {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// `dkim-relay ARGS` as an operator runs it: stdin empty, `$DKIM_RELAY_CONFIG` unset.
+pub fn run_cli(args: &[&str]) -> CliOut {
+    let out = Command::new(env!("CARGO_BIN_EXE_dkim-relay"))
+        .args(args)
+        .env_remove("DKIM_RELAY_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run dkim-relay");
+    CliOut {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

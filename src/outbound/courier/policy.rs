@@ -63,7 +63,7 @@ impl Courier<'_> {
                 security.domain,
                 policy,
                 Some(crate::tls_policy::dane::lookup_failure(host, error)),
-                crate::tls_policy::unix_now(),
+                crate::clock::unix_now(),
             );
         }
         format!("4.7.5 the TLSA records of {host} cannot be had, so it is not used ({error})")
@@ -90,7 +90,7 @@ impl Courier<'_> {
             security.domain,
             policy,
             Some(failure),
-            crate::tls_policy::unix_now(),
+            crate::clock::unix_now(),
         );
         Some(text)
     }
@@ -173,7 +173,7 @@ impl Courier<'_> {
             security.domain,
             policy,
             failure,
-            crate::tls_policy::unix_now(),
+            crate::clock::unix_now(),
         )
     }
 }

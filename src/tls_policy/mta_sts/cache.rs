@@ -15,7 +15,7 @@ use super::fetch::{self, FetchError};
 use super::policy::{StsMode, StsPolicy};
 use super::record::{self, Discovery};
 use crate::tls_policy::https::Limits;
-use crate::tls_policy::trust::Trust;
+use crate::trust::Trust;
 use mail_auth::MessageAuthenticator;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -276,7 +276,7 @@ impl StsCache {
         tokio::spawn(async move {
             let result =
                 fetch::fetch(&fetcher.resolver, &fetcher.trust, &domain, fetcher.limits).await;
-            let fetched = crate::tls_policy::unix_now().max(now);
+            let fetched = crate::clock::unix_now().max(now);
             let result = match result {
                 Ok(policy) => {
                     tracing::info!(domain = %domain, id = %id, mode = policy.mode.as_str(), max_age = policy.max_age, mx = %policy.mx_hosts().join(" "), "MTA-STS policy fetched");
@@ -400,7 +400,7 @@ impl StsCache {
                 _ = shutdown.wait_for(|s| *s) => return,
             }
             if let Some(f) = fetcher() {
-                self.refresh_due(&f, crate::tls_policy::unix_now()).await;
+                self.refresh_due(&f, crate::clock::unix_now()).await;
             }
         }
     }

@@ -5,8 +5,8 @@
 
 use super::super::https::{self, HttpsError, Limits, Request};
 use super::super::report::ResultType;
-use super::super::trust::Trust;
 use super::policy::StsPolicy;
+use crate::trust::Trust;
 use mail_auth::MessageAuthenticator;
 use std::time::Duration;
 

@@ -192,15 +192,7 @@ fn mx_pattern(value: &str) -> Option<MxPattern> {
 /// An unknown field: `sts-policy-ext-name` and a value of visible characters (UTF-8 allowed)
 /// with inner spaces.
 fn check_extension(name: &str, value: &str) -> Result<(), String> {
-    let name_ok = !name.is_empty()
-        && name.len() <= 32
-        && name
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    let name_ok = super::super::dns::is_extension_name(name);
     let value_ok = !value.is_empty()
         && value
             .chars()

@@ -3,7 +3,8 @@
 //! ignored; anything but exactly one remaining, valid record means the domain has no
 //! available policy (a cached one may still apply, 5.1).
 
-use super::super::dns::{txt_records, TxtAnswer};
+use super::super::dns::{check_extension, fields, only_record};
+use crate::resolver::{txt_records, TxtAnswer};
 use mail_auth::MessageAuthenticator;
 
 /// A valid MTA-STS TXT record: the id of the policy the domain currently publishes.
@@ -34,31 +35,23 @@ pub async fn discover(resolver: &MessageAuthenticator, domain: &str) -> Discover
 
 /// The record among `records` (each the concatenation of its strings, 3.1).
 pub fn select(records: &[String]) -> Discovery {
-    let candidates: Vec<&String> = records
-        .iter()
-        .filter(|r| r.starts_with("v=STSv1"))
-        .collect();
-    match candidates.as_slice() {
-        [] => Discovery::Absent("no _mta-sts TXT record starting with v=STSv1".into()),
-        [one] => match parse(one) {
-            Ok(r) => Discovery::Record(r),
-            Err(e) => Discovery::Absent(format!("invalid _mta-sts record: {e}")),
-        },
-        more => Discovery::Absent(format!(
-            "{} _mta-sts TXT records (exactly one is allowed)",
-            more.len()
-        )),
+    let record = only_record(records, "_mta-sts", "v=STSv1")
+        .and_then(|r| parse(r).map_err(|e| format!("invalid _mta-sts record: {e}")));
+    match record {
+        Ok(r) => Discovery::Record(r),
+        Err(e) => Discovery::Absent(e),
     }
 }
 
 /// Parse one record: `sts-version 1*(sts-field-delim sts-field) [sts-field-delim]`.
 pub fn parse(text: &str) -> Result<StsRecord, String> {
-    let mut fields = split_fields(text)?.into_iter();
-    if fields.next() != Some(("v", "STSv1")) {
+    let mut fields = fields(text);
+    if fields.next() != Some(Ok(("v", "STSv1"))) {
         return Err("it does not start with v=STSv1".into());
     }
     let mut id = None;
-    for (name, value) in fields {
+    for field in fields {
+        let (name, value) = field?;
         if name == "id" {
             if !(1..=32).contains(&value.len()) || !value.bytes().all(|b| b.is_ascii_alphanumeric())
             {
@@ -72,50 +65,6 @@ pub fn parse(text: &str) -> Result<StsRecord, String> {
     }
     id.map(|id| StsRecord { id })
         .ok_or_else(|| "it has no id".to_string())
-}
-
-/// `name=value` fields separated by `*WSP ";" *WSP`, an optional delimiter at the end.
-fn split_fields(text: &str) -> Result<Vec<(&str, &str)>, String> {
-    let mut parts: Vec<&str> = text.split(';').collect();
-    if parts.len() > 1
-        && parts
-            .last()
-            .is_some_and(|p| p.trim_matches([' ', '\t']).is_empty())
-    {
-        parts.pop();
-    }
-    parts
-        .into_iter()
-        .map(|p| {
-            let p = p.trim_matches([' ', '\t']);
-            let (name, value) = p
-                .split_once('=')
-                .ok_or_else(|| format!("'{p}' is not name=value"))?;
-            Ok((name, value))
-        })
-        .collect()
-}
-
-/// `sts-ext-name "=" sts-ext-value`.
-fn check_extension(name: &str, value: &str) -> Result<(), String> {
-    let name_ok = !name.is_empty()
-        && name.len() <= 32
-        && name
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    let value_ok = !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| (0x21..=0x7e).contains(&b) && b != b'=' && b != b';');
-    if name_ok && value_ok {
-        Ok(())
-    } else {
-        Err(format!("field '{name}={value}' is malformed"))
-    }
 }
 
 #[cfg(test)]

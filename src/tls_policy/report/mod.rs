@@ -126,44 +126,21 @@ impl ReportPolicy {
 /// One failed session, as a report details it (RFC 8460 4.3 `failure-details`, without the
 /// count: equal details are counted together).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct FailureDetail {
     #[serde(rename = "result-type")]
     pub result: ResultType,
-    #[serde(
-        rename = "sending-mta-ip",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sending_mta_ip: Option<IpAddr>,
-    #[serde(
-        rename = "receiving-mx-hostname",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receiving_mx_hostname: Option<String>,
-    #[serde(
-        rename = "receiving-mx-helo",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receiving_mx_helo: Option<String>,
-    #[serde(
-        rename = "receiving-ip",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receiving_ip: Option<IpAddr>,
-    #[serde(
-        rename = "additional-information",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub additional_information: Option<String>,
-    #[serde(
-        rename = "failure-reason-code",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason_code: Option<String>,
 }
 

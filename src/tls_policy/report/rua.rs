@@ -3,7 +3,9 @@
 //! name those not beginning with `v=TLSRPTv1` are ignored; anything but exactly one valid
 //! record means the domain takes no reports.
 
-use super::super::dns::{txt_records, TxtAnswer};
+use super::super::dns::{check_extension, fields, only_record};
+use crate::resolver::{txt_records, TxtAnswer};
+use crate::smtp::url::percent_decode;
 use mail_auth::MessageAuthenticator;
 
 /// One place to send a report to.
@@ -46,45 +48,26 @@ pub async fn discover(resolver: &MessageAuthenticator, domain: &str) -> Rua {
 
 /// The destinations of the one valid record among `records`.
 pub fn select(records: &[String]) -> Rua {
-    let candidates: Vec<&String> = records
-        .iter()
-        .filter(|r| r.starts_with("v=TLSRPTv1"))
-        .collect();
-    match candidates.as_slice() {
-        [] => Rua::Absent("no _smtp._tls TXT record starting with v=TLSRPTv1".into()),
-        [one] => match parse(one) {
-            Ok(list) if list.is_empty() => {
-                Rua::Absent("the rua of _smtp._tls has no mailto: or https: URI".into())
-            }
-            Ok(list) => Rua::Destinations(list),
-            Err(e) => Rua::Absent(format!("invalid _smtp._tls record: {e}")),
-        },
-        more => Rua::Absent(format!(
-            "{} _smtp._tls TXT records (exactly one is allowed)",
-            more.len()
-        )),
+    let list = only_record(records, "_smtp._tls", "v=TLSRPTv1")
+        .and_then(|r| parse(r).map_err(|e| format!("invalid _smtp._tls record: {e}")));
+    match list {
+        Ok(list) if list.is_empty() => {
+            Rua::Absent("the rua of _smtp._tls has no mailto: or https: URI".into())
+        }
+        Ok(list) => Rua::Destinations(list),
+        Err(e) => Rua::Absent(e),
     }
 }
 
 /// Parse one record; the usable destinations of its (first) `rua`.
 pub fn parse(text: &str) -> Result<Vec<Destination>, String> {
-    let mut parts: Vec<&str> = text.split(';').collect();
-    if parts.len() > 1
-        && parts
-            .last()
-            .is_some_and(|p| p.trim_matches([' ', '\t']).is_empty())
-    {
-        parts.pop();
-    }
-    let mut fields = parts.into_iter().map(|p| p.trim_matches([' ', '\t']));
-    if fields.next() != Some("v=TLSRPTv1") {
+    let mut fields = fields(text);
+    if fields.next() != Some(Ok(("v", "TLSRPTv1"))) {
         return Err("it does not start with v=TLSRPTv1".into());
     }
     let mut rua = None;
     for field in fields {
-        let (name, value) = field
-            .split_once('=')
-            .ok_or_else(|| format!("'{field}' is not name=value"))?;
+        let (name, value) = field?;
         if name == "rua" {
             let list = value
                 .split(',')
@@ -92,22 +75,7 @@ pub fn parse(text: &str) -> Result<Vec<Destination>, String> {
                 .collect::<Result<Vec<_>, _>>()?;
             rua.get_or_insert(list);
         } else {
-            let name_ok = !name.is_empty()
-                && name.len() <= 32
-                && name
-                    .bytes()
-                    .next()
-                    .is_some_and(|b| b.is_ascii_alphanumeric())
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-            let value_ok = !value.is_empty()
-                && value
-                    .bytes()
-                    .all(|b| (0x21..=0x7e).contains(&b) && b != b'=' && b != b';');
-            if !name_ok || !value_ok {
-                return Err(format!("field '{field}' is malformed"));
-            }
+            check_extension(name, value)?;
         }
     }
     let list = rua.ok_or("it has no rua")?;
@@ -131,7 +99,7 @@ fn uri(u: &str) -> Result<Option<Destination>, String> {
     match scheme.to_ascii_lowercase().as_str() {
         "mailto" => {
             let address = percent_decode(rest.split('?').next().unwrap_or_default())
-                .ok_or_else(|| format!("'{u}': bad percent-encoding"))?;
+                .map_err(|_| format!("'{u}': bad percent-encoding"))?;
             match address.rsplit_once('@') {
                 Some((local, domain))
                     if !local.is_empty() && crate::config::is_hostname(domain) =>
@@ -147,23 +115,6 @@ fn uri(u: &str) -> Result<Option<Destination>, String> {
         },
         _ => Ok(None),
     }
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use super::mail::{self, ReportMessage};
 use super::rua::{self, Destination, Rua};
 use super::store::{Day, Store};
 use crate::tls_policy::https::{self, Limits, Request};
-use crate::tls_policy::trust::Trust;
+use crate::trust::Trust;
 use mail_auth::MessageAuthenticator;
 use std::future::Future;
 use std::pin::Pin;
@@ -192,7 +192,7 @@ pub async fn run_daily(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        let now = crate::tls_policy::unix_now();
+        let now = crate::clock::unix_now();
         if let Some(c) = ctx() {
             if let Err(e) = round(&store, queue.as_ref(), &c, now).await {
                 tracing::warn!(error = %e, "cannot read the TLS report results in the spool");

@@ -10,11 +10,13 @@ mod dns_server;
 mod https_server;
 #[path = "../../../tests/support/test_ca.rs"]
 pub(super) mod test_ca;
+#[path = "../../../tests/support/tlsrpt_check.rs"]
+mod tlsrpt_check;
 
 use super::mta_sts::{Fetcher, Lookup, StsCache, StsMode};
 use super::report::ResultType;
-use super::trust::Trust;
 use super::*;
+use crate::trust::Trust;
 use dns_server::DnsServer;
 use https_server::HttpsServer;
 use std::net::IpAddr;
@@ -35,12 +37,7 @@ pub(super) struct World {
     pub(super) spool: tempfile::TempDir,
 }
 
-pub(super) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
+pub(super) use crate::clock::unix_now as now;
 
 /// A policy host for a.example serving POLICY_1 under TXT id 1.
 pub(super) fn world() -> World {
@@ -56,7 +53,7 @@ pub(super) fn world() -> World {
     server.set(PATH, 200, "text/plain; charset=utf-8", POLICY_1.as_bytes());
     let fetcher = Fetcher {
         resolver: crate::resolver::build(Some(&[dns.addr()])).unwrap(),
-        trust: Trust::load(Some(&ca.ca_file())).unwrap(),
+        trust: Trust::for_delivery(Some(&ca.ca_file())).unwrap(),
         limits: https::Limits {
             timeout: Duration::from_secs(20),
             max_body: 64 * 1024,

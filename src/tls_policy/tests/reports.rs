@@ -3,6 +3,7 @@
 
 use super::https_server::HttpsServer;
 use super::test_ca::TestCa;
+use super::tlsrpt_check::schema_check;
 use super::{now, world, POLICY_1};
 use crate::tls_policy::mta_sts;
 use crate::tls_policy::report::store::Store;
@@ -130,34 +131,6 @@ async fn a_days_reports_go_to_each_rua_once() {
         }
     }
     assert_eq!(reports.seen().len(), 1);
-}
-
-/// Validate report JSON with Python's jsonschema (Debian's python3-jsonschema) against the
-/// RFC 8460 schema in tests/data: `Ok` or the validator's complaint.
-pub(super) fn schema_check(json: &[u8]) -> Result<(), String> {
-    use std::io::Write as _;
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut child = std::process::Command::new("/usr/bin/python3")
-        .arg(root.join("tests/support/tlsrpt_schema.py"))
-        .arg(root.join("tests/data/tlsrpt-schema.json"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("/usr/bin/python3 (scripts/install-test-deps.sh installs python3-jsonschema)");
-    child.stdin.take().unwrap().write_all(json).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !text.contains("No module named"),
-        "python3-jsonschema is missing: run scripts/install-test-deps.sh\n{text}"
-    );
-    if out.status.success() && text.trim() == "ok" {
-        Ok(())
-    } else {
-        Err(text)
-    }
 }
 
 #[test]

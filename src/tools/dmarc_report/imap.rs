@@ -11,6 +11,7 @@
 use super::collect::Collector;
 use super::mail::{printable, reports_in_message};
 use super::mailbox::MAX_MESSAGE_BYTES;
+use crate::smtp::url::{percent_decode, split_host_port};
 use futures_util::TryStreamExt;
 use rustls_pki_types::ServerName;
 use std::path::PathBuf;
@@ -46,19 +47,11 @@ impl ImapSource {
         let (user, hostport) = authority
             .rsplit_once('@')
             .ok_or_else(|| bad("no user name"))?;
-        let user = percent_decode(user).ok_or_else(|| bad("the user name is not valid"))?;
+        let user = percent_decode(user).map_err(|_| bad("the user name is not valid"))?;
         if user.is_empty() {
             return Err(bad("no user name"));
         }
-        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (host, after) = v6.split_once(']').ok_or_else(|| bad("unclosed ["))?;
-            (host, after.strip_prefix(':'))
-        } else {
-            match hostport.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (hostport, None),
-            }
-        };
+        let (host, port) = split_host_port(hostport).ok_or_else(|| bad("unclosed ["))?;
         if host.is_empty() {
             return Err(bad("no host"));
         }
@@ -70,8 +63,7 @@ impl ImapSource {
                 .filter(|p| *p > 0)
                 .ok_or_else(|| bad("not a port"))?,
         };
-        let mailbox =
-            percent_decode(mailbox).ok_or_else(|| bad("the mailbox name is not valid"))?;
+        let mailbox = percent_decode(mailbox).map_err(|_| bad("the mailbox name is not valid"))?;
         Ok(ImapSource {
             user,
             host: host.to_string(),
@@ -98,23 +90,6 @@ impl ImapSource {
             printable(&self.mailbox)
         )
     }
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// The password: the first line of `file`, else `$DKIM_RELAY_IMAP_PASSWORD`.
@@ -170,7 +145,7 @@ async fn read(
     label: &str,
     collector: &mut Collector<'_>,
 ) -> Result<(), String> {
-    let tls = crate::trust::client_config(login.ca_file.as_deref())?;
+    let tls = crate::trust::Trust::for_clients(login.ca_file.as_deref())?.client();
     let name = ServerName::try_from(source.host.clone())
         .map_err(|_| format!("{:?} is not a host name", source.host))?;
     let tcp = step(

@@ -10,7 +10,8 @@
 //! and `source` (aggregation, classification, verdict) → `render` (text, JSON) and `html` with
 //! `svg` (the page). `model` holds the plain data they pass along and imports none of them,
 //! so the stages form no cycle. Uses
-//! `config` and `resolver` only; nothing here touches the SMTP, spool or delivery modules.
+//! `config`, `resolver`, `trust` and `smtp::url` only; nothing here touches the SMTP session,
+//! spool or delivery modules.
 
 mod analyze;
 mod collect;
@@ -39,20 +40,13 @@ use mailbox::read_input;
 use model::parse_day;
 use render::{render_json, render_text};
 
+use super::{EXIT_FAIL, EXIT_OK, EXIT_USAGE};
 use crate::config::{resolve_path, Settings};
 use mail_auth::dns::NoCache;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-
-/// Exit status: every input was read (whatever the verdict).
-pub const EXIT_OK: u8 = 0;
-/// Exit status: an input, or a record in one, could not be read; or the config could not; or
-/// the output could not be written.
-pub const EXIT_FAIL: u8 = 1;
-/// Exit status: the command line is wrong (a `--since` that is not a date).
-pub const EXIT_USAGE: u8 = 2;
 
 /// How the answer is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,8 +165,10 @@ fn resolve_hostname(settings: &Settings) -> Result<Vec<IpAddr>, String> {
     }
 }
 
-/// `dmarc-report`: write the report; exit 0 when every input was read, 1 when one could not be
-/// (each named on stderr) or the config is unusable, 2 for a bad command line. An error
+/// `dmarc-report`: write the report; exit 0 ([`EXIT_OK`]) when every input was read, whatever
+/// the verdict; 1 ([`EXIT_FAIL`]) when one, or a record in one, could not be (each named on
+/// stderr), or the config is unusable, or the output could not be written; 2 ([`EXIT_USAGE`])
+/// for a bad command line (a `--since` that is not a date). An error
 /// writing standard output (a closed pipe) is returned, not printed, for the caller to handle.
 pub fn command(options: &Options) -> std::io::Result<u8> {
     let since = match options.since.as_deref().map(|s| (s, parse_day(s))) {

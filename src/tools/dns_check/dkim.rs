@@ -3,8 +3,8 @@
 //! publishes the public half of the configured private key.
 
 use super::{result, tags, txt_strings, Check, CheckResult, Status, TxtAnswer};
-use crate::dkim::keys::{rsa_pkcs1_from_spki, KeyAlgorithm, PrivateKey};
-use crate::tools::keygen::{txt_value, zone_record, TXT_STRING_MAX};
+use crate::dkim::keys::{rsa_pkcs1_from_spki, txt_value, KeyAlgorithm, PrivateKey};
+use crate::tools::keygen::{zone_record, TXT_STRING_MAX};
 use mail_auth::dkim::DomainKey;
 use mail_auth::dns::TxtRecordParser;
 use mail_auth::MessageAuthenticator;

@@ -9,7 +9,7 @@ mod dmarc;
 mod spf;
 
 use crate::config::Settings;
-use mail_auth::hickory_resolver::proto::rr::RData;
+use crate::resolver::{txt_strings, TxtAnswer};
 use mail_auth::MessageAuthenticator;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -208,38 +208,6 @@ fn result(domain: &str, check: Check, status: Status, message: impl Into<String>
         check,
         status,
         message: message.into(),
-    }
-}
-
-/// A TXT lookup that keeps each record's character strings apart (mail-auth joins them; the
-/// DKIM check needs to see how a record was split).
-enum TxtAnswer {
-    Records(Vec<Vec<Vec<u8>>>),
-    /// NXDOMAIN or no TXT at the name.
-    None,
-    Error(String),
-}
-
-async fn txt_strings(resolver: &MessageAuthenticator, name: &str) -> TxtAnswer {
-    let fqdn = format!("{}.", name.trim_end_matches('.'));
-    match resolver.resolver().txt_lookup(fqdn.as_str()).await {
-        Ok(lookup) => {
-            let records: Vec<Vec<Vec<u8>>> = lookup
-                .answers()
-                .iter()
-                .filter_map(|r| match &r.data {
-                    RData::TXT(t) => Some(t.txt_data.iter().map(|s| s.to_vec()).collect()),
-                    _ => None,
-                })
-                .collect();
-            if records.is_empty() {
-                TxtAnswer::None
-            } else {
-                TxtAnswer::Records(records)
-            }
-        }
-        Err(e) if e.is_no_records_found() => TxtAnswer::None,
-        Err(e) => TxtAnswer::Error(e.to_string()),
     }
 }
 
