@@ -6,14 +6,16 @@
 #   bench/profile-relay.sh                 # 1 KiB, 32 sessions, 6000 messages
 #   SIZE=65536 MESSAGES=3000 bench/profile-relay.sh
 #   TOOL=callgrind MESSAGES=300 bench/profile-relay.sh    # where perf cannot sample
+#   TOOL=none bench/profile-relay.sh       # only the CPU per message (A/B of a change)
 #
 # Prints the relay's CPU per message (user + system from /proc, like the harness), then
-# `perf report` of the hottest symbols (self time, kernel and user) and of the callers of the
-# hottest ones; leaves perf.data (or callgrind.out) in OUT (default: a temporary directory,
+# `perf report` of the hottest symbols (self time, kernel and user) and the samples sorted by
+# what the relay was doing (bench/perf_buckets.py: the signature, fsyncs, thread hand-offs,
+# TCP...); leaves perf.data (or callgrind.out) in OUT (default: a temporary directory,
 # printed). Needs perf (Debian: linux-perf) or valgrind, smtp-sink (postfix). Runs as any user
 # that may read its own processes' counters (perf_event_paranoid <= 2); everything on loopback.
 # Environment: SIZE (1024), SESSIONS (32), MESSAGES (6000), TOOL (perf|callgrind), FREQ (perf
-# sampling rate, 999), OUT, DKIM_RELAY (a built binary; default: build target/release).
+# sampling rate, 999), LOG (the relay's log.level, info), OUT, DKIM_RELAY (a built binary; default: build target/release).
 set -euo pipefail
 SIZE=${SIZE:-1024}
 SESSIONS=${SESSIONS:-32}
@@ -27,7 +29,8 @@ command -v smtp-sink >/dev/null || die "smtp-sink not found (Debian: postfix)"
 case $TOOL in
   perf) command -v perf >/dev/null || die "perf not found (Debian: linux-perf)" ;;
   callgrind) command -v valgrind >/dev/null || die "valgrind not found" ;;
-  *) die "TOOL is perf or callgrind" ;;
+  none) ;;
+  *) die "TOOL is perf, callgrind or none" ;;
 esac
 
 if [[ -z "${DKIM_RELAY:-}" ]]; then
@@ -95,7 +98,7 @@ limits:
   max_connections_per_ip: 1100
   messages_per_minute_per_client: 0
 log:
-  level: warn
+  level: ${LOG:-info}
 EOF
 user=()
 [[ $(id -u) == 0 ]] && user=(-u nobody)
@@ -103,7 +106,7 @@ smtp-sink "${user[@]}" -c "127.0.0.1:$SINK_PORT" 256 >"$OUT/sink.count" 2>/dev/n
 PIDS+=($!)
 wait_port "$SINK_PORT"
 case $TOOL in
-  perf) "$DKIM_RELAY" serve -c "$OUT/config.yaml" 2>"$OUT/relay.log" & ;;
+  perf|none) "$DKIM_RELAY" serve -c "$OUT/config.yaml" 2>"$OUT/relay.log" & ;;
   callgrind) valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" \
       --separate-threads=no "$DKIM_RELAY" serve -c "$OUT/config.yaml" 2>"$OUT/relay.log" & ;;
 esac
@@ -134,8 +137,10 @@ python3 -c "print(f'relay CPU per message: {($c1 - $c0) * 1000 / $(getconf CLK_T
 say "output in $OUT"
 if [[ $TOOL == perf ]]; then
   perf report -i "$OUT/perf.data" --no-children --sort dso,symbol --percent-limit 0.7 \
-    --stdio -g none 2>/dev/null | grep -v '^$' | head -70
-else
+    --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | cut -c1-120 | head -40
+  echo
+  perf script -i "$OUT/perf.data" -F comm,tid,ip,sym 2>/dev/null | python3 "$ROOT/bench/perf_buckets.py"
+elif [[ $TOOL == callgrind ]]; then
   kill -TERM "$RELAY"; wait "$RELAY" || true
   callgrind_annotate "$OUT/callgrind.out" 2>/dev/null | head -60
 fi
