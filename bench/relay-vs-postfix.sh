@@ -233,8 +233,8 @@ limits:
   messages_per_minute_per_client: 0
 metrics:
   address: "127.0.0.1:$DR_METRICS"
-log:
-  level: warn
+# log: the default (info, text), as operators run it: two lines per message, like Postfix's
+# maillog_file lines.
 EOF
 "$DKIM_RELAY" serve -c "$WORK/dkim-relay/config.yaml" >"$WORK/dkim-relay/log" 2>&1 &
 PIDS+=($!)
