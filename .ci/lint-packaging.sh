@@ -75,6 +75,9 @@ trap 'rm -rf "$TMP"' EXIT
 step "hadolint Dockerfile"
 if hadolint Dockerfile; then echo "ok"; else fail "hadolint Dockerfile"; fi
 
+step "hadolint contrib/unbound/Dockerfile"
+if hadolint contrib/unbound/Dockerfile; then echo "ok"; else fail "hadolint contrib/unbound/Dockerfile"; fi
+
 step "Dockerfile COPY sources exist and are in the build context"
 if "$VENV/bin/python" - "$ROOT" <<'PY'; then echo "ok"; else fail "Dockerfile sources"; fi
 import fnmatch, os, re, sys

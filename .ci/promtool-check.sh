@@ -5,7 +5,7 @@
 #
 # Usage: .ci/promtool-check.sh [SCRAPE_FILE]
 #   e.g. DKIM_RELAY_SCRAPE_OUT=target/metrics-scrape.txt \
-#          cargo test --test metrics_http metrics_exports_every_metric_with_help
+#          cargo test --test e2e metrics_http::metrics_exports_every_metric_with_help
 #        .ci/promtool-check.sh target/metrics-scrape.txt
 #
 # promtool comes from PATH if there, else from $PROMTOOL_DIR (default target/promtool), where it

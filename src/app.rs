@@ -9,9 +9,10 @@ use crate::inbound::Shared;
 use crate::metrics::{Metrics, Readiness};
 use crate::queue::Scheduler;
 use crate::spool::Spool;
+use crate::tools::queue::{read_pid, PID_FILE};
 use anyhow::{anyhow, Context as _};
 use arc_swap::ArcSwap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
@@ -74,7 +75,7 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         );
     }
     // `dkim-relay queue retry` finds the daemon through this file to send it SIGUSR1.
-    let _pid_file = crate::queue_admin::PidFile::create(&core.settings.spool_dir)
+    let _pid_file = PidFile::create(&core.settings.spool_dir)
         .inspect_err(|e| tracing::warn!(error = %e, "cannot write the pid file; `queue retry` will not wake the daemon"))
         .ok();
     readiness.set_spool_dir(core.settings.spool_dir.join("tmp"));
@@ -113,6 +114,7 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         }));
     }
 
+    let queued_for_reports = queued_tx.clone();
     let shared = Arc::new(Shared {
         spool: spool.clone(),
         auth_throttle: AuthThrottle::default(),
@@ -137,7 +139,8 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         spool.clone(),
     ));
     board.spawn_ticker(shutdown_rx.clone());
-    let scheduler = Scheduler::new(spool, live.clone(), metrics.clone());
+    let policies = start_tls_policies(&spool, &live, &metrics, &queued_for_reports, &shutdown_rx)?;
+    let scheduler = Scheduler::new(spool, live.clone(), metrics.clone(), Some(policies));
     let scheduler_task = tokio::spawn(scheduler.run(queued_rx, retry_rx, shutdown_rx.clone()));
     crate::service::spawn_watchdog(scheduler_task.abort_handle(), shutdown_rx.clone());
 
@@ -245,6 +248,73 @@ impl std::ops::Deref for SettingsOf {
 
 /// The DNS doctor: the dns-check logic at start and every `dns.check_interval`, warnings in the
 /// log and `dkim_relay_dns_check_ok{domain,check}` gauges. It never stops mail.
+/// MTA-STS and TLS-RPT: the policy cache and the report store in the spool (both kept across
+/// reloads), the hourly refresh of policies in use, and the daily reports. What each round
+/// does follows the live configuration.
+fn start_tls_policies(
+    spool: &Spool,
+    live: &Arc<ArcSwap<Core>>,
+    metrics: &Arc<Metrics>,
+    queued: &mpsc::UnboundedSender<crate::spool::QueueId>,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<crate::outbound::transport::Policies> {
+    use crate::tls_policy::mta_sts::{Fetcher, StsCache};
+    use crate::tls_policy::report::{json::Submitter, send, store::Store};
+    let dir = live.load().settings.spool_dir.clone();
+    let sts = Arc::new(
+        StsCache::open(&dir, crate::clock::unix_now())
+            .with_context(|| format!("MTA-STS policy cache in {}", dir.display()))?,
+    );
+    let store = Arc::new(
+        Store::open(&dir).with_context(|| format!("TLS report store in {}", dir.display()))?,
+    );
+    let fetcher = {
+        let live = live.clone();
+        move || {
+            let core = live.load();
+            let d = &core.settings.delivery;
+            let on = matches!(d.mode, crate::config::DeliveryMode::Mx)
+                && d.security.mta_sts != crate::config::MtaStsMode::Off;
+            let trust = core.trust.clone().filter(|_| on)?;
+            Some(Fetcher::new(core.resolver.clone(), trust))
+        }
+    };
+    tokio::spawn(
+        sts.clone()
+            .run(fetcher, Duration::from_secs(3600), shutdown.clone()),
+    );
+    let reports = Arc::new(crate::queue::reports::SpoolReports {
+        spool: spool.clone(),
+        live: live.clone(),
+        announce: Some(queued.clone()),
+        metrics: Some(metrics.clone()),
+    });
+    let round = {
+        let live = live.clone();
+        move || {
+            let core = live.load();
+            let r = &core.settings.delivery.security.tls_reports;
+            let trust = core.trust.clone().filter(|_| r.enabled)?;
+            Some(send::Round {
+                resolver: core.resolver.clone(),
+                trust,
+                submitter: Submitter {
+                    organization: r.organization.clone(),
+                    contact: r.contact.clone(),
+                    hostname: core.settings.hostname.clone(),
+                },
+            })
+        }
+    };
+    tokio::spawn(send::run_daily(
+        store.clone(),
+        reports,
+        round,
+        shutdown.clone(),
+    ));
+    Ok(crate::outbound::transport::Policies { sts, store })
+}
+
 fn spawn_dns_doctor(
     live: Arc<ArcSwap<Core>>,
     metrics: Arc<Metrics>,
@@ -266,14 +336,7 @@ fn spawn_dns_doctor(
             stop,
             |results| {
                 board.record_doctor(results);
-                // A reload may have removed a domain or selector: start each pass from scratch.
-                metrics.dns_check_ok.reset();
-                for (domain, check, ok) in crate::tools::dns_check::gauge_values(results) {
-                    metrics
-                        .dns_check_ok
-                        .with_label_values(&[domain.as_str(), check.as_str()])
-                        .set(ok);
-                }
+                metrics.set_dns_checks(crate::tools::dns_check::gauge_values(results));
             },
         )
         .await;
@@ -292,7 +355,7 @@ fn spawn_rotation_watch(
     tokio::spawn(async move {
         loop {
             let core = live.load_full();
-            if crate::rotation::activate_ready(&core.settings, &core.resolver).await {
+            if crate::tools::rotate::activate_ready(&core.settings, &core.resolver).await {
                 reload(&path, &live, &metrics);
             }
             let interval = match core.settings.dns.check_interval {
@@ -351,5 +414,56 @@ fn reload(path: &Path, live: &ArcSwap<Core>, metrics: &Metrics) -> bool {
             }
             false
         }
+    }
+}
+
+/// The daemon's pid file, by which `queue retry` finds it; removed when dropped (at exit), if
+/// it is still ours.
+pub struct PidFile {
+    path: PathBuf,
+    pid: u32,
+}
+
+impl PidFile {
+    /// Write `<spool>/dkim-relay.pid` (temporary file + rename, so a reader never sees half).
+    pub fn create(spool_dir: &Path) -> std::io::Result<PidFile> {
+        let pid = std::process::id();
+        let path = spool_dir.join(PID_FILE);
+        let tmp = spool_dir.join(format!(".{}.{pid}", PID_FILE));
+        std::fs::write(&tmp, format!("{pid}\n"))?;
+        std::fs::rename(&tmp, &path).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })?;
+        Ok(PidFile { path, pid })
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        // Another daemon started on the same spool since: its file is not ours to remove.
+        if read_pid(&self.path) == Some(self.pid) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_file_is_removed_only_by_its_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = PidFile::create(dir.path()).unwrap();
+        assert_eq!(
+            read_pid(&dir.path().join(PID_FILE)),
+            Some(std::process::id())
+        );
+        drop(p);
+        assert!(!dir.path().join(PID_FILE).exists());
+        let p = PidFile::create(dir.path()).unwrap();
+        std::fs::write(dir.path().join(PID_FILE), "1\n").unwrap();
+        drop(p);
+        assert_eq!(read_pid(&dir.path().join(PID_FILE)), Some(1));
     }
 }

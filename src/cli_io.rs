@@ -9,7 +9,7 @@
 //! any more ends the process with 0) and [`stdout`] (a writer for code that handles its write
 //! errors, with the same rule).
 //!
-//! Imports nothing else of ours.
+//! Imports only `sys` of ours (poll).
 
 use std::io::{self, Write};
 
@@ -34,24 +34,11 @@ pub fn install() {
         } else {
             None
         };
-        if fd.is_some_and(reader_gone) {
+        if fd.is_some_and(crate::sys::reader_gone) {
             std::process::exit(0);
         }
         previous(info);
     }));
-}
-
-/// True when `fd` is a pipe (or socket) whose other end has no reader any more: poll reports
-/// an error condition for writing.
-fn reader_gone(fd: i32) -> bool {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLOUT,
-        revents: 0,
-    };
-    // SAFETY: one pollfd we own, zero timeout; poll only reads and writes that struct.
-    let n = unsafe { libc::poll(&mut p, 1, 0) };
-    n == 1 && p.revents & libc::POLLERR != 0
 }
 
 /// Standard output for commands that handle their write errors: a write that finds the reader
@@ -77,19 +64,5 @@ impl Write for QuietStdout {
 
     fn flush(&mut self) -> io::Result<()> {
         self.0.flush().map_err(quiet_if_reader_gone)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::fd::AsRawFd;
-
-    #[test]
-    fn a_pipe_without_reader_is_told_apart() {
-        let (reader, writer) = io::pipe().unwrap();
-        assert!(!reader_gone(writer.as_raw_fd()));
-        drop(reader);
-        assert!(reader_gone(writer.as_raw_fd()));
     }
 }

@@ -14,8 +14,14 @@ pub struct Core {
     pub signers: Signers,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub resolver: MessageAuthenticator,
+    /// The DNSSEC-aware resolver, with `dns.dnssec: trust-ad` (MX, address and TLSA lookups
+    /// whose AD bit counts).
+    pub dnssec: Option<crate::dnssec::Resolver>,
     /// Read from `delivery.relay_host.password_file`.
     pub relay_password: Option<String>,
+    /// The system roots plus `delivery.ca_file`, when MTA-STS (MX delivery) or TLS reports
+    /// are on.
+    pub trust: Option<crate::tls_policy::trust::Trust>,
     /// `envelope_tagging` with its secrets file read.
     pub tagging: Option<crate::backscatter::Tagging>,
     /// Read from `cluster.password_file`.
@@ -31,9 +37,11 @@ impl Core {
 
     pub fn from_settings(settings: Settings) -> Result<Core, ConfigErrors> {
         let mut errors: Vec<ConfigError> = Vec::new();
-        // The configured selectors, with active key rotations applied (rotation.rs).
-        let specs: BTreeMap<String, Vec<SelectorSpec>> =
-            crate::rotation::effective_selectors(&settings);
+        // The configured selectors, with active key rotations applied (dkim/rotation.rs).
+        let specs: BTreeMap<String, Vec<SelectorSpec>> = crate::dkim::rotation::effective_selectors(
+            &crate::dkim::rotation::state_dir(&settings.spool_dir),
+            &configured_selectors(&settings),
+        );
         let options = SigningOptions {
             relaxed_headers: settings.dkim.header_canon == crate::config::Canon::Relaxed,
             relaxed_body: settings.dkim.body_canon == crate::config::Canon::Relaxed,
@@ -66,19 +74,17 @@ impl Core {
             }
         };
         let tls = match &settings.tls {
-            Some(files) => {
-                match crate::inbound::tls::load(&files.certificate, &files.private_key) {
-                    Ok(t) => Some(t),
-                    Err(e) => {
-                        errors.push(
-                            settings
-                                .origin
-                                .error(&crate::config::KeyPath::default().key("tls"), e),
-                        );
-                        None
-                    }
+            Some(files) => match crate::tls::load(&files.certificate, &files.private_key) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    errors.push(
+                        settings
+                            .origin
+                            .error(&crate::config::KeyPath::default().key("tls"), e),
+                    );
+                    None
                 }
-            }
+            },
             None => None,
         };
         let relay_password = match &settings.delivery.mode {
@@ -101,6 +107,28 @@ impl Core {
                 None => None,
             },
             _ => None,
+        };
+        let security = &settings.delivery.security;
+        // MTA-STS applies to MX delivery only; reports may be posted over HTTPS in any mode.
+        let mx = matches!(settings.delivery.mode, DeliveryMode::Mx);
+        let trust = if (mx && security.mta_sts != crate::config::MtaStsMode::Off)
+            || security.tls_reports.enabled
+        {
+            match crate::tls_policy::trust::Trust::load(security.ca_file.as_deref()) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    let key = if security.ca_file.is_some() {
+                        "ca_file"
+                    } else {
+                        "mta_sts"
+                    };
+                    let kp = crate::config::KeyPath::default().key("delivery").key(key);
+                    errors.push(settings.origin.error(&kp, e));
+                    None
+                }
+            }
+        } else {
+            None
         };
         let tagging = settings.envelope_tagging.as_ref().and_then(|conf| {
             crate::backscatter::Tagging::load(conf)
@@ -144,17 +172,49 @@ impl Core {
                 None
             }
         };
+        let dnssec = match settings.dns.dnssec {
+            crate::config::Dnssec::Off => None,
+            crate::config::Dnssec::TrustAd => {
+                crate::dnssec::Resolver::from_config(settings.dns.nameservers.as_deref())
+                    .map_err(|e| {
+                        let kp = crate::config::KeyPath::default().key("dns").key("dnssec");
+                        errors.push(settings.origin.error(&kp, e));
+                    })
+                    .ok()
+            }
+        };
         match resolver {
             Some(resolver) if errors.is_empty() => Ok(Core {
                 settings,
                 signers,
                 tls,
                 resolver,
+                dnssec,
                 relay_password,
+                trust,
                 tagging,
                 redis_password,
             }),
             _ => Err(ConfigErrors(errors)),
         }
     }
+}
+
+/// The selectors `dkim.domains` lists, by signing domain, as the signers take them.
+pub fn configured_selectors(settings: &Settings) -> BTreeMap<String, Vec<SelectorSpec>> {
+    settings
+        .dkim
+        .domains
+        .iter()
+        .map(|(domain, list)| {
+            let specs = list
+                .iter()
+                .map(|s| SelectorSpec {
+                    selector: s.selector.clone(),
+                    private_key: s.private_key.clone(),
+                })
+                .collect();
+            (domain.clone(), specs)
+        })
+        .collect()
 }

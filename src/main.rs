@@ -1,9 +1,9 @@
 //! The `dkim-relay` command line. `anyhow` stays here and in `app`.
+#![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
 use dkim_relay::tools::cli as tools;
 use std::ffi::OsString;
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -112,6 +112,19 @@ enum Command {
         /// sendmail flags (-t -i -oi -f ADDR -F NAME -v -bm -bp -B8BITMIME …) and recipients.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
+    },
+    /// Print a day's TLS reports (RFC 8460) from the results in the spool, or send them now.
+    #[command(long_about = TLS_REPORT_HELP)]
+    TlsReport {
+        /// Configuration file (default: $DKIM_RELAY_CONFIG, else /etc/dkim-relay/config.yaml).
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        /// The day (UTC): YYYY-MM-DD, today or yesterday.
+        #[arg(long, default_value = "yesterday")]
+        day: String,
+        /// Send the reports to each domain's rua now (each domain's report goes once a day).
+        #[arg(long)]
+        send: bool,
     },
     /// Look at and act on the queue (safe while serve runs). Invoked as `mailq`: list.
     Queue {
@@ -237,8 +250,26 @@ selector listed signs, and receivers use the signature they understand.";
 /// `mailq`, `sendmail -bp`: the queue of the configuration found as for serve.
 fn list_queue() -> u8 {
     let path = dkim_relay::config::resolve_path(None);
-    dkim_relay::queue_admin::run(&path, dkim_relay::queue_admin::Action::List)
+    dkim_relay::tools::queue::run(&path, dkim_relay::tools::queue::Action::List)
 }
+
+const TLS_REPORT_HELP: &str = "Print a day's TLS reports (RFC 8460), or send them now.
+
+With delivery.tls_reports on, the relay counts every session to an MX host per recipient \
+domain and UTC day (successes, and failures by RFC 8460 result type) in <spool_dir>/tls-reports/, \
+and shortly after each midnight UTC sends the previous day's report to every domain whose \
+_smtp._tls TXT record asks for one.
+
+Without --send: the reports of --day (default yesterday; YYYY-MM-DD, today or yesterday, UTC) \
+are printed as a JSON array, one RFC 8460 report per recipient domain. Nothing is sent.
+
+--send: each domain's report goes to its rua now: https: addresses get a POST of the gzip'd \
+JSON (application/tlsrpt+gzip), mailto: addresses a message queued in the spool (DKIM-signed \
+with the key of the hostname's domain) that the running relay is woken to deliver. A domain's \
+report is sent once per day, whoever sends it: the relay will not send a day sent by hand.
+
+Exit status: 0 done, 1 a report could not be sent or a domain's record not looked up, 2 the \
+configuration or the spool is unusable.";
 
 const DMARC_REPORT_HELP: &str =
     "Read DMARC aggregate reports and tell, per domain, whether moving to \
@@ -300,8 +331,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Sendmail { args } => ExitCode::from(dkim_relay::sendmail::run(&args, list_queue)),
+        Command::TlsReport { config, day, send } => {
+            let path = dkim_relay::config::resolve_path(config.as_deref());
+            ExitCode::from(dkim_relay::tls_report_admin::run(&path, Some(&day), send))
+        }
         Command::Queue { config, action } => {
-            use dkim_relay::queue_admin::Action;
+            use dkim_relay::tools::queue::Action;
             let path = dkim_relay::config::resolve_path(config.as_deref());
             let action = match action {
                 QueueCommand::List => Action::List,
@@ -309,7 +344,7 @@ fn main() -> ExitCode {
                 QueueCommand::Retry { id, all: _ } => Action::Retry(id),
                 QueueCommand::Delete { id } => Action::Delete(id),
             };
-            ExitCode::from(dkim_relay::queue_admin::run(&path, action))
+            ExitCode::from(dkim_relay::tools::queue::run(&path, action))
         }
         Command::Serve { config } => {
             let path = dkim_relay::config::resolve_path(config.as_deref());
@@ -331,8 +366,10 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::CheckConfig { config } => check_config(config),
-        Command::HashPassword => hash_password(),
+        Command::CheckConfig { config } => {
+            ExitCode::from(tools::check_config_command(config.as_deref()))
+        }
+        Command::HashPassword => ExitCode::from(tools::hash_password_command()),
         Command::Rotate {
             domain,
             algorithm,
@@ -340,7 +377,14 @@ fn main() -> ExitCode {
             grace,
             status,
             config,
-        } => rotate(domain, &algorithm, out, &grace, status, config),
+        } => ExitCode::from(tools::rotate_command(
+            domain.as_deref(),
+            &algorithm,
+            out.as_deref(),
+            &grace,
+            status,
+            config.as_deref(),
+        )),
         Command::Keygen {
             domain,
             selector,
@@ -424,95 +468,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn check_config(config: Option<PathBuf>) -> ExitCode {
-    let path = dkim_relay::config::resolve_path(config.as_deref());
-    match dkim_relay::core::Core::load(&path) {
-        Ok(core) => {
-            let s = &core.settings;
-            println!("{}: OK", path.display());
-            println!("hostname: {}", s.hostname);
-            println!("spool: {}", s.spool_dir.display());
-            for l in &s.listeners {
-                let tls = match l.tls {
-                    dkim_relay::config::ListenerTls::None => "none",
-                    dkim_relay::config::ListenerTls::StartTls => "starttls",
-                    dkim_relay::config::ListenerTls::Implicit => "implicit",
-                };
-                println!("listener: {} (tls: {tls})", l.name());
-            }
-            for c in &s.clients {
-                let who = match &c.kind {
-                    dkim_relay::config::ClientKind::User { name, .. } => format!("user {name}"),
-                    dkim_relay::config::ClientKind::Network(n) => format!("network {n}"),
-                    dkim_relay::config::ClientKind::UnixUser(u) => format!("unix user {u}"),
-                };
-                println!(
-                    "client: {who} ({} allowed sender patterns)",
-                    c.allow_from.len()
-                );
-            }
-            for (domain, list) in core.signers.domains() {
-                let sel: Vec<String> = list
-                    .iter()
-                    .map(|s| format!("{} ({})", s.selector, s.algorithm.tag()))
-                    .collect();
-                println!("domain: {domain}: {}", sel.join(", "));
-            }
-            let mode = match &s.delivery.mode {
-                dkim_relay::config::DeliveryMode::Mx => "mx".to_string(),
-                dkim_relay::config::DeliveryMode::RelayHost(r) => {
-                    format!("relay_host {}:{}", r.host, r.port)
-                }
-                dkim_relay::config::DeliveryMode::Directory(d) => {
-                    format!("directory {}", d.display())
-                }
-            };
-            println!("delivery: {mode}");
-            if let Some(t) = &core.tagging {
-                let domains: Vec<&str> = t.domains().collect();
-                let n = t.secrets();
-                println!(
-                    "envelope tagging: {} (tags valid {}d, {n} secret{})",
-                    domains.join(", "),
-                    t.max_age_days(),
-                    if n == 1 { "" } else { "s" }
-                );
-            }
-            if let Some(cluster) = &s.cluster {
-                check_cluster(cluster, core.redis_password.as_deref());
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-/// check-config: say where limits are shared, and warn (without failing: Redis may come up
-/// after the relay) when that Redis does not answer.
-fn check_cluster(cluster: &dkim_relay::config::ClusterSettings, password: Option<&str>) {
-    let url = dkim_relay::cluster::shown_url(&cluster.redis);
-    let mode = match cluster.on_redis_down {
-        dkim_relay::config::OnRedisDown::Local => "local",
-        dkim_relay::config::OnRedisDown::Defer => "defer",
-    };
-    println!("cluster: limits shared through {url} (on_redis_down: {mode})");
-    let reached = dkim_relay::cluster::client(cluster, password).and_then(|client| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?
-            .block_on(dkim_relay::cluster::probe(&client))
-    });
-    if let Err(e) = reached {
-        eprintln!(
-            "warning: cluster.redis {url} is unreachable ({e}); until it answers, the relay counts limits as on_redis_down: {mode} says"
-        );
-    }
-}
-
 const ROTATE_HELP: &str = "Rotate a domain's DKIM key in stages, with DNS changed by hand.
 
 `rotate --domain D` writes a new key with a fresh selector (sYYYYMMDDr or ...e) and prints the TXT \
@@ -521,119 +476,3 @@ until DNS serves the new key (checked every dns.check_interval), then signs with
 in place of the configured selectors of the same key type, which must stay published for the \
 grace period. `rotate --status` shows every selector's state. Finish by putting the new selector \
 in the configuration and removing the old one (and its DNS record once the grace period ended).";
-
-fn rotate(
-    domain: Option<String>,
-    algorithm: &str,
-    out: Option<PathBuf>,
-    grace: &str,
-    status: bool,
-    config: Option<PathBuf>,
-) -> ExitCode {
-    let path = dkim_relay::config::resolve_path(config.as_deref());
-    let settings = match dkim_relay::config::Settings::load(&path) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(1);
-        }
-    };
-    if status {
-        print!("{}", dkim_relay::rotation::status(&settings));
-        return ExitCode::SUCCESS;
-    }
-    let (Some(domain), Some(alg)) = (
-        domain,
-        dkim_relay::tools::keygen::KeygenAlgorithm::parse(algorithm),
-    ) else {
-        eprintln!("rotate: --domain and a known --algorithm are needed");
-        return ExitCode::from(2);
-    };
-    let grace = match dkim_relay::config::units::parse_duration(grace) {
-        Ok(g) => g,
-        Err(e) => {
-            eprintln!("rotate: --grace: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match dkim_relay::rotation::start(&settings, &domain, alg, out.as_deref(), grace) {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("rotate: {e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-fn hash_password() -> ExitCode {
-    let stdin = std::io::stdin();
-    let password = if stdin.is_terminal() {
-        eprint!("Password: ");
-        let _ = std::io::stderr().flush();
-        let echo = EchoOff::new();
-        let mut line = String::new();
-        let r = stdin.lock().read_line(&mut line);
-        drop(echo);
-        eprintln!();
-        if r.is_err() {
-            eprintln!("dkim-relay: cannot read the password");
-            return ExitCode::from(1);
-        }
-        line
-    } else {
-        let mut line = String::new();
-        if stdin.lock().read_line(&mut line).is_err() {
-            eprintln!("dkim-relay: cannot read the password from standard input");
-            return ExitCode::from(1);
-        }
-        line
-    };
-    let password = password.trim_end_matches(['\r', '\n']);
-    if password.is_empty() {
-        eprintln!("dkim-relay: empty password");
-        return ExitCode::from(1);
-    }
-    match dkim_relay::inbound::auth::hash_password(password) {
-        Ok(h) => {
-            println!("{h}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("dkim-relay: {e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-/// Terminal echo off for as long as it lives.
-struct EchoOff(Option<libc::termios>);
-
-impl EchoOff {
-    fn new() -> EchoOff {
-        // SAFETY: tcgetattr/tcsetattr on fd 0 with a termios we own.
-        unsafe {
-            let mut t: libc::termios = std::mem::zeroed();
-            if libc::tcgetattr(0, &mut t) != 0 {
-                return EchoOff(None);
-            }
-            let saved = t;
-            t.c_lflag &= !libc::ECHO;
-            libc::tcsetattr(0, libc::TCSANOW, &t);
-            EchoOff(Some(saved))
-        }
-    }
-}
-
-impl Drop for EchoOff {
-    fn drop(&mut self) {
-        if let Some(t) = self.0 {
-            // SAFETY: restores the attributes read in new().
-            unsafe {
-                libc::tcsetattr(0, libc::TCSANOW, &t);
-            }
-        }
-    }
-}

@@ -131,6 +131,7 @@ pub fn daemon(config: &Path, listen: &[String], socket_mode: &str, metrics: Opti
     };
     let options = Options {
         config: config.to_path_buf(),
+        reload: load,
         listen: endpoints,
         socket_mode: mode,
         metrics,

@@ -17,8 +17,8 @@
 //! `config::EnvelopeTagging`; `server` and `command` add listeners, signals and metrics.
 
 pub mod command;
-pub mod policy;
-pub mod prvs;
+pub(crate) mod policy;
+pub(crate) mod prvs;
 pub mod secret;
 mod server;
 
@@ -234,7 +234,8 @@ impl<'a> WireEnvelope<'a> {
     }
 
     /// The sender carries a tag it did not have in the spool.
-    pub fn is_tagged(&self) -> bool {
+    #[cfg(test)]
+    fn is_tagged(&self) -> bool {
         matches!(self.sender, Cow::Owned(_))
     }
 

@@ -38,7 +38,8 @@ impl Key {
     }
 
     /// The digit that names this key in a tag.
-    pub fn id(&self) -> u8 {
+    #[cfg(test)]
+    pub(crate) fn id(&self) -> u8 {
         self.id
     }
 

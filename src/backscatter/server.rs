@@ -14,7 +14,7 @@ use super::{Tagging, Verdict};
 use crate::metrics::bounce_check::{BounceCheckMetrics, BounceVerdict};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
@@ -76,6 +76,8 @@ impl std::fmt::Display for Endpoint {
 /// How the daemon was asked to run.
 pub struct Options {
     pub config: PathBuf,
+    /// Reads `config` again on SIGHUP (the same loading as at start).
+    pub reload: fn(&Path) -> Result<Tagging, String>,
     pub listen: Vec<Endpoint>,
     /// File mode of the unix sockets.
     pub socket_mode: u32,
@@ -143,7 +145,7 @@ pub async fn run(opts: Options, tagging: Tagging) -> Result<(), String> {
     );
     loop {
         tokio::select! {
-            _ = hup.recv() => match super::command::load(&opts.config) {
+            _ = hup.recv() => match (opts.reload)(&opts.config) {
                 Ok(t) => {
                     live.store(Arc::new(t));
                     metrics.config_reload(true);

@@ -1,11 +1,12 @@
 //! Configuration: the YAML file as written (`raw`), checked into `Settings` with every error of
 //! the file collected (each naming file, line and column), and swapped whole on reload by the
-//! caller. Must not import other modules of ours.
+//! caller. Imports only `sys` of ours (the machine's host name).
 
-pub mod locate;
+pub(crate) mod locate;
 mod raw;
 pub mod schema;
-pub mod units;
+mod security;
+pub(crate) mod units;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use locate::KeyPath;
+pub use security::{MtaStsMode, TlsReports, TransportSecurity};
 pub(crate) use validate::is_hostname;
 
 /// Where the configuration is looked for when `-c` is not given.
@@ -160,8 +162,6 @@ pub struct Listener {
     pub address: ListenAddress,
     pub tls: ListenerTls,
     pub unix_mode: u32,
-    /// Its place in the file, for errors found later (binding, TLS).
-    pub path: KeyPath,
 }
 
 impl Listener {
@@ -203,7 +203,6 @@ pub enum SenderPattern {
 pub struct Client {
     pub kind: ClientKind,
     pub allow_from: Vec<SenderPattern>,
-    pub path: KeyPath,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,6 +259,8 @@ pub struct Delivery {
     pub mode: DeliveryMode,
     pub port: u16,
     pub tls: OutboundTls,
+    /// `delivery.dane`: recipients' TLSA records honoured (MX delivery).
+    pub dane: Dane,
     pub retry: Vec<Duration>,
     pub max_age: Duration,
     /// After this long in the queue the sender gets one DSN with `Action: delayed`; zero: never.
@@ -272,12 +273,32 @@ pub struct Delivery {
     pub host_retry_max: Duration,
     /// Recipient domain (lower case) -> (host, port).
     pub routes: BTreeMap<String, (String, u16)>,
+    /// MTA-STS, extra CA certificates, TLS-RPT.
+    pub security: TransportSecurity,
 }
 
 #[derive(Debug, Clone)]
 pub struct Dns {
     pub nameservers: Option<Vec<SocketAddr>>,
     pub check_interval: Duration,
+    pub dnssec: Dnssec,
+}
+
+/// `dns.dnssec`: whether the relay believes the AD bit of its nameservers' answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dnssec {
+    /// Every answer counts as insecure (DANE cannot apply).
+    Off,
+    /// The nameservers are validating resolvers the relay trusts: their AD bit says an
+    /// answer was DNSSEC-authenticated.
+    TrustAd,
+}
+
+/// `delivery.dane`: whether the TLSA records of recipients' MX hosts are honoured (RFC 7672).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dane {
+    Off,
+    On,
 }
 
 /// What happens to a body line over 998 bytes (`limits.long_lines`).

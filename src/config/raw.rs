@@ -74,12 +74,13 @@ pub struct RawSelector {
     pub private_key: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDelivery {
     pub mode: Option<String>,
     pub port: Option<u16>,
     pub tls: Option<String>,
+    pub dane: Option<String>,
     pub retry: Option<Vec<String>>,
     pub max_age: Option<String>,
     pub delay_warning: Option<String>,
@@ -92,6 +93,17 @@ pub struct RawDelivery {
     pub routes: BTreeMap<String, String>,
     pub relay_host: Option<RawRelayHost>,
     pub directory: Option<String>,
+    pub mta_sts: Option<String>,
+    pub ca_file: Option<String>,
+    pub tls_reports: Option<RawTlsReports>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTlsReports {
+    pub enabled: Option<bool>,
+    pub organization: Option<String>,
+    pub contact: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,14 +116,15 @@ pub struct RawRelayHost {
     pub verify_certificate: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDns {
     pub nameservers: Option<Vec<String>>,
     pub check_interval: Option<String>,
+    pub dnssec: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     pub max_message_size: Option<String>,
@@ -147,7 +160,7 @@ pub struct RawMetrics {
     pub address: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLog {
     pub format: Option<String>,

@@ -1,6 +1,8 @@
 //! Every configuration key, with its default and meaning. The unknown-key check reads this table
-//! (so every unknown key of a file is reported at once, with its line), and a test checks that
-//! `docs/configuration.md` documents each entry, so the reference cannot drift from the code.
+//! (so every unknown key of a file is reported at once, with its line), the checker takes the
+//! defaults of absent keys from it (`default_of`: each default is written once, here), and a
+//! test checks that `docs/configuration.md` documents each entry, so the reference cannot drift
+//! from the code.
 //!
 //! Patterns: `a.b` nested keys, `a[]` a sequence's items, `*` any key (a domain name).
 
@@ -116,6 +118,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "opportunistic | required | none",
     ),
     (
+        "delivery.dane",
+        "on with dns.dnssec: trust-ad, else off",
+        "off | on: honour MX hosts' DNSSEC-validated TLSA records (RFC 7672)",
+    ),
+    (
         "delivery.retry",
         "[1m, 5m, 15m, 30m, 1h, 2h, 4h]",
         "retry intervals; the last one repeats",
@@ -200,6 +207,36 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "",
         "mode directory: each signed message becomes <queue id>.eml here",
     ),
+    (
+        "delivery.mta_sts",
+        "enforce (off with tls: none)",
+        "off | testing | enforce: honour recipients' MTA-STS policies (RFC 8461)",
+    ),
+    (
+        "delivery.ca_file",
+        "(system roots only)",
+        "PEM CA certificates trusted besides the system roots, for MTA-STS",
+    ),
+    (
+        "delivery.tls_reports",
+        "(off)",
+        "TLS-RPT (RFC 8460): daily reports to each policy domain's rua",
+    ),
+    (
+        "delivery.tls_reports.enabled",
+        "true when the section is present",
+        "record TLS results and send the daily reports",
+    ),
+    (
+        "delivery.tls_reports.organization",
+        "hostname",
+        "organization-name of the reports",
+    ),
+    (
+        "delivery.tls_reports.contact",
+        "postmaster@hostname",
+        "contact-info of the reports",
+    ),
     ("dns", "", "resolver settings"),
     (
         "dns.nameservers",
@@ -210,6 +247,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "dns.check_interval",
         "1h",
         "how often serve re-runs the DNS checks (0s: never)",
+    ),
+    (
+        "dns.dnssec",
+        "off",
+        "off | trust-ad: believe the AD bit of the nameservers (local validating resolvers)",
     ),
     ("limits", "", "per-session and per-message limits"),
     (
@@ -344,6 +386,14 @@ pub const KEYS: &[(&str, &str, &str)] = &[
 /// Is `path` (as `a.b[0].c`, segments given) a known key?
 pub fn is_known(path: &[super::locate::Seg]) -> bool {
     KEYS.iter().any(|(pattern, _, _)| matches(pattern, path))
+}
+
+/// The default of the key at `path` as this table writes it. The checker parses it where a
+/// key is absent, so each default is written once, here.
+pub fn default_of(path: &[super::locate::Seg]) -> Option<&'static str> {
+    KEYS.iter()
+        .find(|(pattern, _, _)| matches(pattern, path))
+        .map(|(_, default, _)| *default)
 }
 
 fn matches(pattern: &str, path: &[super::locate::Seg]) -> bool {

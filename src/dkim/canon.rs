@@ -35,6 +35,7 @@ fn is_content(b: u8) -> bool {
 /// For one 64-byte block, the bit masks of tabs, spaces, CRs and LFs (bit i = byte i).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
+#[allow(unsafe_code)] // SIMD intrinsics; see the SAFETY notes
 fn masks64(block: &[u8; 64]) -> [u64; 4] {
     use std::arch::x86_64::{
         __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
@@ -89,6 +90,7 @@ fn masks64_swar(block: &[u8; 64]) -> [u64; 4] {
 /// space before a space or CR, no blank line start (LF before CR), every CR followed by LF and
 /// every LF preceded by CR. Simple: only the last condition matters, and even that only for
 /// the line ends the caller backs off from; the whole of `s` is clean.
+#[allow(unsafe_code)] // the AVX2 path, once the CPU is known to have it
 fn clean_len(s: &[u8], relaxed: bool) -> usize {
     if !relaxed {
         return s.len();
@@ -105,6 +107,7 @@ fn clean_len(s: &[u8], relaxed: bool) -> usize {
 /// which matters because this scan runs over every body byte next to SHA-256.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
+#[allow(unsafe_code)] // SIMD intrinsics; see the SAFETY notes
 unsafe fn clean_len_avx2(s: &[u8]) -> usize {
     use std::arch::x86_64::{
         __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_set1_epi8,

@@ -40,11 +40,23 @@ pub fn sign_message(
     message: &[u8],
     now_unix: u64,
 ) -> Result<Vec<MadeField>, SignError> {
+    sign_message_covering(signers, message, now_unix, &[])
+}
+
+/// [`sign_message`], the signatures also covering the fields named in `also` (a TLS report's
+/// `TLS-Report-Domain` and `TLS-Report-Submitter`, RFC 8460 5.3).
+pub fn sign_message_covering(
+    signers: &[Arc<SelectorSigner>],
+    message: &[u8],
+    now_unix: u64,
+    also: &[&str],
+) -> Result<Vec<MadeField>, SignError> {
     let (header_section, body) = match memchr::memmem::find(message, b"\r\n\r\n") {
         Some(p) => (&message[..p + 2], &message[p + 4..]),
         None => (message, &b""[..]),
     };
     let mut signing = MessageSigning::new(signers);
+    signing.also = also.iter().map(|s| s.to_string()).collect();
     signing.write_body(body);
     signing.finish(header_section, now_unix)
 }
@@ -64,6 +76,8 @@ pub struct MadeField {
 pub struct MessageSigning<'s> {
     signers: &'s [Arc<SelectorSigner>],
     body: BodyHashing,
+    /// Fields signed besides the selectors' list.
+    also: Vec<String>,
 }
 
 /// The body hashes of a message in progress, one per body canonicalization its selectors use:
@@ -103,12 +117,17 @@ impl<'s> MessageSigning<'s> {
         MessageSigning {
             signers,
             body: BodyHashing::for_signers(signers),
+            also: Vec::new(),
         }
     }
 
     /// Sign with `signers` over a body hashed elsewhere.
     pub fn with_body(signers: &'s [Arc<SelectorSigner>], body: BodyHashing) -> MessageSigning<'s> {
-        MessageSigning { signers, body }
+        MessageSigning {
+            signers,
+            body,
+            also: Vec::new(),
+        }
     }
 
     /// Take the next piece of the body (the bytes after the blank line, as they will be sent).
@@ -144,7 +163,12 @@ impl<'s> MessageSigning<'s> {
             if !fields.iter().any(|f| template.h.iter().any(|h| f.is(h))) {
                 return Err(SignError::NoSignedHeaders);
             }
-            sig.h = signed_header_names(&template.h, &fields);
+            sig.h = if self.also.is_empty() {
+                signed_header_names(&template.h, &fields)
+            } else {
+                let listed: Vec<String> = template.h.iter().chain(&self.also).cloned().collect();
+                signed_header_names(&listed, &fields)
+            };
             let relaxed_headers = template.ch == Canonicalization::Relaxed;
             data.clear();
             verify::signed_fields(&fields, &sig.h, relaxed_headers, &mut data);
@@ -341,5 +365,36 @@ mod tests {
             signed_header_names(&listed, &fields),
             ["To", "To", "From", "Subject", "From"]
         );
+    }
+
+    /// Extra fields named for signing are covered (h= lists them, and the signature, self-
+    /// verified on the way, would break if they changed); the usual list is unchanged.
+    #[test]
+    fn also_covered_fields_are_signed() {
+        let signers = dev_signers(true, None);
+        let list = signers.for_from_domain("example.com").unwrap();
+        let message = b"From: <postmaster@relay.example.com>\r\nSubject: Report\r\nTLS-Report-Domain: b.example\r\nTLS-Report-Submitter: relay.example.com\r\n\r\nbody\r\n";
+        let made = sign_message_covering(
+            list,
+            message,
+            1_795_416_600,
+            &["TLS-Report-Domain", "TLS-Report-Submitter"],
+        )
+        .unwrap();
+        for m in &made {
+            let h = m
+                .header
+                .split("h=")
+                .nth(1)
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap();
+            let h = h.replace(['\r', '\n', '\t', ' '], "");
+            assert!(h.contains("TLS-Report-Domain"), "{}", m.header);
+            assert!(h.contains("TLS-Report-Submitter"), "{}", m.header);
+        }
+        let plain = sign_message(list, message, 1_795_416_600).unwrap();
+        assert!(!plain[0].header.contains("TLS-Report-Domain"));
     }
 }

@@ -4,9 +4,10 @@
 //! Imports only `smtp` of ours (configuration values are passed in).
 
 pub mod canon;
-pub mod fixups;
+pub(crate) mod fixups;
 pub mod independent;
 pub mod keys;
 pub mod message;
+pub(crate) mod rotation;
 pub mod signer;
 pub mod verify;

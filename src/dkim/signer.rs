@@ -48,6 +48,7 @@ pub struct SelectorSigner {
 }
 
 /// What a domain's configuration gives to build its signers.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SelectorSpec {
     pub selector: String,
     pub private_key: PathBuf,

@@ -113,7 +113,8 @@ impl Reservation<'_> {
     }
 
     /// Bytes held now.
-    pub fn held(&self) -> u64 {
+    #[cfg(test)]
+    fn held(&self) -> u64 {
         self.held
     }
 }

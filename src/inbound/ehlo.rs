@@ -1,8 +1,8 @@
 //! EHLO and HELO: greet, start over, and say what we offer.
 
-use super::session::{shown, Conn, Flow, Session};
+use super::session::{Conn, Flow, Session};
 use crate::config::ListenerTls;
-use crate::smtp::reply::Reply;
+use crate::smtp::reply::{shown, Reply};
 use std::borrow::Cow;
 use tokio::io::{AsyncRead, AsyncWrite};
 

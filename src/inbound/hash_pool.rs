@@ -191,7 +191,7 @@ fn worker(jobs: &Mutex<mpsc::Receiver<Job>>) {
             },
             Err(_) => return,
         };
-        let ok = super::auth::verify_password_in(&job.hash, &job.password, &mut memory);
+        let ok = crate::password::verify_password_in(&job.hash, &job.password, &mut memory);
         let _ = job.answer.send(ok);
     }
 }

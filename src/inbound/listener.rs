@@ -4,8 +4,9 @@
 
 use super::policy::{network_identity, unix_identity};
 use super::session::{Conn, Session};
-use super::{Core, Peer, Shared};
+use super::{Peer, Shared};
 use crate::config::{ListenAddress, ListenerTls};
+use crate::core::Core;
 use crate::smtp::reply::Reply;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
@@ -36,14 +37,6 @@ impl Bound {
     pub fn name(&self) -> &str {
         match self {
             Bound::Tcp { name, .. } | Bound::Unix { name, .. } => name,
-        }
-    }
-
-    /// The local address of a TCP listener (tests bind port 0).
-    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
-        match self {
-            Bound::Tcp { listener, .. } => listener.local_addr().ok(),
-            Bound::Unix { .. } => None,
         }
     }
 }

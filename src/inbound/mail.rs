@@ -1,10 +1,10 @@
 //! MAIL FROM: who may start a transaction, and as which sender.
 
-use super::session::{shown, Conn, Flow, Session, Transaction};
+use super::session::{Conn, Flow, Session, Transaction};
 use super::shared_limits::RateVerdict;
 use crate::metrics::RejectReason;
 use crate::smtp::address::is_valid_mailbox;
-use crate::smtp::reply::Reply;
+use crate::smtp::reply::{shown, Reply};
 use smtp_proto::{MailFrom, MAIL_SMTPUTF8};
 use std::borrow::Cow;
 use tokio::io::{AsyncRead, AsyncWrite};

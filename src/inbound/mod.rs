@@ -1,25 +1,26 @@
 //! Inbound SMTP: listeners (TCP with or without TLS, unix socket), the session state machine
 //! with one file per command, authentication and sender policy, and the reception of a message
 //! (header checks, fix-ups, signing, spooling) before the 250.
-//! Must not import `outbound` or `queue`: new messages are announced on a channel.
+//! Must not import `outbound`, `queue` or `tools`: new messages are announced on a channel.
 
-pub mod auth;
-pub mod budget;
+pub(crate) mod auth;
+pub(crate) mod budget;
 mod data;
 mod ehlo;
-pub mod hash_pool;
-pub mod listener;
+mod fit;
+pub(crate) mod hash_pool;
+pub(crate) mod listener;
 mod mail;
-pub mod policy;
+pub(crate) mod policy;
 mod rcpt;
 mod receive;
 mod reencode;
+mod refusal;
 mod session;
 #[cfg(test)]
 mod session_tests;
 mod shared_limits;
-pub mod throttle;
-pub mod tls;
+pub(crate) mod throttle;
 
 /// The pure pieces of command handling, for the fuzz targets.
 pub use session::{next_line, parse_command, MAX_COMMAND_LINE};
@@ -27,8 +28,6 @@ pub use session::{next_line, parse_command, MAX_COMMAND_LINE};
 use crate::spool::{QueueId, Spool};
 use std::net::IpAddr;
 use std::sync::Arc;
-
-pub use crate::core::Core;
 
 /// What lives for the whole process and is shared by all sessions.
 pub struct Shared {

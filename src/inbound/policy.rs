@@ -61,7 +61,7 @@ pub fn network_identity(clients: &[Client], ip: IpAddr) -> Option<Identity> {
 
 /// The unix-user client for a peer uid, if any (by name or by number).
 pub fn unix_identity(clients: &[Client], uid: u32) -> Option<Identity> {
-    let name = user_name(uid);
+    let name = crate::sys::user_name(uid);
     clients.iter().find_map(|c| match &c.kind {
         ClientKind::UnixUser(u)
             if Some(u.as_str()) == name.as_deref() || u.parse::<u32>().ok() == Some(uid) =>
@@ -90,30 +90,6 @@ pub fn user_client<'a>(clients: &'a [Client], user: &str) -> Option<(&'a Client,
 /// The identity of an AUTH user that proved its password.
 pub fn user_identity(client: &Client, user: &str) -> Identity {
     Identity::of(client, user.to_string(), true)
-}
-
-/// The login name of a uid, from the system's user database.
-pub fn user_name(uid: u32) -> Option<String> {
-    let mut buf = vec![0u8; 4096];
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: getpwuid_r writes into pwd and buf, both owned here and sized as passed; the
-    // returned name points into buf, which outlives its use below.
-    let rc = unsafe {
-        libc::getpwuid_r(
-            uid,
-            &mut pwd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
-        return None;
-    }
-    // SAFETY: pw_name is a NUL-terminated string inside buf (checked non-null above).
-    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
-    name.to_str().ok().map(str::to_string)
 }
 
 #[cfg(test)]

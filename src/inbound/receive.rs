@@ -9,19 +9,19 @@
 
 use super::budget::Reservation;
 use super::policy::Identity;
-use super::reencode::{self, Reasons, ReencodeError};
-use super::{Core, Shared};
-use crate::config::{BareNewlines, EightBit, LongLines};
+use super::refusal::Refusal;
+use super::Shared;
+use crate::config::BareNewlines;
+use crate::core::Core;
 use crate::dkim::fixups::{self, Context, Trace};
 use crate::dkim::independent::{self, KnownKeys, Ours};
-use crate::dkim::message::{BodyHashing, MessageSigning, SignError};
+use crate::dkim::message::{MessageSigning, SignError};
 use crate::dkim::signer::SelectorSigner;
 use crate::metrics::{Algorithm, ReencodeReason, RejectReason};
 use crate::mime::scan::{self, BodyScan};
-use crate::mime::walk::Policy;
 use crate::smtp::address::domain_of;
 use crate::smtp::header::{check_section, Checked};
-use crate::smtp::reply::Reply;
+use crate::smtp::reply::{shown, Reply};
 use crate::spool::{Draft, Envelope, QueueId, SpoolError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,33 +41,33 @@ pub(crate) struct Arrival {
     pub protocol: &'static str,
 }
 
-struct Body<'c> {
-    draft: Draft,
+pub(super) struct Body<'c> {
+    pub draft: Draft,
     /// The Received field the draft starts with.
-    received: Vec<u8>,
+    pub received: Vec<u8>,
     /// The header section as it will be sent (after fix-ups), for self-verification.
-    header_section: Vec<u8>,
+    pub header_section: Vec<u8>,
     /// Every selector's signing: one body canonicalization and hash for all of them.
-    signing: MessageSigning<'c>,
-    signers: &'c [Arc<SelectorSigner>],
+    pub signing: MessageSigning<'c>,
+    pub signers: &'c [Arc<SelectorSigner>],
     signing_domain: String,
     /// Long lines and 8-bit bytes of the body, found as it streams in.
-    scan: BodyScan,
+    pub scan: BodyScan,
     /// The header section holds 8-bit bytes.
-    header_eight_bit: bool,
+    pub header_eight_bit: bool,
     /// The message needs SMTPUTF8 downstream: it was asked for, and an address of the
     /// envelope or the From field is not ASCII.
     needs_smtputf8: bool,
     /// Set once the body is final (`fit_for_smtp`): 8-bit bytes are in what will be sent,
     /// and the longest line the client sent when it was over 998 bytes (0 otherwise).
-    eight_bit: bool,
-    longest_line: u64,
+    pub eight_bit: bool,
+    pub longest_line: u64,
 }
 
 /// A message on its way in.
 pub(crate) struct Reception<'c> {
-    core: &'c Core,
-    shared: &'c Shared,
+    pub(super) core: &'c Core,
+    pub(super) shared: &'c Shared,
     pub id: QueueId,
     envelope: AcceptedEnvelope,
     arrival: Arrival,
@@ -75,7 +75,7 @@ pub(crate) struct Reception<'c> {
     /// The header buffer's (then its fixed-up copy's) share of `limits.buffer_memory`.
     held: Reservation<'c>,
     body: Option<Body<'c>>,
-    refusal: Option<Reply>,
+    refusal: Option<Refusal>,
     size: u64,
     signing_time: Duration,
     now_unix: i64,
@@ -110,14 +110,19 @@ impl<'c> Reception<'c> {
 
     /// The refusal already decided, if any (the rest of the data is only drained).
     pub fn refusal(&self) -> Option<&Reply> {
-        self.refusal.as_ref()
+        self.refusal.as_ref().map(|r| &r.reply)
     }
 
-    fn refuse(&mut self, reply: Reply) {
+    /// Count and log a refusal.
+    fn rejected(&self, refusal: &Refusal) {
+        self.shared.metrics.rejected(refusal.reason);
+        tracing::warn!(queue_id = %self.id, client = %self.envelope.identity.name, reply = %refusal.reply, "rejected");
+    }
+
+    fn refuse(&mut self, refusal: Refusal) {
         if self.refusal.is_none() {
-            self.shared.metrics.rejected(reason_of(&reply));
-            tracing::warn!(queue_id = %self.id, client = %self.envelope.identity.name, reply = %reply, "rejected");
-            self.refusal = Some(reply);
+            self.rejected(&refusal);
+            self.refusal = Some(refusal);
         }
         // Drop the draft (its file is removed) and the signers.
         self.body = None;
@@ -130,7 +135,8 @@ impl<'c> Reception<'c> {
         self.size += bytes.len() as u64;
         let limit = self.core.settings.limits.max_message_size;
         if self.size > limit && self.refusal.is_none() {
-            self.refuse(Reply::new(
+            self.refuse(Refusal::new(
+                RejectReason::Size,
                 552,
                 "5.3.4",
                 format!("Message size exceeds fixed maximum message size ({limit} bytes)"),
@@ -158,7 +164,7 @@ impl<'c> Reception<'c> {
         match boundary {
             // However the bytes were chunked: a section found whole in one read counts too.
             Some(end) if end as u64 > max_header => {
-                self.refuse(Reply::new(554, "5.6.0", "Header section too large"));
+                self.refuse(Refusal::header("Header section too large"));
             }
             Some(end) => {
                 let buf = std::mem::take(&mut self.header_buf);
@@ -166,7 +172,7 @@ impl<'c> Reception<'c> {
                 self.begin_body(section, &rest[2..]);
             }
             None if self.header_buf.len() as u64 > max_header => {
-                self.refuse(Reply::new(554, "5.6.0", "Header section too large"));
+                self.refuse(Refusal::header("Header section too large"));
             }
             None => {}
         }
@@ -189,7 +195,8 @@ impl<'c> Reception<'c> {
             self.shared
                 .metrics
                 .overload_refusal(crate::metrics::OverloadReason::BufferMemory);
-            self.refuse(Reply::new(
+            self.refuse(Refusal::new(
+                RejectReason::BufferMemory,
                 451,
                 "4.3.2",
                 "Too much mail being received at once, try again later",
@@ -205,7 +212,7 @@ impl<'c> Reception<'c> {
             return;
         };
         if let Err(e) = body.draft.write(bytes) {
-            self.refuse(spool_reply(&e));
+            self.refuse(Refusal::spool(&e));
             return;
         }
         let t = Instant::now();
@@ -226,33 +233,31 @@ impl<'c> Reception<'c> {
                     self.write_body(rest);
                 }
             }
-            Err(reply) => self.refuse(reply),
+            Err(refusal) => self.refuse(refusal),
         }
     }
 
-    fn prepare(&mut self, section: &[u8]) -> Result<Body<'c>, Reply> {
+    fn prepare(&mut self, section: &[u8]) -> Result<Body<'c>, Refusal> {
         let Checked { fields, from } = check_section(section, self.envelope.smtputf8)
-            .map_err(|e| Reply::new(554, "5.6.0", e.to_string()))?;
+            .map_err(|e| Refusal::header(e.to_string()))?;
         let identity = &self.envelope.identity;
         if !identity.may_send_as(&from) {
-            return Err(Reply::new(
+            return Err(Refusal::new(
+                RejectReason::SenderNotAllowed,
                 550,
                 "5.7.1",
-                format!(
-                    "From <{}> not allowed for {}",
-                    super::session::shown(&from),
-                    identity.name
-                ),
+                format!("From <{}> not allowed for {}", shown(&from), identity.name),
             ));
         }
-        let from_domain = domain_of(&from)
-            .ok_or_else(|| Reply::new(554, "5.6.0", "From address has no domain"))?;
+        let from_domain =
+            domain_of(&from).ok_or_else(|| Refusal::header("From address has no domain"))?;
         let signers = self
             .core
             .signers
             .for_from_domain(&from_domain)
             .ok_or_else(|| {
-                Reply::new(
+                Refusal::new(
+                    RejectReason::NoSigningKey,
                     550,
                     "5.7.1",
                     format!("No DKIM key for {from_domain}: refusing to send it unsigned"),
@@ -279,9 +284,9 @@ impl<'c> Reception<'c> {
             .shared
             .spool
             .draft(self.id.clone())
-            .map_err(|e| spool_reply(&e))?;
+            .map_err(|e| Refusal::spool(&e))?;
         for part in [&received[..], &header_section, b"\r\n"] {
-            draft.write(part).map_err(|e| spool_reply(&e))?;
+            draft.write(part).map_err(|e| Refusal::spool(&e))?;
         }
         let envelope = &self.envelope;
         let needs_smtputf8 = envelope.smtputf8
@@ -317,29 +322,29 @@ impl<'c> Reception<'c> {
             self.begin_body(&section, b"");
         }
         if saw_bare_newline && self.core.settings.limits.bare_newlines == BareNewlines::Reject {
-            self.refuse(Reply::new(
+            self.refuse(Refusal::new(
+                RejectReason::BareNewline,
                 554,
                 "5.6.0",
                 "Message contains a bare CR or LF (RFC 5321 2.3.8)",
             ));
         }
-        if let Some(reply) = self.refusal.take() {
-            return reply;
+        if let Some(refusal) = self.refusal.take() {
+            return refusal.reply;
         }
         let Some(body) = self.body.take() else {
             return Reply::new(451, "4.3.0", "Internal error: no message body");
         };
         match self.seal(body).await {
             Ok(reply) => reply,
-            Err(reply) => {
-                self.shared.metrics.rejected(reason_of(&reply));
-                tracing::warn!(queue_id = %self.id, client = %self.envelope.identity.name, reply = %reply, "rejected");
-                reply
+            Err(refusal) => {
+                self.rejected(&refusal);
+                refusal.reply
             }
         }
     }
 
-    async fn seal(&mut self, body: Body<'c>) -> Result<Reply, Reply> {
+    async fn seal(&mut self, body: Body<'c>) -> Result<Reply, Refusal> {
         let (mut body, reasons) = self.fit_for_smtp(body).await?;
         let t = Instant::now();
         let made = body
@@ -349,15 +354,16 @@ impl<'c> Reception<'c> {
                 SignError::SelfVerify(e) => {
                     tracing::error!(queue_id = %self.id, domain = %body.signing_domain, error = %e, "self-verification failed; message refused");
                     self.shared.metrics.self_verify_failures_total.inc();
-                    Reply::new(
-                        451,
-                        "4.3.0",
-                        "Signature self-verification failed, try again later",
-                    )
+                    Refusal::self_verify()
                 }
                 e => {
                     tracing::error!(queue_id = %self.id, error = %e, "signing failed");
-                    Reply::new(451, "4.3.0", "Signing failed, try again later")
+                    Refusal::new(
+                        RejectReason::Signing,
+                        451,
+                        "4.3.0",
+                        "Signing failed, try again later",
+                    )
                 }
             })?;
         self.signing_time += t.elapsed();
@@ -388,9 +394,9 @@ impl<'c> Reception<'c> {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::error!(queue_id = %self.id, error = %e, "spool commit failed");
-                return Err(spool_reply(&e));
+                return Err(Refusal::spool(&e));
             }
-            Err(_) => return Err(Reply::new(451, "4.3.0", "Internal error while queueing")),
+            Err(_) => return Err(Refusal::local_error("Internal error while queueing")),
         }
         let m = &self.shared.metrics;
         m.messages_received_total.inc();
@@ -429,107 +435,6 @@ impl<'c> Reception<'c> {
 }
 
 impl<'c> Reception<'c> {
-    /// Make the body fit for any standards-following receiver before it is signed: a line over
-    /// 998 bytes is refused (`limits.long_lines: reject`) or its MIME part re-encoded
-    /// (`encode`); under `limits.eight_bit: encode` so are 8-bit parts. The rare re-encoding
-    /// reads the draft back twice and writes a new one, off the async workers.
-    async fn fit_for_smtp(&mut self, mut body: Body<'c>) -> Result<(Body<'c>, Reasons), Reply> {
-        let facts = std::mem::take(&mut body.scan).finish();
-        let limits = &self.core.settings.limits;
-        body.longest_line = facts.longest_over;
-        body.eight_bit = body.header_eight_bit || facts.eight_bit;
-        let mut received = reencode::Received {
-            draft: body.draft,
-            received: std::mem::take(&mut body.received),
-            header_section: std::mem::take(&mut body.header_section),
-        };
-        if facts.has_long_lines() && limits.long_lines == LongLines::Reject {
-            let found = tokio::task::spawn_blocking(move || {
-                let found = reencode::first_long_line(&mut received);
-                (found, received)
-            })
-            .await;
-            let (line, len) = match found {
-                Ok((Ok(Some(found)), _)) => found,
-                // Not found again, or not readable: say what the scan saw.
-                Ok(_) | Err(_) => (0, facts.longest_over),
-            };
-            let line = if line > 0 {
-                format!("Line {line} of the body")
-            } else {
-                "A line of the body".to_string()
-            };
-            return Err(Reply::new(
-                554,
-                "5.6.0",
-                format!("{line} is {len} bytes; SMTP allows 998 (send it encoded as quoted-printable or base64)"),
-            ));
-        }
-        let reasons = Reasons {
-            long_lines: facts.has_long_lines() && limits.long_lines == LongLines::Encode,
-            eight_bit: facts.eight_bit && limits.eight_bit == EightBit::Encode,
-        };
-        if !reasons.any() {
-            body.draft = received.draft;
-            body.received = received.received;
-            body.header_section = received.header_section;
-            return Ok((body, reasons));
-        }
-        let policy = Policy {
-            long_lines: reasons.long_lines,
-            eight_bit: reasons.eight_bit,
-        };
-        let spool = self.shared.spool.clone();
-        let id = self.id.clone();
-        let hashing = BodyHashing::for_signers(body.signers);
-        let t = Instant::now();
-        let done = tokio::task::spawn_blocking(move || {
-            let result = reencode::reencode(&spool, &id, &mut received, policy, hashing);
-            (result, received)
-        })
-        .await;
-        let (result, received) = match done {
-            Ok(r) => r,
-            Err(_) => return Err(Reply::new(451, "4.3.0", "Internal error while re-encoding")),
-        };
-        match result {
-            Ok(Some(rw)) => {
-                // The draft as received goes (removed or recycled); the new one is signed.
-                drop(received);
-                tracing::debug!(queue_id = %self.id, reasons = %reasons.shown(), took_us = t.elapsed().as_micros() as u64, "body re-encoded");
-                body.draft = rw.draft;
-                body.header_section = rw.header_section;
-                body.signing = MessageSigning::with_body(body.signers, rw.body);
-                body.eight_bit = rw.eight_bit;
-                Ok((body, reasons))
-            }
-            Ok(None) => {
-                // Nothing a Content-Transfer-Encoding could change (8-bit bytes only in a
-                // part's header fields, say): the message goes as it came.
-                body.draft = received.draft;
-                body.received = received.received;
-                body.header_section = received.header_section;
-                Ok((body, Reasons::default()))
-            }
-            Err(ReencodeError::Unfixable(problem)) => {
-                Err(Reply::new(554, "5.6.0", problem.to_string()))
-            }
-            Err(ReencodeError::Spool(e)) => {
-                tracing::error!(queue_id = %self.id, error = %e, "re-encoding failed");
-                Err(spool_reply(&e))
-            }
-            Err(e) => {
-                // Our own walk left a line it should have encoded: never send it.
-                tracing::error!(queue_id = %self.id, error = %e, "re-encoding failed");
-                Err(Reply::new(
-                    451,
-                    "4.3.0",
-                    "Local error in processing, try again later",
-                ))
-            }
-        }
-    }
-
     /// Up to `dkim.independent_verify_max`: each new signature verified by mail-auth's own
     /// verifier over the signature fields and the draft as they will be sent.
     async fn verify_independently(
@@ -538,7 +443,7 @@ impl<'c> Reception<'c> {
         signers: &[Arc<SelectorSigner>],
         signing_domain: &str,
         made: &[crate::dkim::message::MadeField],
-    ) -> Result<(), Reply> {
+    ) -> Result<(), Refusal> {
         let sig_len: usize = made.iter().map(|m| m.header.len()).sum();
         let total = draft.size + sig_len as u64;
         if total > self.core.settings.dkim.independent_verify_max {
@@ -557,7 +462,7 @@ impl<'c> Reception<'c> {
         });
         if let Err(e) = read {
             tracing::error!(queue_id = %self.id, error = %e, "cannot read the draft back");
-            return Err(spool_reply(&e));
+            return Err(Refusal::spool(&e));
         }
         let ours: Vec<Ours<'_>> = made
             .iter()
@@ -573,11 +478,7 @@ impl<'c> Reception<'c> {
         checked.map_err(|e| {
             tracing::error!(queue_id = %self.id, domain = %signing_domain, error = %e, "self-verification failed; message refused");
             self.shared.metrics.self_verify_failures_total.inc();
-            Reply::new(
-                451,
-                "4.3.0",
-                "Signature self-verification failed, try again later",
-            )
+            Refusal::self_verify()
         })
     }
 }
@@ -586,31 +487,5 @@ fn metric_algorithm(a: crate::dkim::keys::KeyAlgorithm) -> Algorithm {
     match a {
         crate::dkim::keys::KeyAlgorithm::RsaSha256 => Algorithm::RsaSha256,
         crate::dkim::keys::KeyAlgorithm::Ed25519Sha256 => Algorithm::Ed25519Sha256,
-    }
-}
-
-/// The metric reason for a refusal, from its status code.
-fn reason_of(reply: &Reply) -> RejectReason {
-    let text = reply.lines.first().map(|l| l.as_ref()).unwrap_or("");
-    match (reply.code, reply.status) {
-        (552, _) => RejectReason::Size,
-        (451, "4.3.2") => RejectReason::BufferMemory,
-        (_, "4.3.1") => RejectReason::Spool,
-        (_, "5.7.1") if text.starts_with("No DKIM key") => RejectReason::NoSigningKey,
-        (_, "5.7.1") => RejectReason::SenderNotAllowed,
-        (_, "5.6.0") if text.contains("bare CR") => RejectReason::BareNewline,
-        (_, "5.6.0") if text.contains("SMTP allows 998") => RejectReason::LongLines,
-        (_, "5.6.0") => RejectReason::HeaderPolicy,
-        (_, "4.3.0") if text.contains("self-verification") => RejectReason::SelfVerify,
-        _ => RejectReason::Spool,
-    }
-}
-
-fn spool_reply(e: &SpoolError) -> Reply {
-    match e {
-        SpoolError::Full => {
-            Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
-        }
-        _ => Reply::new(451, "4.3.0", "Local error in processing, try again later"),
     }
 }

@@ -3,8 +3,9 @@
 
 use super::policy::Identity;
 use super::receive::Reception;
-use super::{Core, Peer, Shared};
+use super::{Peer, Shared};
 use crate::config::ListenerTls;
+use crate::core::Core;
 use crate::smtp::reply::Reply;
 use smtp_proto::{Error as ProtoError, Request};
 use std::borrow::Cow;
@@ -457,20 +458,6 @@ fn syntax_reply(e: ProtoError) -> Reply {
         ProtoError::NeedsMoreData { .. } | ProtoError::InvalidResponse { .. } => {
             Reply::new(500, "5.5.2", "Syntax error")
         }
-    }
-}
-
-/// Text a client sent, made safe to show in a reply or log: printable ASCII, bounded.
-pub(crate) fn shown(s: &str) -> Cow<'_, str> {
-    if s.len() <= 100 && s.chars().all(|c| c.is_ascii_graphic()) {
-        Cow::Borrowed(s)
-    } else {
-        Cow::Owned(
-            s.chars()
-                .filter(|c| c.is_ascii_graphic())
-                .take(100)
-                .collect(),
-        )
     }
 }
 

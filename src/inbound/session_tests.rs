@@ -4,8 +4,9 @@
 use super::policy::network_identity;
 use super::session::{Conn, Session};
 use super::throttle::{AuthThrottle, RateLimiter};
-use super::{Core, Peer, Shared};
+use super::{Peer, Shared};
 use crate::config::{ListenerTls, Settings};
+use crate::core::Core;
 use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
@@ -23,7 +24,7 @@ clients:
     password_hash: "$argon2id$v=19$m=19456,t=2,p=1$hSJuQlGz8CKlJ+dWRClxAA$B8kFxHpxIFwmCj3EWDscq2zFaAi3Ks4L/XbKDvvAmTc"
     allow_from: ["example.com"]
   - network: 192.0.2.0/24
-    allow_from: ["example.com"]
+    allow_from: ["example.com", "example.org"]
 dkim:
   domains:
     example.com:
@@ -88,6 +89,14 @@ async fn converse(client: DuplexStream, lines: &[&str]) -> Vec<String> {
 
 /// Run a plain-text session for a client at `ip` over an in-memory pipe.
 async fn session_at(ip: &str, lines: &[&str]) -> Vec<String> {
+    session_with_metrics(ip, lines).await.0
+}
+
+/// [`session_at`], and the process's metrics afterwards.
+async fn session_with_metrics(
+    ip: &str,
+    lines: &[&str],
+) -> (Vec<String>, Arc<crate::metrics::Metrics>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let core = core(dir.path());
     let shared = shared(dir.path());
@@ -107,7 +116,7 @@ async fn session_at(ip: &str, lines: &[&str]) -> Vec<String> {
     );
     let (server, client) = tokio::io::duplex(64 * 1024);
     let (_, replies) = tokio::join!(session.run(Conn::new(server)), converse(client, lines));
-    replies
+    (replies, shared.metrics.clone())
 }
 
 const AUTH: &str = "AUTH PLAIN AGFwcABkZW1vLXBhc3N3b3Jk";
@@ -153,4 +162,54 @@ async fn a_trusted_network_needs_no_auth_and_others_do() {
     assert!(ok[1].starts_with("250 2.1.0"), "{}", ok[1]);
     let no = session_at("192.0.3.7", &["EHLO c.test", "MAIL FROM:<app@example.com>"]).await;
     assert!(no[1].starts_with("530 5.7.0"), "{}", no[1]);
+}
+
+#[tokio::test]
+async fn each_refused_message_is_counted_under_its_own_reason() {
+    // Each message is the text after DATA, ending with the line "." (converse adds the CRLF).
+    let message = |header: &str| format!("{header}\r\nSubject: t\r\n\r\nbody\r\n.");
+    let cases = [
+        (
+            "From: a@example.org",
+            "550 5.7.1 No DKIM key",
+            "no_signing_key",
+        ),
+        (
+            "From: a@elsewhere.test",
+            "550 5.7.1 From <",
+            "sender_not_allowed",
+        ),
+        (
+            "From: a@example.com\r\nFrom: b@example.com",
+            "554 5.6.0 ",
+            "header_policy",
+        ),
+    ];
+    for (header, reply, reason) in cases {
+        let data = message(header);
+        let (replies, metrics) = session_with_metrics(
+            "192.0.2.7",
+            &[
+                "EHLO c.test",
+                "MAIL FROM:<app@example.com>",
+                "RCPT TO:<x@example.net>",
+                "DATA",
+                &data,
+            ],
+        )
+        .await;
+        assert!(replies[4].starts_with(reply), "{header}: {}", replies[4]);
+        let exposition = metrics.render();
+        let counted: Vec<&str> = exposition
+            .lines()
+            .filter(|l| l.starts_with("dkim_relay_messages_rejected_total{") && !l.ends_with(" 0"))
+            .collect();
+        assert_eq!(
+            counted,
+            [format!(
+                "dkim_relay_messages_rejected_total{{reason=\"{reason}\"}} 1"
+            )],
+            "{header}"
+        );
+    }
 }

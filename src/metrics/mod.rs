@@ -6,15 +6,21 @@
 //! The rest of the relay updates the public fields of [`Metrics`] directly (they are cheap,
 //! lock-free handles), or through the typed helpers below, which keep label values inside their
 //! fixed sets ([`RejectReason`], [`Algorithm`], [`AuthMechanism`], [`DeliveryResult`],
-//! [`Direction`], [`DnsCheck`]). Labels only ever come from such fixed sets or from the
-//! configuration (listener names, signing domains) — never from client input such as a recipient.
+//! [`Direction`], ...: `labels.rs`). Labels only ever come from such fixed sets or from the
+//! configuration (listener names, signing domains, selectors) — never from client input such as
+//! a recipient.
 //!
 //! This module imports nothing else of ours.
 
-pub mod bounce_check;
+pub(crate) mod bounce_check;
 pub mod http;
+mod labels;
 
 pub use http::{serve, serve_with_status, Page, Readiness, StatusPage};
+pub use labels::{
+    Algorithm, AuthMechanism, ClusterLimit, DeliveryResult, Direction, OverloadReason, ProbeResult,
+    ReencodeReason, RejectReason, TlsPolicy,
+};
 
 use prometheus::core::Collector;
 use prometheus::{
@@ -27,229 +33,6 @@ pub const NAMESPACE: &str = "dkim_relay";
 
 /// Content type of the text exposition format served on `/metrics`.
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
-
-/// Why a message was refused: the `reason` label of `dkim_relay_messages_rejected_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RejectReason {
-    /// No identity at MAIL (`530 5.7.0`).
-    Auth,
-    /// Envelope sender or header From not allowed for the identity (`550 5.7.1`).
-    SenderNotAllowed,
-    /// Malformed or duplicated header fields (`554 5.6.0`).
-    HeaderPolicy,
-    /// Over `limits.max_message_size`.
-    Size,
-    /// Over `limits.messages_per_minute_per_client`.
-    RateLimit,
-    /// Over `limits.max_recipients`.
-    TooManyRecipients,
-    /// Bare LF/CR in the data with `bare_newlines: reject`.
-    BareNewline,
-    /// No configured DKIM key for the From domain.
-    NoSigningKey,
-    /// A new signature did not verify against its own public key (`451 4.3.0`).
-    SelfVerify,
-    /// The spool could not store the message (full disk, I/O error).
-    Spool,
-    /// SMTP protocol violation that aborted the transaction.
-    Protocol,
-    /// Its header section would have pushed `limits.buffer_memory` over (`451 4.3.2`).
-    BufferMemory,
-    /// A body line over 998 bytes with `long_lines: reject`, or one no encoding can fix.
-    LongLines,
-}
-
-impl RejectReason {
-    /// Every reason, in a stable order (used to pre-initialise the label set).
-    pub const ALL: [RejectReason; 13] = [
-        RejectReason::Auth,
-        RejectReason::SenderNotAllowed,
-        RejectReason::HeaderPolicy,
-        RejectReason::Size,
-        RejectReason::RateLimit,
-        RejectReason::TooManyRecipients,
-        RejectReason::BareNewline,
-        RejectReason::NoSigningKey,
-        RejectReason::SelfVerify,
-        RejectReason::Spool,
-        RejectReason::Protocol,
-        RejectReason::BufferMemory,
-        RejectReason::LongLines,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RejectReason::Auth => "auth",
-            RejectReason::SenderNotAllowed => "sender_not_allowed",
-            RejectReason::HeaderPolicy => "header_policy",
-            RejectReason::Size => "size",
-            RejectReason::RateLimit => "rate_limit",
-            RejectReason::TooManyRecipients => "too_many_recipients",
-            RejectReason::BareNewline => "bare_newline",
-            RejectReason::NoSigningKey => "no_signing_key",
-            RejectReason::SelfVerify => "self_verify",
-            RejectReason::Spool => "spool",
-            RejectReason::Protocol => "protocol",
-            RejectReason::BufferMemory => "buffer_memory",
-            RejectReason::LongLines => "long_lines",
-        }
-    }
-}
-
-/// Why a body was re-encoded before signing: the `reason` label of
-/// `dkim_relay_messages_reencoded_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ReencodeReason {
-    /// A line over 998 bytes (`limits.long_lines: encode`).
-    LongLines,
-    /// 8-bit data (`limits.eight_bit: encode`).
-    EightBit,
-}
-
-impl ReencodeReason {
-    pub const ALL: [ReencodeReason; 2] = [ReencodeReason::LongLines, ReencodeReason::EightBit];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReencodeReason::LongLines => "long_lines",
-            ReencodeReason::EightBit => "eight_bit",
-        }
-    }
-}
-
-/// DKIM signing algorithm: the `algorithm` label of `dkim_relay_messages_signed_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Algorithm {
-    RsaSha256,
-    Ed25519Sha256,
-}
-
-impl Algorithm {
-    pub const ALL: [Algorithm; 2] = [Algorithm::RsaSha256, Algorithm::Ed25519Sha256];
-
-    /// The label value (the `a=` tag of the signature).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Algorithm::RsaSha256 => "rsa-sha256",
-            Algorithm::Ed25519Sha256 => "ed25519-sha256",
-        }
-    }
-}
-
-/// SMTP AUTH mechanism: the `mechanism` label of `dkim_relay_auth_failures_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AuthMechanism {
-    Plain,
-    Login,
-}
-
-impl AuthMechanism {
-    pub const ALL: [AuthMechanism; 2] = [AuthMechanism::Plain, AuthMechanism::Login];
-
-    /// The label value (lower case).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthMechanism::Plain => "plain",
-            AuthMechanism::Login => "login",
-        }
-    }
-}
-
-/// Outcome of one delivery attempt for one recipient: the `result` label of
-/// `dkim_relay_deliveries_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DeliveryResult {
-    Delivered,
-    Deferred,
-    Bounced,
-}
-
-impl DeliveryResult {
-    pub const ALL: [DeliveryResult; 3] = [
-        DeliveryResult::Delivered,
-        DeliveryResult::Deferred,
-        DeliveryResult::Bounced,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryResult::Delivered => "delivered",
-            DeliveryResult::Deferred => "deferred",
-            DeliveryResult::Bounced => "bounced",
-        }
-    }
-}
-
-/// How a probe of a closed next-hop host went: the `result` label of
-/// `dkim_relay_delivery_probes_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ProbeResult {
-    /// The host answered: open again.
-    Success,
-    /// Still unreachable: closed until the next probe.
-    Failure,
-}
-
-impl ProbeResult {
-    pub const ALL: [ProbeResult; 2] = [ProbeResult::Success, ProbeResult::Failure];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProbeResult::Success => "success",
-            ProbeResult::Failure => "failure",
-        }
-    }
-}
-
-/// Which side of the relay a TLS failure happened on: the `direction` label of
-/// `dkim_relay_tls_failures_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// A client's handshake with our listener (STARTTLS or implicit TLS).
-    Inbound,
-    /// Our handshake with a next hop (MX or relay host).
-    Outbound,
-}
-
-impl Direction {
-    pub const ALL: [Direction; 2] = [Direction::Inbound, Direction::Outbound];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Inbound => "inbound",
-            Direction::Outbound => "outbound",
-        }
-    }
-}
-
-/// One check of the in-daemon DNS doctor: the `check` label of `dkim_relay_dns_check_ok`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DnsCheck {
-    /// Every selector's DKIM TXT record is present, single and matches its key.
-    Dkim,
-    /// SPF authorizes `public_addresses` (within the 10-lookup limit).
-    Spf,
-    /// A DMARC record exists.
-    Dmarc,
-}
-
-impl DnsCheck {
-    pub const ALL: [DnsCheck; 3] = [DnsCheck::Dkim, DnsCheck::Spf, DnsCheck::Dmarc];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DnsCheck::Dkim => "dkim",
-            DnsCheck::Spf => "spf",
-            DnsCheck::Dmarc => "dmarc",
-        }
-    }
-}
 
 /// `n` buckets from `start`, each `factor` times the previous (prometheus' `exponential_buckets`
 /// without its `Result`, since our arguments are constants).
@@ -304,6 +87,9 @@ pub struct Metrics {
     pub config_reloads_total: IntCounterVec,
     /// `build_info{version}`: always 1.
     pub build_info: IntGaugeVec,
+    /// `tls_policy_total{policy,result}`: outbound sessions to MX hosts by the policy they
+    /// were under ([`TlsPolicy`]) and whether they met it (`ok`, `failed`).
+    pub tls_policy_total: IntCounterVec,
     /// `auth_hash_waiting`: AUTH attempts waiting for a password-check slot (or for their
     /// address's turn).
     pub auth_hash_waiting: IntGauge,
@@ -332,57 +118,6 @@ pub struct Metrics {
     /// `8bit_without_8bitmime_total`: messages with 8-bit data sent to a next hop that does
     /// not offer 8BITMIME (`limits.eight_bit: keep`).
     pub eight_bit_without_8bitmime_total: IntCounter,
-}
-
-/// A limit shared through Redis: the `limit` label of `dkim_relay_cluster_decisions_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ClusterLimit {
-    /// `limits.messages_per_minute_per_client`.
-    MessageRate,
-    /// The per-address AUTH failure count and its delays.
-    AuthFailures,
-    /// `limits.max_connections_per_ip`.
-    Connections,
-}
-
-impl ClusterLimit {
-    pub const ALL: [ClusterLimit; 3] = [
-        ClusterLimit::MessageRate,
-        ClusterLimit::AuthFailures,
-        ClusterLimit::Connections,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ClusterLimit::MessageRate => "message_rate",
-            ClusterLimit::AuthFailures => "auth_failures",
-            ClusterLimit::Connections => "connections",
-        }
-    }
-}
-
-/// Why a request was refused under load: the `reason` label of
-/// `dkim_relay_overload_refusals_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OverloadReason {
-    /// No password-check slot within the bounded wait (`454 4.7.0`).
-    AuthHashBusy,
-    /// `limits.buffer_memory` would be exceeded (`451 4.3.2`).
-    BufferMemory,
-}
-
-impl OverloadReason {
-    pub const ALL: [OverloadReason; 2] =
-        [OverloadReason::AuthHashBusy, OverloadReason::BufferMemory];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OverloadReason::AuthHashBusy => "auth_hash_busy",
-            OverloadReason::BufferMemory => "buffer_memory",
-        }
-    }
 }
 
 /// Building the metric set failed. Only possible through a programming error (an invalid or
@@ -509,6 +244,13 @@ impl Metrics {
                 opts("build_info", "Build information; the value is always 1."),
                 &["version"],
             )?,
+            tls_policy_total: IntCounterVec::new(
+                opts(
+                    "tls_policy_total",
+                    "Outbound sessions to MX hosts, by transport security policy (mta-sts, dane, none) and result (ok, failed).",
+                ),
+                &["policy", "result"],
+            )?,
             auth_hash_waiting: IntGauge::with_opts(opts(
                 "auth_hash_waiting",
                 "AUTH attempts waiting for a password-check slot.",
@@ -589,6 +331,7 @@ impl Metrics {
         for c in collectors {
             m.registry.register(c)?;
         }
+        m.registry.register(Box::new(m.tls_policy_total.clone()))?;
         let load: [Box<dyn Collector>; 3] = [
             Box::new(m.auth_hash_waiting.clone()),
             Box::new(m.buffer_memory_bytes.clone()),
@@ -645,15 +388,15 @@ impl Metrics {
         for r in ["success", "failure"] {
             m.config_reloads_total.with_label_values(&[r]);
         }
+        for p in TlsPolicy::ALL {
+            for r in ["ok", "failed"] {
+                m.tls_policy_total.with_label_values(&[p.as_str(), r]);
+            }
+        }
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         Ok(m)
-    }
-
-    /// The registry holding every metric (for tests or extra collectors).
-    pub fn registry(&self) -> &Registry {
-        &self.registry
     }
 
     /// Everything in the text exposition format (version 0.0.4).
@@ -739,11 +482,24 @@ impl Metrics {
             .inc();
     }
 
-    /// Record the result of one DNS doctor check of `domain`.
-    pub fn set_dns_check(&self, domain: &str, check: DnsCheck, ok: bool) {
-        self.dns_check_ok
-            .with_label_values(&[domain, check.as_str()])
-            .set(i64::from(ok));
+    /// Replace the DNS doctor's gauges with one pass's values: (domain, check label, 1 when
+    /// passing else 0). A reload may have removed a domain or selector: each pass starts from
+    /// scratch.
+    pub fn set_dns_checks(&self, values: impl IntoIterator<Item = (String, String, i64)>) {
+        self.dns_check_ok.reset();
+        for (domain, check, ok) in values {
+            self.dns_check_ok
+                .with_label_values(&[domain.as_str(), check.as_str()])
+                .set(ok);
+        }
+    }
+
+    /// Count an outbound session under `policy` that met it (`ok`) or not.
+    pub fn tls_policy(&self, policy: TlsPolicy, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.tls_policy_total
+            .with_label_values(&[policy.as_str(), result])
+            .inc();
     }
 
     /// Count a request refused under load.

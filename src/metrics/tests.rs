@@ -36,7 +36,7 @@ fn every_metric_has_help_and_type() {
     // Series whose labels come from the config or the DNS doctor exist once set: a family
     // without series is not exported at all.
     m.init_config_labels(["[::]:587"], [("example.com", Algorithm::RsaSha256)]);
-    m.set_dns_check("example.com", DnsCheck::Dkim, true);
+    m.set_dns_checks([("example.com".into(), "dkim:s1".into(), 1)]);
     let text = m.render();
     for name in NAMES {
         assert!(
@@ -90,8 +90,9 @@ fn helpers_update_the_right_series() {
     m.signed("example.com", Algorithm::RsaSha256);
     m.deliveries(DeliveryResult::Deferred, 3);
     m.tls_failure(Direction::Outbound);
-    m.set_dns_check("example.com", DnsCheck::Spf, true);
-    m.set_dns_check("example.com", DnsCheck::Dmarc, false);
+    m.set_dns_checks(
+        ["spf", "dmarc"].map(|c| ("example.com".into(), c.into(), i64::from(c == "spf"))),
+    );
     m.config_reload(false);
     m.signing_seconds.observe(0.0003);
     m.message_size_bytes.observe(5000.0);

@@ -6,7 +6,7 @@
 //! Imports only `smtp` of ours.
 
 pub mod fields;
-pub mod qp;
+pub(crate) mod qp;
 pub mod scan;
-pub mod top;
+pub(crate) mod top;
 pub mod walk;

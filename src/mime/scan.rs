@@ -107,11 +107,6 @@ impl BodyScan {
         }
         self.facts
     }
-
-    /// The facts so far.
-    pub fn facts(&self) -> BodyFacts {
-        self.facts
-    }
 }
 
 /// Is any byte of `s` 8-bit? Blocks of 32 bytes OR-ed together (the compiler vectorises the

@@ -1,11 +1,19 @@
 //! Opening an SMTP connection to a next hop (TCP, greeting, EHLO, TLS as the policy says,
 //! AUTH), checking that an idle one is still usable (RSET), and closing one politely.
-//! mail-send's client speaks the commands; every wait on the peer has a timeout.
+//! mail-send's client speaks the commands; every wait on the peer has a timeout. Under a
+//! transport security policy ([`Secure`]) the certificate is checked — for the host name
+//! (MTA-STS) or against the host's TLSA records (DANE) — and what fell short is kept for the
+//! TLS report.
 
 use crate::config::OutboundTls;
+use crate::dane::{DaneVerifier, TlsaRrset};
+use crate::tls_policy::report::{FailureDetail, ResultType};
+use crate::tls_policy::trust::Trust;
+use crate::tls_policy::verify::{self, PolicyVerifier, Verdict};
 use mail_send::SmtpClient;
 use smtp_proto::{EhloResponse, Response, EXT_START_TLS};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -21,6 +29,72 @@ pub struct Policy {
     pub command_timeout: Duration,
 }
 
+/// What a transport security policy asks of one connection beyond [`Policy`]: STARTTLS, and
+/// the certificate check of [`Check`]. Enforced, anything less fails the connection (never
+/// clear text); not enforced (MTA-STS testing, `TLS-Required: No`), the connection goes on and
+/// the shortfall is only reported.
+#[derive(Clone, Copy)]
+pub struct Secure<'a> {
+    pub check: Check<'a>,
+    pub enforce: bool,
+    /// The policy, as replies name it (`the MTA-STS policy of example.com`, `the DANE policy
+    /// of mx.example.net`).
+    pub name: &'a str,
+}
+
+/// How the certificate is checked.
+#[derive(Clone, Copy)]
+pub enum Check<'a> {
+    /// MTA-STS: it verifies for the MX host name against `trust` (webpki).
+    Pkix(&'a Trust),
+    /// DANE with usable TLSA records: it matches one of them (DANE-TA names: the TLSA base
+    /// domain, the MX host, `recipient_domain`). The SNI is the TLSA base domain (RFC 7672
+    /// 8.1).
+    Dane {
+        tlsa: &'a TlsaRrset,
+        recipient_domain: &'a str,
+    },
+    /// DANE whose TLSA records are all unusable: TLS is mandatory, nothing is authenticated.
+    Encrypt,
+}
+
+/// Which policy verified a connection's certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    /// For the host name, against the trusted roots (MTA-STS).
+    Pkix,
+    /// Against the host's TLSA records (DANE).
+    Dane,
+}
+
+/// The verifier consulted during a handshake, for its verdict afterwards.
+enum Checker {
+    Pkix(Arc<PolicyVerifier>),
+    Dane(Arc<DaneVerifier>),
+}
+
+impl Checker {
+    fn verdict(&self) -> Verdict {
+        match self {
+            Checker::Pkix(v) => v.verdict(),
+            Checker::Dane(v) => match v.verdict() {
+                crate::dane::Verdict::Unchecked => Verdict::Unchecked,
+                crate::dane::Verdict::Matched(_) => Verdict::Valid,
+                crate::dane::Verdict::Failed(f) => {
+                    Verdict::Invalid(crate::tls_policy::dane::check_failure(&f))
+                }
+            },
+        }
+    }
+
+    fn verified(&self) -> Verified {
+        match self {
+            Checker::Pkix(_) => Verified::Pkix,
+            Checker::Dane(_) => Verified::Dane,
+        }
+    }
+}
+
 /// A stream of either kind (plain TCP or TLS) behind one type.
 pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
@@ -33,6 +107,10 @@ pub struct Connection {
     pub host: String,
     pub addr: SocketAddr,
     pub tls: bool,
+    /// TLS with a certificate verified under a policy, and which.
+    pub verified: Option<Verified>,
+    /// What a policy not enforced found wrong with it (for the TLS report).
+    pub policy_failure: Option<FailureDetail>,
     /// Mail transactions completed on it.
     pub transactions: u32,
 }
@@ -44,11 +122,21 @@ pub enum OpenError {
     /// The address is unreachable or broken (refused, timed out, no greeting, TLS handshake
     /// failed): try the next address; the circuit breaker closes this one.
     #[error("{detail}")]
-    Down { detail: String, tls: bool },
+    Down {
+        detail: String,
+        tls: bool,
+        /// A TLS failure, as a TLS report names it.
+        report: Option<Box<FailureDetail>>,
+    },
     /// The host answered but cannot take our mail under the policy (TLS required and not
-    /// offered, credentials refused): try the next host; it is not dead.
+    /// offered, a certificate an enforced policy refuses, credentials refused): try the next
+    /// host; it is not dead.
     #[error("{detail}")]
-    Policy { detail: String, tls: bool },
+    Policy {
+        detail: String,
+        tls: bool,
+        report: Option<Box<FailureDetail>>,
+    },
 }
 
 impl OpenError {
@@ -58,12 +146,20 @@ impl OpenError {
             OpenError::Down { tls, .. } | OpenError::Policy { tls, .. } => *tls,
         }
     }
+
+    /// The TLS failure, as a TLS report names it (`None`: TLS was not the problem).
+    pub fn report(&self) -> Option<&FailureDetail> {
+        match self {
+            OpenError::Down { report, .. } | OpenError::Policy { report, .. } => report.as_deref(),
+        }
+    }
 }
 
 fn down(what: &str, e: &dyn std::fmt::Display) -> OpenError {
     OpenError::Down {
         detail: format!("{what}: {e}"),
         tls: false,
+        report: None,
     }
 }
 
@@ -71,11 +167,43 @@ fn tls_down(what: &str, e: &dyn std::fmt::Display) -> OpenError {
     OpenError::Down {
         detail: format!("{what}: {e}"),
         tls: true,
+        report: None,
     }
 }
 
-/// Open a connection to `addr` for `host` as `policy` says.
-pub async fn open(addr: SocketAddr, host: &str, policy: &Policy) -> Result<Connection, OpenError> {
+/// A policy refusal of the connection, with what the report says about it.
+fn refused(detail: String, report: FailureDetail) -> OpenError {
+    OpenError::Policy {
+        detail,
+        tls: true,
+        report: Some(Box::new(report)),
+    }
+}
+
+/// STARTTLS not offered (or refused) where a policy wanted it.
+fn starttls_missing(why: String) -> FailureDetail {
+    FailureDetail {
+        failure_reason_code: Some(why),
+        ..FailureDetail::new(ResultType::StarttlsNotSupported)
+    }
+}
+
+/// A failed handshake, as a report names it.
+fn handshake_report(e: &mail_send::Error) -> FailureDetail {
+    match e {
+        mail_send::Error::Tls(r) => verify::handshake_failure(Some(r), &e.to_string()),
+        _ => verify::handshake_failure(None, &e.to_string()),
+    }
+}
+
+/// Open a connection to `addr` for `host` as `policy` says, and as `secure` says when a
+/// transport security policy applies.
+pub async fn open(
+    addr: SocketAddr,
+    host: &str,
+    policy: &Policy,
+    secure: Option<Secure<'_>>,
+) -> Result<Connection, OpenError> {
     let mut client = SmtpClient::connect(addr, policy.connect_timeout)
         .await
         .map_err(|e| down("connect", &e))?;
@@ -93,58 +221,142 @@ pub async fn open(addr: SocketAddr, host: &str, policy: &Policy) -> Result<Conne
         };
         greeting(&mut client, policy).await?;
         let caps = ehlo(&mut client, policy).await?;
-        return authenticate(client, caps, addr, host, true, policy).await;
+        return authenticate(client, caps, addr, host, policy).await;
     }
 
     greeting(&mut client, policy).await?;
     let caps = ehlo(&mut client, policy).await?;
     let offered = caps.has_capability(EXT_START_TLS);
-    if policy.tls == OutboundTls::None || (!offered && policy.tls == OutboundTls::Opportunistic) {
+    let enforced = secure.filter(|s| s.enforce);
+    let required = policy.tls == OutboundTls::Required || enforced.is_some();
+    if policy.tls == OutboundTls::None || (!offered && !required) {
         let client = SmtpClient {
             stream: Box::new(client.stream) as Box<dyn Stream>,
             timeout: client.timeout,
         };
-        return authenticate(client, caps, addr, host, false, policy).await;
+        let mut conn = authenticate(client, caps, addr, host, policy).await?;
+        if secure.is_some() {
+            conn.policy_failure = Some(starttls_missing(format!("{host} does not offer STARTTLS")));
+        }
+        return Ok(conn);
     }
     if !offered {
         // Required TLS and no STARTTLS: never send the mail in clear text.
         let _ = client.cmd(b"QUIT\r\n").await;
-        return Err(OpenError::Policy {
-            detail: format!("{host} does not offer STARTTLS and TLS is required"),
-            tls: true,
-        });
+        let detail = match enforced {
+            Some(s) => format!(
+                "4.7.5 {host} does not offer STARTTLS, which {} requires",
+                s.name
+            ),
+            None => format!("{host} does not offer STARTTLS and TLS is required"),
+        };
+        return Err(refused(
+            detail,
+            starttls_missing(format!("{host} does not offer STARTTLS")),
+        ));
     }
     let reply = client
         .cmd(b"STARTTLS\r\n")
         .await
         .map_err(|e| down("STARTTLS", &e))?;
     if reply.code != 220 {
-        if policy.tls != OutboundTls::Opportunistic {
+        let why = format!("{host} refused STARTTLS: {}", show(&reply));
+        if required {
             let _ = client.cmd(b"QUIT\r\n").await;
-            return Err(OpenError::Policy {
-                detail: format!("{host} refused STARTTLS: {}", show(&reply)),
-                tls: true,
-            });
+            let detail = match enforced {
+                Some(s) => format!("4.7.5 {why}, and {} requires TLS", s.name),
+                None => why.clone(),
+            };
+            return Err(refused(detail, starttls_missing(why)));
         }
         // Opportunistic: the handshake never began, so carry on in clear text as without TLS.
         let client = SmtpClient {
             stream: Box::new(client.stream) as Box<dyn Stream>,
             timeout: client.timeout,
         };
-        return authenticate(client, caps, addr, host, false, policy).await;
+        let mut conn = authenticate(client, caps, addr, host, policy).await?;
+        if secure.is_some() {
+            conn.policy_failure = Some(starttls_missing(why));
+        }
+        return Ok(conn);
     }
     // A failed handshake is a broken host, not a reason to fall back to clear text.
-    let tls = client
-        .into_tls(&connector(policy)?, host)
-        .await
-        .map_err(|e| tls_down("TLS handshake", &e))?;
+    let (connector, verifier) = match secure.map(|s| (s.check, s.enforce)) {
+        Some((Check::Pkix(trust), enforce)) => {
+            let (config, verifier) = PolicyVerifier::client_config(trust, enforce);
+            (
+                tokio_rustls::TlsConnector::from(config),
+                Some(Checker::Pkix(verifier)),
+            )
+        }
+        Some((
+            Check::Dane {
+                tlsa,
+                recipient_domain,
+            },
+            enforce,
+        )) => {
+            let verifier = tlsa.verifier(host, recipient_domain);
+            let verifier = if enforce {
+                verifier
+            } else {
+                verifier.relaxed()
+            };
+            let (config, verifier) = verifier.client_config();
+            (
+                tokio_rustls::TlsConnector::from(config),
+                Some(Checker::Dane(verifier)),
+            )
+        }
+        Some((Check::Encrypt, _)) | None => (connector(policy)?, None),
+    };
+    let sni = match secure.map(|s| s.check) {
+        Some(Check::Dane { tlsa, .. }) => tlsa.base_domain(),
+        _ => host.to_string(),
+    };
+    let tls = match client.into_tls(&connector, &sni).await {
+        Ok(tls) => tls,
+        Err(e) => {
+            // The host is up and answered; an enforced policy refused its certificate.
+            if let (Some(s), Some(Verdict::Invalid(f))) =
+                (enforced, verifier.as_ref().map(|v| v.verdict()))
+            {
+                let detail = match s.check {
+                    Check::Dane { .. } => format!(
+                        "4.7.5 the certificate of {host} does not match {} ({}): {e}",
+                        s.name,
+                        f.failure_reason_code.as_deref().unwrap_or(f.result.as_str())
+                    ),
+                    _ => format!(
+                        "4.7.5 the certificate of {host} does not verify ({}), and {} requires it: {e}",
+                        f.result, s.name
+                    ),
+                };
+                return Err(refused(detail, f));
+            }
+            return Err(OpenError::Down {
+                detail: format!("TLS handshake: {e}"),
+                tls: true,
+                report: Some(Box::new(handshake_report(&e))),
+            });
+        }
+    };
     let mut client = SmtpClient {
         stream: Box::new(tls.stream) as Box<dyn Stream>,
         timeout: tls.timeout,
     };
     // RFC 3207 4.2: everything learnt before TLS is forgotten; ask again.
     let caps = ehlo(&mut client, policy).await?;
-    authenticate(client, caps, addr, host, true, policy).await
+    let mut conn = authenticate(client, caps, addr, host, policy).await?;
+    conn.tls = true;
+    if let Some(checker) = verifier {
+        match checker.verdict() {
+            Verdict::Valid => conn.verified = Some(checker.verified()),
+            Verdict::Invalid(f) => conn.policy_failure = Some(f),
+            Verdict::Unchecked => {}
+        }
+    }
+    Ok(conn)
 }
 
 fn connector(policy: &Policy) -> Result<tokio_rustls::TlsConnector, OpenError> {
@@ -162,6 +374,7 @@ async fn greeting<S: AsyncRead + AsyncWrite + Unpin>(
         .map_err(|_| OpenError::Down {
             detail: "no greeting".into(),
             tls: false,
+            report: None,
         })?
         .map_err(|e| down("greeting", &e))?;
     if reply.code != 220 {
@@ -186,7 +399,6 @@ async fn authenticate(
     caps: EhloResponse<String>,
     addr: SocketAddr,
     host: &str,
-    tls: bool,
     policy: &Policy,
 ) -> Result<Connection, OpenError> {
     if let Some((user, pass)) = &policy.credentials {
@@ -196,6 +408,7 @@ async fn authenticate(
             return Err(OpenError::Policy {
                 detail: format!("authentication at {host} failed: {e}"),
                 tls: false,
+                report: None,
             });
         }
     }
@@ -204,7 +417,9 @@ async fn authenticate(
         caps,
         host: host.to_string(),
         addr,
-        tls,
+        tls: false,
+        verified: None,
+        policy_failure: None,
         transactions: 0,
     })
 }

@@ -4,14 +4,24 @@
 //! and the DATA phase written by us from the spool file (signatures first, dot-stuffed), so a
 //! large message is never in memory. A connection whose transaction ended cleanly goes back to
 //! the pool. When every address was skipped, nothing was attempted: the outcome is `Held`.
+//!
+//! Under a transport security policy ([`Security`]) an MX host the enforced MTA-STS policy
+//! does not list is never tried, nor one whose TLSA records cannot be looked up; each
+//! connection must meet what the policy of its host demands (DANE first: `host`, and
+//! `connection::Secure`), and every session's result goes to the TLS-RPT recorder.
+
+mod policy;
 
 use super::breaker::{Admit, Breaker};
 use super::connection::{self, Connection, OpenError, Policy};
 use super::extensions::{mail_parameters, MailParameters};
-use super::next_hop::{self, Hop, HopError};
+use super::host::{self, Governed};
+use super::next_hop::{Hop, HopError};
 use super::pool::Pool;
 use super::{Outcome, Parcel};
 use crate::smtp::data::dot_stuff;
+use crate::tls_policy::trust::Trust;
+use crate::tls_policy::{DomainPolicy, Recorder};
 use mail_auth::MessageAuthenticator;
 use smtp_proto::{Response, EXT_8BIT_MIME, EXT_PIPELINING, EXT_SMTP_UTF8};
 use std::time::Duration;
@@ -27,6 +37,19 @@ pub struct Courier<'a> {
     pub tls_failures: Option<prometheus::IntCounter>,
     /// Counts 8-bit messages sent to a server that did not offer 8BITMIME.
     pub unannounced_8bit: Option<prometheus::IntCounter>,
+    /// MX delivery: the recipient domain's transport security. `None`: relay host, routes.
+    pub security: Option<Security<'a>>,
+}
+
+/// The transport security of one MX delivery: the recipient domain's policies, whom to trust
+/// for the certificates they demand, and where each session's result goes.
+pub struct Security<'a> {
+    pub domain: &'a DomainPolicy,
+    /// `None` only when no policy can apply (MTA-STS off, no TLS reports).
+    pub trust: Option<&'a Trust>,
+    pub recorder: &'a Recorder,
+    /// `delivery.dane` with `dns.dnssec: trust-ad`: hosts' TLSA records are looked up.
+    pub dane: Option<host::Dane<'a>>,
 }
 
 /// A transaction that got its answers.
@@ -47,7 +70,11 @@ impl Courier<'_> {
     ) -> Vec<Outcome> {
         let mut lease = self.pool.lease(destination).await;
         if let Some(mut conn) = lease.take_idle() {
-            if conn.reset().await {
+            let met = (conn.host.clone(), conn.addr.port(), conn.tls, conn.verified);
+            if !self.may_reuse(met, parcel).await {
+                // Opened before the policy now in force: it may not have met it.
+                conn.quit().await;
+            } else if conn.reset().await {
                 match transaction(
                     &mut conn,
                     self.policy,
@@ -79,8 +106,23 @@ impl Courier<'_> {
         let mut held: Vec<String> = Vec::new();
         let mut tried = false;
         'hops: for hop in hops {
-            let addrs = match next_hop::addresses(self.resolver, hop).await {
-                Ok(a) => a,
+            let found = host::lookup(
+                self.resolver,
+                self.security.as_ref(),
+                hop,
+                parcel.tls_optional,
+            )
+            .await;
+            let (addrs, host_policy) = match found {
+                Ok((addrs, Governed::By(policy))) => (addrs, policy),
+                Ok((_, Governed::Unknown { policy, error })) => {
+                    // Its TLSA records may say anything: never this host until they can be
+                    // had; the other hosts may be tried.
+                    permanent = false;
+                    tried = true;
+                    last = self.tlsa_unknown(&hop.host, &policy, &error, parcel);
+                    continue 'hops;
+                }
                 Err(HopError::Permanent(e)) => {
                     last = e;
                     continue;
@@ -92,6 +134,14 @@ impl Courier<'_> {
                     continue;
                 }
             };
+            if let Some(text) = self.refused(&hop.host, &host_policy, parcel) {
+                // Never this host, however the others fare; the mail waits for a host the
+                // policy allows (or a new policy), never goes elsewhere.
+                permanent = false;
+                last = text;
+                continue 'hops;
+            }
+            let dane_name = policy::dane_name(&host_policy);
             for addr in addrs {
                 let at = format!("{} [{}]", hop.host, addr.ip());
                 let key = addr.to_string();
@@ -105,13 +155,26 @@ impl Courier<'_> {
                     }
                 };
                 tried = true;
-                let mut conn = match connection::open(addr, &hop.host, self.policy).await {
+                let secure = self.secure(&host_policy, &dane_name);
+                let opened = match (&host_policy, secure) {
+                    // An enforced policy without trust roots to check it: never unchecked.
+                    (Some(hp), None) if hp.enforced() => {
+                        last = format!("{at}: 4.7.5 no CA certificates to check the certificate the policy demands (delivery.ca_file)");
+                        continue 'hops;
+                    }
+                    _ => connection::open(addr, &hop.host, self.policy, secure).await,
+                };
+                // Logged there when it is a policy failure; the lines below say it otherwise.
+                let logged = self.record(parcel, &hop.host, addr, &host_policy, &opened);
+                let mut conn = match opened {
                     Ok(c) => {
                         self.breaker.succeeded(&key, probe);
                         c
                     }
                     Err(e @ OpenError::Down { .. }) => {
-                        tracing::info!(queue_id = parcel.queue_id, host = %hop.host, %addr, error = %e, "next hop unreachable");
+                        if !logged {
+                            tracing::info!(queue_id = parcel.queue_id, host = %hop.host, %addr, error = %e, "next hop unreachable");
+                        }
                         if e.is_tls() {
                             self.count_tls_failure();
                         }
@@ -123,7 +186,9 @@ impl Courier<'_> {
                         // The host answered: it is up. Every address of it would say the
                         // same: next host.
                         self.breaker.succeeded(&key, probe);
-                        tracing::info!(queue_id = parcel.queue_id, host = %hop.host, %addr, error = %e, "next hop refused by policy");
+                        if !logged {
+                            tracing::info!(queue_id = parcel.queue_id, host = %hop.host, %addr, error = %e, "next hop refused by policy");
+                        }
                         if e.is_tls() {
                             self.count_tls_failure();
                         }
@@ -171,8 +236,33 @@ impl Courier<'_> {
     }
 }
 
-/// Reasons a connection did not get as far as an answer for the recipients.
-type HopResult<T> = Result<T, String>;
+/// Why a transaction broke off before every recipient had its answer: the connection failed,
+/// timed out or answered short. Never a verdict on the recipients: always temporary, they are
+/// tried again (over a new connection, another host, or at the next retry).
+#[derive(Debug, thiserror::Error)]
+enum BrokeOff {
+    #[error("timed out waiting for the envelope replies")]
+    EnvelopeTimedOut,
+    #[error("MAIL/RCPT/DATA: {0}")]
+    Envelope(mail_send::Error),
+    #[error("too few replies to the pipelined envelope")]
+    TooFewReplies,
+    /// One command of an envelope sent without pipelining: `MAIL`, `RCPT` or `DATA`.
+    #[error("{0}: {1}")]
+    Command(&'static str, mail_send::Error),
+    #[error("after an empty DATA: {0}")]
+    EmptyData(mail_send::Error),
+    #[error("timed out sending the message")]
+    SendTimedOut,
+    #[error("sending the message: {0}")]
+    Send(std::io::Error),
+    #[error("no reply after the message")]
+    NoFinalReply,
+    #[error("after the message: {0}")]
+    FinalReply(mail_send::Error),
+}
+
+type HopResult<T> = Result<T, BrokeOff>;
 
 /// MAIL, RCPT for each recipient, DATA: an outcome per recipient. `Err` when the connection
 /// broke before the answers were in.
@@ -221,10 +311,7 @@ async fn transaction(
     if outcomes.iter().all(Option::is_some) {
         // Only a pipelining server that accepted DATA with no recipient gets here (RFC 2920
         // says it must refuse): end the empty message and let it answer.
-        client
-            .cmd(b".\r\n")
-            .await
-            .map_err(|e| format!("after an empty DATA: {e}"))?;
+        client.cmd(b".\r\n").await.map_err(BrokeOff::EmptyData)?;
         return Ok(Done {
             outcomes: outcomes.into_iter().flatten().collect(),
             reusable: true,
@@ -241,16 +328,16 @@ async fn transaction(
         send_message(&mut client.stream, parcel),
     )
     .await
-    .map_err(|_| "timed out sending the message".to_string())?
-    .map_err(|e| format!("sending the message: {e}"))?;
+    .map_err(|_| BrokeOff::SendTimedOut)?
+    .map_err(BrokeOff::Send)?;
     // RFC 5321 4.5.3.2.6: up to 10 minutes for the answer to the final dot.
     let reply = tokio::time::timeout(
         policy.command_timeout.max(Duration::from_secs(600)),
         client.read(),
     )
     .await
-    .map_err(|_| "no reply after the message".to_string())?
-    .map_err(|e| format!("after the message: {e}"))?;
+    .map_err(|_| BrokeOff::NoFinalReply)?
+    .map_err(BrokeOff::FinalReply)?;
     let o = if reply.code < 300 {
         Outcome::Delivered(connection::show(&reply))
     } else {
@@ -295,10 +382,10 @@ async fn pipelined(conn: &mut Connection, mail: &str, rcpts: &[String]) -> HopRe
         client.read_many(wanted).await
     })
     .await
-    .map_err(|_| "timed out waiting for the envelope replies".to_string())?
-    .map_err(|e| format!("MAIL/RCPT/DATA: {e}"))?;
+    .map_err(|_| BrokeOff::EnvelopeTimedOut)?
+    .map_err(BrokeOff::Envelope)?;
     let [mail_reply, rcpt_replies @ .., data_reply] = replies.as_slice() else {
-        return Err("too few replies to the pipelined envelope".into());
+        return Err(BrokeOff::TooFewReplies);
     };
     let closing = replies.iter().any(|r| r.code == 421);
     let mut outcomes: Vec<Option<Outcome>> = if mail_reply.code >= 400 {
@@ -312,10 +399,7 @@ async fn pipelined(conn: &mut Connection, mail: &str, rcpts: &[String]) -> HopRe
     if data_reply.code == 354 {
         if mail_reply.code >= 400 {
             // A server that took DATA after refusing MAIL: end the empty message.
-            client
-                .cmd(b".\r\n")
-                .await
-                .map_err(|e| format!("after an empty DATA: {e}"))?;
+            client.cmd(b".\r\n").await.map_err(BrokeOff::EmptyData)?;
         } else {
             return Ok(Envelope::DataGo(outcomes));
         }
@@ -337,7 +421,7 @@ async fn one_by_one(conn: &mut Connection, mail: &str, rcpts: &[String]) -> HopR
     let reply = client
         .cmd(mail.as_bytes())
         .await
-        .map_err(|e| format!("MAIL: {e}"))?;
+        .map_err(|e| BrokeOff::Command("MAIL", e))?;
     if reply.code >= 400 {
         return Ok(Envelope::Finished(Done {
             outcomes: vec![outcome_of(&reply); rcpts.len()],
@@ -349,7 +433,7 @@ async fn one_by_one(conn: &mut Connection, mail: &str, rcpts: &[String]) -> HopR
         let reply = client
             .cmd(rcpt.as_bytes())
             .await
-            .map_err(|e| format!("RCPT: {e}"))?;
+            .map_err(|e| BrokeOff::Command("RCPT", e))?;
         if reply.code == 421 {
             // The server is closing: what was not answered yet is for later.
             let o = outcome_of(&reply);
@@ -371,7 +455,7 @@ async fn one_by_one(conn: &mut Connection, mail: &str, rcpts: &[String]) -> HopR
     let reply = client
         .cmd(b"DATA\r\n")
         .await
-        .map_err(|e| format!("DATA: {e}"))?;
+        .map_err(|e| BrokeOff::Command("DATA", e))?;
     if reply.code != 354 {
         return Ok(Envelope::Finished(Done {
             outcomes: fill(outcomes, &outcome_of(&reply)),

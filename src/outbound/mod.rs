@@ -1,17 +1,21 @@
 //! Outbound: where a recipient domain's mail goes next (routes, MX, A/AAAA, a relay host, a
 //! directory) and the SMTP courier that hands it over, with an outcome per recipient; the
 //! connection pool (limits overall and per destination, idle connections reused) and the
-//! circuit breaker of hosts that failed. The queue sees all of it as one `Transport`.
-//! Must not import `queue` or `spool`: it is given the bytes to send and returns outcomes.
+//! circuit breaker of hosts that failed. The queue sees all of it as one `Transport`. With
+//! `dns.dnssec: trust-ad`, next hops come through the DNSSEC-aware resolver (`secure_hop`).
+//! Must not import `queue`, `spool` or `inbound`: it is given the bytes to send and returns
+//! outcomes.
 
-pub mod breaker;
-pub mod connection;
-pub mod courier;
-pub mod directory;
-pub mod extensions;
+pub(crate) mod breaker;
+pub(crate) mod connection;
+pub(crate) mod courier;
+pub(crate) mod directory;
+pub(crate) mod extensions;
+pub(crate) mod host;
 pub mod next_hop;
-pub mod pool;
-pub mod transport;
+pub(crate) mod pool;
+pub mod secure_hop;
+pub(crate) mod transport;
 
 pub use transport::{MailTransport, Transport};
 
@@ -53,6 +57,9 @@ pub struct Parcel<'a> {
     pub message_len: u64,
     pub eight_bit: bool,
     pub smtputf8: bool,
+    /// `TLS-Required: No` (RFC 8689): transport security policies are checked and reported,
+    /// but never hold this message (the relay's TLS reports).
+    pub tls_optional: bool,
 }
 
 impl Parcel<'_> {

@@ -6,16 +6,25 @@
 //! `MailTransport` is the relay's: it reads the delivery mode from the live configuration at
 //! each delivery (`mode: mx` resolves the next hops, `relay_host` has one, `directory` writes
 //! files), and owns the connection pool and the circuit breaker, which it reconfigures when a
-//! reload changed the limits. Must not import `queue` or `spool`.
+//! reload changed the limits. For MX delivery it looks up the recipient domain's transport
+//! security policy (MTA-STS, `tls_policy`) before the courier goes (a `routes` entry is the
+//! operator's choice of next hop and bypasses it), and with `delivery.dane` resolves the MX
+//! hosts through the DNSSEC-aware resolver, so that each host's TLSA records can count
+//! (`host`). Must not import `queue` or `spool`.
 
 use super::breaker::Breaker;
 use super::connection::Policy;
-use super::courier::Courier;
+use super::courier::{Courier, Security};
+use super::host;
 use super::next_hop::{self, Hop, HopError};
 use super::pool::Pool;
+use super::secure_hop;
 use super::{directory, Outcome, Parcel};
 use crate::config::DeliveryMode;
 use crate::core::Core;
+use crate::tls_policy::mta_sts::{Fetcher, StsCache};
+use crate::tls_policy::report::store::Store;
+use crate::tls_policy::{DomainPolicy, Recorder};
 use arc_swap::ArcSwap;
 use std::future::Future;
 use std::pin::Pin;
@@ -57,6 +66,16 @@ pub struct MailTransport {
     /// The configuration the pool's and breaker's settings come from; a reload is noticed by
     /// comparing.
     applied: Mutex<Arc<Core>>,
+    /// MTA-STS policies and TLS report results (`None`: not set up, as in unit tests).
+    policies: Option<Policies>,
+}
+
+/// What outlives a configuration: the MTA-STS policy cache and the TLS-RPT store, both in the
+/// spool.
+#[derive(Clone)]
+pub struct Policies {
+    pub sts: Arc<StsCache>,
+    pub store: Arc<Store>,
 }
 
 impl MailTransport {
@@ -74,7 +93,39 @@ impl MailTransport {
             pool,
             breaker,
             applied: Mutex::new(core),
+            policies: None,
         }
+    }
+
+    /// Honour recipients' transport security policies (as `delivery.mta_sts` says) and
+    /// record every MX session for TLS reports (when `delivery.tls_reports` is on).
+    pub fn with_policies(mut self, policies: Policies) -> MailTransport {
+        self.policies = Some(policies);
+        self
+    }
+
+    /// The transport security of a delivery to `domain` now: `None` without policies set up,
+    /// for a routed domain, or outside MX delivery.
+    async fn domain_policy(&self, core: &Core, domain: &str) -> Option<DomainPolicy> {
+        let policies = self.policies.as_ref()?;
+        let d = &core.settings.delivery;
+        if d.routes.contains_key(domain) {
+            return None;
+        }
+        Some(match &core.trust {
+            Some(trust) => {
+                let fetcher = Fetcher::new(core.resolver.clone(), trust.clone());
+                DomainPolicy::lookup(
+                    &policies.sts,
+                    &fetcher,
+                    d.security.mta_sts,
+                    domain,
+                    crate::tls_policy::unix_now(),
+                )
+                .await
+            }
+            None => DomainPolicy::none(domain),
+        })
     }
 
     /// A reload happened since the last delivery: the pool takes the new limits and drops the
@@ -105,7 +156,25 @@ impl MailTransport {
             .first()
             .map(|r| destination(d, r))
             .unwrap_or_default();
-        let courier = |policy| Courier {
+        let recorder = Recorder {
+            metrics: self.metrics.clone(),
+            store: self
+                .policies
+                .as_ref()
+                .filter(|_| d.security.tls_reports.enabled)
+                .map(|p| p.store.clone()),
+        };
+        let domain_policy = match d.mode {
+            DeliveryMode::Mx => self.domain_policy(&core, &destination).await,
+            _ => None,
+        };
+        let security = domain_policy.as_ref().map(|domain| Security {
+            domain,
+            trust: core.trust.as_ref(),
+            recorder: &recorder,
+            dane: None,
+        });
+        let courier = |policy, security| Courier {
             resolver: &core.resolver,
             pool: &self.pool,
             breaker: &self.breaker,
@@ -116,6 +185,7 @@ impl MailTransport {
                     .with_label_values(&["outbound"]),
             ),
             unannounced_8bit: Some(self.metrics.eight_bit_without_8bitmime_total.clone()),
+            security,
         };
         match &d.mode {
             DeliveryMode::Directory(dir) => deliver_to_directory(dir, parcel).await,
@@ -132,12 +202,26 @@ impl MailTransport {
                     host: r.host.clone(),
                     port: r.port,
                 };
-                courier(&policy).deliver(&destination, &[hop], parcel).await
+                courier(&policy, None)
+                    .deliver(&destination, &[hop], parcel)
+                    .await
             }
             DeliveryMode::Mx => {
-                let hops = match next_hop::resolve(&core.resolver, &d.routes, &destination, d.port)
-                    .await
-                {
+                // DANE: the MX answer through the DNSSEC-aware resolver, its security kept
+                // for each host's TLSA decision (a routed domain has no DNS to trust).
+                let dane_resolver = core
+                    .dnssec
+                    .as_ref()
+                    .filter(|_| d.dane == crate::config::Dane::On && security.is_some());
+                let resolved = match dane_resolver {
+                    Some(resolver) => secure_hop::resolve(resolver, &destination, d.port)
+                        .await
+                        .map(|h| (h.hops, Some(host::Dane { resolver, mx: h.mx }))),
+                    None => next_hop::resolve(&core.resolver, &d.routes, &destination, d.port)
+                        .await
+                        .map(|h| (h, None)),
+                };
+                let (hops, dane) = match resolved {
                     Ok(h) => h,
                     Err(HopError::Permanent(e)) => return parcel.all(Outcome::Permanent(e)),
                     Err(HopError::Temporary(e)) => {
@@ -155,7 +239,10 @@ impl MailTransport {
                     connect_timeout: d.connect_timeout,
                     command_timeout: d.command_timeout,
                 };
-                courier(&policy).deliver(&destination, &hops, parcel).await
+                let security = security.map(|s| Security { dane, ..s });
+                courier(&policy, security)
+                    .deliver(&destination, &hops, parcel)
+                    .await
             }
         }
     }
@@ -211,6 +298,7 @@ async fn deliver_to_directory(dir: &std::path::Path, parcel: &Parcel<'_>) -> Vec
             message_len,
             eight_bit: false,
             smtputf8: false,
+            tls_optional: false,
         };
         directory::deliver(&dir, &owned)
     })

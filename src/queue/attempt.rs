@@ -90,6 +90,7 @@ impl Scheduler {
                 message_len: message.len,
                 eight_bit: env.eight_bit,
                 smtputf8: env.smtputf8,
+                tls_optional: env.tls_optional,
             };
             let started = std::time::Instant::now();
             let outcomes = self.transport.deliver(&parcel).await;

@@ -50,7 +50,7 @@ pub struct About<'a> {
 pub fn build(about: &About<'_>, kind: Kind, failures: &[Failure<'_>], now_unix: i64) -> Vec<u8> {
     let (hostname, queue_id, sender) = (about.hostname, about.queue_id, about.sender);
     let boundary = format!("{queue_id}/{hostname}");
-    let date = crate::dkim::fixups::rfc5322_date(now_unix);
+    let date = crate::smtp::date::rfc5322_date(now_unix);
     let (subject, id_part, intro) = match kind {
         Kind::Failed => (
             "Undelivered Mail Returned to Sender",
@@ -92,7 +92,7 @@ pub fn build(about: &About<'_>, kind: Kind, failures: &[Failure<'_>], now_unix: 
     ));
     m.push_str(&format!(
         "Reporting-MTA: dns; {hostname}\r\nX-Queue-ID: {queue_id}\r\nArrival-Date: {}\r\n",
-        crate::dkim::fixups::rfc5322_date(about.arrived)
+        crate::smtp::date::rfc5322_date(about.arrived)
     ));
     for f in failures {
         let (remote, expired) = (f.reply, f.expired_after.is_some());
@@ -129,7 +129,7 @@ pub fn build(about: &About<'_>, kind: Kind, failures: &[Failure<'_>], now_unix: 
         if let Kind::Delayed { retry_until } = kind {
             m.push_str(&format!(
                 "Will-Retry-Until: {}\r\n",
-                crate::dkim::fixups::rfc5322_date(retry_until)
+                crate::smtp::date::rfc5322_date(retry_until)
             ));
         }
     }

@@ -9,6 +9,7 @@ mod attempt;
 mod bounce;
 pub mod dsn;
 pub mod next_hops;
+pub mod reports;
 pub mod retry;
 #[cfg(test)]
 mod tests;
@@ -74,19 +75,21 @@ struct Book {
 }
 
 impl Scheduler {
-    /// The relay's scheduler: delivering through `MailTransport` by the system clock.
+    /// The relay's scheduler: delivering through `MailTransport` by the system clock,
+    /// honouring recipients' transport security policies when `policies` is given.
     pub fn new(
         spool: Spool,
         live: Arc<ArcSwap<Core>>,
         metrics: Arc<crate::metrics::Metrics>,
+        policies: Option<crate::outbound::transport::Policies>,
     ) -> Arc<Scheduler> {
         let d = live.load().settings.delivery.clone();
         let breaker = Arc::new(Breaker::new(Clock::System, d.retry, d.host_retry_max));
-        let transport = Arc::new(MailTransport::new(
-            live.clone(),
-            metrics.clone(),
-            breaker.clone(),
-        ));
+        let mut transport = MailTransport::new(live.clone(), metrics.clone(), breaker.clone());
+        if let Some(p) = policies {
+            transport = transport.with_policies(p);
+        }
+        let transport = Arc::new(transport);
         Scheduler::with_transport(spool, live, metrics, transport, breaker, Clock::System)
     }
 

@@ -191,17 +191,13 @@ fn check(r: Reply, want: u16, step: Step, what: &str) -> Result<Reply, Failure> 
 
 /// The name this host gives in EHLO.
 fn helo_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into buf, which we own.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(0);
-    let name = std::str::from_utf8(&buf[..end]).unwrap_or("");
+    let name = crate::sys::hostname().unwrap_or_default();
     let valid = !name.is_empty()
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    if rc == 0 && valid {
-        name.to_string()
+    if valid {
+        name
     } else {
         "localhost".to_string()
     }

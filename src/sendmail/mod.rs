@@ -6,13 +6,13 @@
 //! does the checking, signing and queueing. The outcome is an exit code from sysexits.h with
 //! one line on stderr: 75 when the relay cannot take the message now (the caller retries),
 //! 77 when the caller or the sender is not allowed, 64 for bad usage, 65 for a bad message.
-//! Must not import `inbound` (other than the uid→name lookup), `outbound`, `queue`.
+//! Imports only `smtp`, `sys` and `trust` of ours: it is a client of the relay.
 
 mod addresses;
-pub mod args;
+pub(crate) mod args;
 mod client;
-pub mod message;
-pub mod target;
+pub(crate) mod message;
+pub(crate) mod target;
 mod trust;
 
 use std::ffi::OsString;
@@ -73,9 +73,7 @@ fn fail(f: &Failure) -> u8 {
 fn send(options: &args::Options) -> Result<(), Failure> {
     let config = target::SendmailConfig::load()?;
     let target = target::Target::choose(&config)?;
-    // SAFETY: geteuid cannot fail and touches no memory of ours.
-    let uid = unsafe { libc::geteuid() };
-    let user = crate::inbound::policy::user_name(uid);
+    let user = crate::sys::user_name(crate::sys::euid());
     let input = message::read_input(
         std::io::stdin().lock(),
         options.ignore_dots,

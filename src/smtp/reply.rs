@@ -1,4 +1,5 @@
-//! SMTP replies: a code, an enhanced status code (RFC 3463) and text.
+//! SMTP replies: a code, an enhanced status code (RFC 3463) and text; client text made safe to
+//! show in one.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -50,6 +51,20 @@ impl fmt::Display for Reply {
         } else {
             write!(f, "{} {} {}", self.code, self.status, text)
         }
+    }
+}
+
+/// Text a client sent, made safe to show in a reply or log: printable ASCII, bounded.
+pub fn shown(s: &str) -> Cow<'_, str> {
+    if s.len() <= 100 && s.chars().all(|c| c.is_ascii_graphic()) {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(
+            s.chars()
+                .filter(|c| c.is_ascii_graphic())
+                .take(100)
+                .collect(),
+        )
     }
 }
 

@@ -64,6 +64,11 @@ pub struct Envelope {
     /// The sender was told the message is delayed (`delivery.delay_warning`): once is enough.
     #[serde(default)]
     pub delay_warned: bool,
+    /// `TLS-Required: No` (RFC 8689): the relay's own TLS reports, which must get through the
+    /// very TLS trouble they report; transport security policies are checked but never hold
+    /// it.
+    #[serde(default)]
+    pub tls_optional: bool,
 }
 
 /// The envelope format written by this version.
@@ -101,6 +106,7 @@ impl Envelope {
             smtputf8: false,
             is_dsn: false,
             delay_warned: false,
+            tls_optional: false,
         }
     }
 

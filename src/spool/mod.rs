@@ -10,15 +10,17 @@
 //! aside and renamed over, and wins over the committed one. The daemon's spool recycles the
 //! files of delivered messages: emptied, they wait in `tmp/` as `<id>.spare` and hold the next
 //! drafts (`Spares`). `space` watches the file system's free space against the configured
-//! minimum. Must not import other modules of ours.
+//! minimum. Imports only `sys` of ours (statvfs).
 
+mod draft;
 mod envelope;
-pub mod space;
+pub(crate) mod space;
 mod store;
 
+pub use draft::Draft;
 pub use envelope::{Envelope, RecipientState, RecipientStatus};
-pub use space::{FreeSpace, Shortage};
-pub use store::{Draft, Spool, SpoolError, StoredMessage};
+pub use space::FreeSpace;
+pub use store::{Spool, SpoolError, StoredMessage};
 
 use std::fmt;
 

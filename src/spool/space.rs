@@ -48,7 +48,7 @@ impl FreeSpace {
                 return Ok(bytes);
             }
         }
-        let bytes = statvfs_available(&self.dir)?;
+        let bytes = crate::sys::available_space(&self.dir)?;
         *last = Some((Instant::now(), bytes));
         Ok(bytes)
     }
@@ -92,20 +92,6 @@ impl FreeSpace {
             tracing::info!(dir = %self.dir.display(), free, min_free, "spool free space is back above limits.spool_min_free");
         }
     }
-}
-
-fn statvfs_available(dir: &Path) -> std::io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-    // SAFETY: statvfs reads a NUL-terminated path and fills the struct we own.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; both pointers are valid for the call.
-    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
-    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
 #[cfg(test)]

@@ -1,4 +1,6 @@
-//! Files of the spool: drafts being received, atomic commit, envelope updates, scans.
+//! Files of the queue: opening and recovering the spool, envelope reads and atomic updates
+//! under a per-message lock, removal, listing, and the on-disk envelope format. Drafts being
+//! received and their commit are `draft.rs`.
 
 use super::{Envelope, QueueId};
 use std::fs::{self, File, OpenOptions};
@@ -20,11 +22,12 @@ pub enum SpoolError {
     NotFound,
 }
 
-fn io_err(path: &Path, e: io::Error) -> SpoolError {
+pub(super) fn io_err(path: &Path, e: io::Error) -> SpoolError {
     // ENOSPC and EDQUOT: the disk (or our quota) is full.
-    if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
-        || e.kind() == io::ErrorKind::StorageFull
-    {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    ) {
         SpoolError::Full
     } else {
         SpoolError::Io {
@@ -38,11 +41,11 @@ fn io_err(path: &Path, e: io::Error) -> SpoolError {
 #[derive(Debug, Clone)]
 pub struct Spool {
     root: PathBuf,
-    queue: PathBuf,
-    tmp: PathBuf,
+    pub(super) queue: PathBuf,
+    pub(super) tmp: PathBuf,
     /// Emptied message files kept for the next drafts (`with_recycling`); `None`: files are
     /// created and unlinked.
-    spares: Option<Arc<Spares>>,
+    pub(super) spares: Option<Arc<Spares>>,
     /// Free space on the spool's file system (shared by clones: one reading per second).
     space: Arc<super::space::FreeSpace>,
 }
@@ -54,22 +57,22 @@ pub struct Spool {
 /// deleted in the last minutes for each one it allocates), and an emptied file renamed back
 /// and forth costs no allocation at all.
 #[derive(Debug)]
-struct Spares {
+pub(super) struct Spares {
     files: Mutex<Vec<PathBuf>>,
     max: usize,
 }
 
 impl Spares {
-    fn take(&self) -> Option<PathBuf> {
+    pub(super) fn take(&self) -> Option<PathBuf> {
         self.files.lock().unwrap_or_else(|p| p.into_inner()).pop()
     }
 
-    fn has_room(&self) -> bool {
+    pub(super) fn has_room(&self) -> bool {
         self.files.lock().unwrap_or_else(|p| p.into_inner()).len() < self.max
     }
 
     /// Keep an emptied file; gives it back when there are enough already (to be unlinked).
-    fn keep(&self, path: PathBuf) -> Result<(), PathBuf> {
+    pub(super) fn keep(&self, path: PathBuf) -> Result<(), PathBuf> {
         let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
         if files.len() < self.max {
             files.push(path);
@@ -95,62 +98,6 @@ impl StoredMessage {
     pub fn open(&self) -> io::Result<io::Take<File>> {
         use std::io::Read;
         Ok(File::open(&self.path)?.take(self.len))
-    }
-}
-
-/// A message being received: a file in `tmp/` that disappears unless committed.
-pub struct Draft {
-    pub id: QueueId,
-    path: PathBuf,
-    file: Option<File>,
-    buf: Vec<u8>,
-    pub size: u64,
-    spares: Option<Arc<Spares>>,
-}
-
-const DRAFT_BUFFER: usize = 256 * 1024;
-
-impl Draft {
-    /// Append message bytes. Small writes are gathered; the disk is written in large pieces.
-    pub fn write(&mut self, bytes: &[u8]) -> Result<(), SpoolError> {
-        self.size += bytes.len() as u64;
-        self.buf.extend_from_slice(bytes);
-        if self.buf.len() >= DRAFT_BUFFER {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    /// Read the draft back from its start (everything written so far): for a second pass over
-    /// a message as received (re-encoding) and for verifying it as it will be sent.
-    pub fn reader(&mut self) -> Result<File, SpoolError> {
-        self.flush()?;
-        File::open(&self.path).map_err(|e| io_err(&self.path, e))
-    }
-
-    fn flush(&mut self) -> Result<(), SpoolError> {
-        if let Some(f) = self.file.as_mut() {
-            f.write_all(&self.buf).map_err(|e| io_err(&self.path, e))?;
-        }
-        self.buf.clear();
-        Ok(())
-    }
-}
-
-impl Drop for Draft {
-    fn drop(&mut self) {
-        // Not committed (refused, connection lost, error): leave nothing half-written.
-        let Some(file) = self.file.take() else {
-            return;
-        };
-        let path = std::mem::take(&mut self.path);
-        let unwanted = match &self.spares {
-            Some(spares) if file.set_len(0).is_ok() => spares.keep(path).err(),
-            _ => Some(path),
-        };
-        if let Some(path) = unwanted {
-            let _ = fs::remove_file(path);
-        }
     }
 }
 
@@ -238,103 +185,6 @@ impl Spool {
         &self.root
     }
 
-    /// Start receiving a message.
-    pub fn draft(&self, id: QueueId) -> Result<Draft, SpoolError> {
-        if let Some(spare) = self.spares.as_ref().and_then(|s| s.take()) {
-            // Emptied at removal; truncate anyway in case a crash came first.
-            match OpenOptions::new().write(true).truncate(true).open(&spare) {
-                Ok(file) => {
-                    return Ok(Draft {
-                        id,
-                        path: spare,
-                        file: Some(file),
-                        buf: Vec::with_capacity(16 * 1024),
-                        size: 0,
-                        spares: self.spares.clone(),
-                    })
-                }
-                Err(_) => {
-                    let _ = fs::remove_file(&spare);
-                }
-            }
-        }
-        let path = self.tmp.join(format!("{id}.msg"));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| io_err(&path, e))?;
-        Ok(Draft {
-            id,
-            path,
-            file: Some(file),
-            buf: Vec::with_capacity(16 * 1024),
-            size: 0,
-            spares: self.spares.clone(),
-        })
-    }
-
-    /// A second draft for the same message, written while the first is read back (a body
-    /// re-encoded before signing). Only one of the two is ever committed; the other goes when
-    /// dropped, like any draft.
-    pub fn rewrite_draft(&self, id: QueueId) -> Result<Draft, SpoolError> {
-        let path = self
-            .tmp
-            .join(format!("{id}.{:08x}.rewrite", rand::random::<u32>()));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| io_err(&path, e))?;
-        Ok(Draft {
-            id,
-            path,
-            file: Some(file),
-            buf: Vec::with_capacity(64 * 1024),
-            size: 0,
-            spares: self.spares.clone(),
-        })
-    }
-
-    /// Make a received message durable: after this returns Ok, it survives a crash.
-    /// Blocking (fsync): call from a blocking context.
-    ///
-    /// The envelope is appended to the message's own file, behind its bytes, with a trailer
-    /// that finds it: one file, one fsync and one rename per message. Files are the expensive
-    /// part of a spool on a busy ext4 (every new inode is searched for past the recently
-    /// deleted ones), so a message costs one inode, not two.
-    pub fn commit(&self, mut draft: Draft, envelope: &Envelope) -> Result<(), SpoolError> {
-        let json = serde_json::to_vec(envelope).map_err(|e| SpoolError::Corrupt {
-            path: draft.path.display().to_string(),
-            detail: e.to_string(),
-        })?;
-        draft.buf.extend_from_slice(&json);
-        draft
-            .buf
-            .extend_from_slice(&(json.len() as u64).to_le_bytes());
-        draft.buf.extend_from_slice(TRAILER_MAGIC);
-        draft.flush()?;
-        let Some(file) = draft.file.as_ref() else {
-            return Err(SpoolError::NotFound);
-        };
-        file.sync_data().map_err(|e| io_err(&draft.path, e))?;
-        let msg_final = self.message_path(&draft.id);
-        let result = fs::rename(&draft.path, &msg_final)
-            .map_err(|e| io_err(&msg_final, e))
-            .and_then(|()| sync_dir(&self.queue));
-        match result {
-            Ok(()) => {
-                // Committed: the draft's file now lives in queue/, nothing to clean up.
-                draft.file = None;
-                Ok(())
-            }
-            Err(e) => {
-                let _ = fs::remove_file(&msg_final);
-                Err(e)
-            }
-        }
-    }
-
     /// The bytes to send of a queued message (its file holds the envelope behind them).
     pub fn message(&self, id: &QueueId, envelope: &Envelope) -> StoredMessage {
         StoredMessage {
@@ -343,7 +193,7 @@ impl Spool {
         }
     }
 
-    fn message_path(&self, id: &QueueId) -> PathBuf {
+    pub(super) fn message_path(&self, id: &QueueId) -> PathBuf {
         self.queue.join(format!("{id}.msg"))
     }
 
@@ -387,17 +237,14 @@ impl Spool {
         f: impl FnOnce(&File) -> Result<T, SpoolError>,
     ) -> Result<T, SpoolError> {
         use std::os::unix::fs::MetadataExt;
-        use std::os::unix::io::AsRawFd;
         let path = self.message_path(id);
         let file = match OpenOptions::new().read(true).write(true).open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(SpoolError::NotFound),
             Err(e) => return Err(io_err(&path, e)),
         };
-        // SAFETY: flock on a descriptor we own; released when `file` is closed below.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io_err(&path, io::Error::last_os_error()));
-        }
+        // An advisory flock (what std uses on Linux), released when `file` is closed below.
+        file.lock().map_err(|e| io_err(&path, e))?;
         // Removed while we waited for the lock: it stays removed.
         if file.metadata().map_err(|e| io_err(&path, e))?.nlink() == 0 {
             return Err(SpoolError::NotFound);
@@ -497,7 +344,7 @@ impl Spool {
 }
 
 /// Ends every committed message file: the envelope's length (u64, little-endian) and this.
-const TRAILER_MAGIC: &[u8; 8] = b"dkrenv01";
+pub(super) const TRAILER_MAGIC: &[u8; 8] = b"dkrenv01";
 const TRAILER_LEN: u64 = 16;
 /// No envelope is this large (recipients are bounded by `limits.max_recipients`).
 const MAX_ENVELOPE: u64 = 64 * 1024 * 1024;
@@ -549,7 +396,7 @@ fn write_synced(path: &Path, envelope: &Envelope) -> Result<(), SpoolError> {
     f.sync_data().map_err(|e| io_err(path, e))
 }
 
-fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
+pub(super) fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_err(dir, e))
@@ -580,6 +427,7 @@ mod tests {
             smtputf8: false,
             is_dsn: false,
             delay_warned: false,
+            tls_optional: false,
         }
     }
 

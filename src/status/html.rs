@@ -5,6 +5,7 @@
 //! remote server (SMTP replies, DNS records in the doctor's messages) goes through [`esc`].
 
 use super::{QueuedMessage, Snapshot};
+use crate::smtp::date::age as ago;
 use crate::spool::RecipientState;
 use crate::tools::dns_check::Status;
 use std::fmt::Write as _;
@@ -69,17 +70,6 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-/// `42s`, `17m`, `5h`, `3d`.
-fn ago(secs: i64) -> String {
-    let s = secs.max(0);
-    match s {
-        0..=119 => format!("{s}s"),
-        120..=7199 => format!("{}m", s / 60),
-        7200..=172_799 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86_400),
-    }
-}
-
 /// `512 B`, `1.2 KiB`, `3.4 MiB`, `5.6 GiB`.
 fn size(bytes: u64) -> String {
     const K: f64 = 1024.0;
@@ -93,7 +83,7 @@ fn size(bytes: u64) -> String {
 }
 
 fn date(unix: i64) -> String {
-    crate::dkim::fixups::rfc5322_date(unix)
+    crate::smtp::date::rfc5322_date(unix)
 }
 
 /// The whole page.
@@ -241,11 +231,24 @@ fn message(h: &mut String, m: &QueuedMessage, now: i64) {
         if r.attempts > 0 {
             let _ = write!(h, " · {} attempt(s)", r.attempts);
         }
+        if let Some(w) = &r.waiting_for {
+            let _ = write!(
+                h,
+                " · waiting for {}, closed {} ago",
+                esc(&w.host),
+                ago((now - w.closed_since).max(0))
+            );
+        }
         if let Some(next) = r.next_attempt {
-            if next > now {
-                let _ = write!(h, " · next in {}", ago(next - now));
+            let what = if r.waiting_for.is_some() {
+                "probe"
             } else {
-                h.push_str(" · due now");
+                "next"
+            };
+            if next > now {
+                let _ = write!(h, " · {what} in {}", ago(next - now));
+            } else {
+                let _ = write!(h, " · {what} due now");
             }
         }
         if let Some(reply) = &r.last_reply {

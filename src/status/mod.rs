@@ -7,7 +7,7 @@
 //! `?format=json` gives the same [`Snapshot`] as JSON.
 //!
 //! Recipient addresses appear only for the ten oldest messages; no secrets ever (no keys, no
-//! password hashes, no message content). May import config, core, spool, rotation, metrics
+//! password hashes, no message content). May import config, core, spool, dkim (rotation state), metrics
 //! and the DNS doctor's result types; nothing imports it but `app`.
 
 pub mod html;
@@ -89,10 +89,23 @@ pub struct QueuedRecipient {
     pub address: String,
     pub state: RecipientState,
     pub attempts: u32,
-    /// Unix time of the next attempt (pending recipients).
+    /// Unix time of the next attempt (pending recipients): the probe time of the closed host
+    /// it waits for, if any.
     pub next_attempt: Option<i64>,
+    /// The closed next-hop host a pending recipient waits for (`name [address:port]`), and why
+    /// it was closed.
+    pub waiting_for: Option<WaitingFor>,
     /// The last reply of the receiving server (or why there was none): remote text.
     pub last_reply: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WaitingFor {
+    pub host: String,
+    pub closed_since: i64,
+    /// The failure that closed it: remote or system text.
+    pub reason: String,
+    pub probe_at: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -183,7 +196,11 @@ impl StatusBoard {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .window(now, self.metrics.totals());
-        let (states, problems) = crate::rotation::selector_states(settings);
+        let (states, problems) = crate::dkim::rotation::selector_states(
+            &crate::dkim::rotation::state_dir(&settings.spool_dir),
+            &crate::core::configured_selectors(settings),
+            now,
+        );
         let algorithm = |domain: &str, selector: &str| {
             core.signers
                 .domains()
@@ -241,6 +258,23 @@ impl StatusBoard {
                 Vec::new()
             }
         };
+        // The daemon's own view of closed hosts (the file it writes for `queue list`): a held
+        // recipient's envelope still holds its old due time; the probe time is the truth.
+        let closed = crate::queue::next_hops::read(&self.live.load().settings.spool_dir);
+        let delivery = self.live.load().settings.delivery.clone();
+        let waiting = |address: &str| {
+            let destination = crate::outbound::transport::destination(&delivery, address);
+            closed
+                .for_destination(&destination)
+                .into_iter()
+                .min_by_key(|h| (h.probing, h.probe_at))
+                .map(|h| WaitingFor {
+                    host: format!("{} [{}]", h.name, h.host),
+                    closed_since: h.since,
+                    reason: h.reason.clone(),
+                    probe_at: h.probe_at,
+                })
+        };
         let oldest: Vec<QueuedMessage> = ids
             .iter()
             // A message delivered since the listing is simply not shown.
@@ -255,13 +289,20 @@ impl StatusBoard {
                 recipients: env
                     .recipients
                     .iter()
-                    .map(|r| QueuedRecipient {
-                        address: r.address.clone(),
-                        state: r.state,
-                        attempts: r.attempts,
-                        next_attempt: (r.state == RecipientState::Pending)
-                            .then_some(r.next_attempt),
-                        last_reply: r.last_reply.clone(),
+                    .map(|r| {
+                        let pending = r.state == RecipientState::Pending;
+                        let waiting_for = pending.then(|| waiting(&r.address)).flatten();
+                        QueuedRecipient {
+                            address: r.address.clone(),
+                            state: r.state,
+                            attempts: r.attempts,
+                            next_attempt: match &waiting_for {
+                                Some(w) => Some(w.probe_at),
+                                None => pending.then_some(r.next_attempt),
+                            },
+                            waiting_for,
+                            last_reply: r.last_reply.clone(),
+                        }
                     })
                     .collect(),
             })

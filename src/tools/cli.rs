@@ -1,19 +1,18 @@
-//! The command-line ends of `keygen`, `dns-check` and `verify`: read arguments already parsed
-//! by `main`, run the tool, print, and return the exit status. Kept out of `main.rs` so the
-//! binary's file stays a table of commands.
+//! The command-line ends of `keygen`, `dns-check`, `verify` and `hash-password` (and, from
+//! their own files, `check-config` and `rotate`): read arguments already parsed by `main`, run
+//! the tool, print, and return the exit status. Kept out of `main.rs` so the binary's file stays
+//! a table of commands.
 
+pub use super::check_config::check_config_command;
 use super::dns_check::{any_fail, render_json, render_text, run_checks};
 use super::keygen::{keygen, KeygenAlgorithm};
+pub use super::rotate::rotate_command;
 use super::verify::{all_passed, verify_message, LocalKey};
+use super::{EXIT_FAIL, EXIT_OK};
 use crate::config::{resolve_path, Settings};
 use crate::dkim::keys::PrivateKey;
-use std::io::Read;
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
-
-/// Exit status: success.
-pub const EXIT_OK: u8 = 0;
-/// Exit status: a check failed, or the tool could not run.
-pub const EXIT_FAIL: u8 = 1;
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_current_thread()
@@ -221,4 +220,46 @@ fn read_input(file: &Path) -> Result<Vec<u8>, String> {
         return Ok(buf);
     }
     std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))
+}
+
+/// `hash-password`: read a password (the terminal without echo, or a line of standard input)
+/// and print its argon2id hash for `clients[].password_hash`.
+pub fn hash_password_command() -> u8 {
+    let stdin = std::io::stdin();
+    let password = if stdin.is_terminal() {
+        eprint!("Password: ");
+        let _ = std::io::stderr().flush();
+        let echo = crate::sys::EchoOff::stdin();
+        let mut line = String::new();
+        let r = stdin.lock().read_line(&mut line);
+        drop(echo);
+        eprintln!();
+        if r.is_err() {
+            eprintln!("dkim-relay: cannot read the password");
+            return EXIT_FAIL;
+        }
+        line
+    } else {
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line).is_err() {
+            eprintln!("dkim-relay: cannot read the password from standard input");
+            return EXIT_FAIL;
+        }
+        line
+    };
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        eprintln!("dkim-relay: empty password");
+        return EXIT_FAIL;
+    }
+    match crate::password::hash_password(password) {
+        Ok(h) => {
+            println!("{h}");
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("dkim-relay: {e}");
+            EXIT_FAIL
+        }
+    }
 }

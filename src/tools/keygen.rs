@@ -75,7 +75,6 @@ pub struct Generated {
     pub domain: String,
     pub selector: String,
     pub algorithm: KeyAlgorithm,
-    pub bits: usize,
     /// The TXT value, unsplit: `v=DKIM1; k=rsa; p=…`.
     pub value: String,
 }
@@ -256,7 +255,6 @@ pub fn keygen(
         domain: domain_norm,
         selector: selector.to_string(),
         algorithm: key.algorithm,
-        bits: key.bits,
         value: txt_value(key.algorithm, &key.public_key_base64()),
     })
 }

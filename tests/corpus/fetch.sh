@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Gather the real-world message corpus of tests/corpus.rs into tests/corpus/fetched/ (not
+# Gather the real-world message corpus of tests/e2e/corpus.rs into tests/corpus/fetched/ (not
 # committed), from three public sources, each through its package manager (see README.md):
 #   mail-parser-rs/  the mail-parser crate's test messages (resources/eml), from cargo's
 #                    registry (mail-parser is a dependency of ours: cargo has fetched it)

@@ -123,12 +123,11 @@ pub fn stdout(o: &Output) -> String {
 
 /// This process's uid and its login name (the relay maps the socket peer's uid the same way).
 pub fn uid() -> u32 {
-    // SAFETY: geteuid has no failure modes and touches no memory.
-    unsafe { libc::geteuid() }
+    dkim_relay::sys::euid()
 }
 
 pub fn user_name() -> String {
-    dkim_relay::inbound::policy::user_name(uid()).unwrap_or_else(|| uid().to_string())
+    dkim_relay::sys::user_name(uid()).unwrap_or_else(|| uid().to_string())
 }
 
 /// A unix_user client for this process's uid, allowed to send as `allow` (YAML list).

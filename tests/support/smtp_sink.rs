@@ -83,9 +83,8 @@ impl Sink {
             ..State::default()
         }));
         let acceptor = tls.map(|(c, k)| {
-            let config =
-                dkim_relay::inbound::tls::load(std::path::Path::new(c), std::path::Path::new(k))
-                    .expect("sink tls");
+            let config = dkim_relay::tls::load(std::path::Path::new(c), std::path::Path::new(k))
+                .expect("sink tls");
             tokio_rustls::TlsAcceptor::from(config)
         });
         let task = accept(listener, state.clone(), acceptor.clone());

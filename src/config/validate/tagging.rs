@@ -40,25 +40,29 @@ pub(super) fn check(c: &mut Checker, raw: Option<&RawEnvelopeTagging>) -> Option
             PathBuf::new()
         }
     };
+    // A tag carries a day number: round up to whole days.
+    let days_of = |d: std::time::Duration| {
+        let days = d.as_secs().div_ceil(86_400);
+        (d.as_secs() >= 86_400 && days <= MAX_DAYS).then_some(days as u16)
+    };
+    let ap = p.key("max_age");
     let max_age_days = match raw.max_age.as_ref().map(|s| parse_duration(s)) {
-        None => 7,
+        None => None,
         Some(Err(e)) => {
-            c.err(&p.key("max_age"), e);
-            7
+            c.err(&ap, e);
+            None
         }
-        Some(Ok(d)) => {
-            // A tag carries a day number: round up to whole days.
-            let days = d.as_secs().div_ceil(86_400);
-            if d.as_secs() < 86_400 || days > MAX_DAYS {
-                c.err(
-                    &p.key("max_age"),
-                    format!("must be between 1d and {MAX_DAYS}d (a tag carries a day number)"),
-                );
-                7
-            } else {
-                days as u16
-            }
-        }
+        Some(Ok(d)) => days_of(d).or_else(|| {
+            c.err(
+                &ap,
+                format!("must be between 1d and {MAX_DAYS}d (a tag carries a day number)"),
+            );
+            None
+        }),
+    };
+    let max_age_days = match max_age_days {
+        Some(days) => days,
+        None => c.default_with(&ap, |s| days_of(parse_duration(s).ok()?)),
     };
     let mut accept_bounces_from = Vec::new();
     for (i, net) in raw.accept_bounces_from.iter().enumerate() {

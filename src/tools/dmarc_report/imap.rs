@@ -292,7 +292,7 @@ fn imap_date(day: i64) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let (y, m, d) = crate::dkim::fixups::civil_from_days(day);
+    let (y, m, d) = crate::smtp::date::civil_from_days(day);
     let month = MONTHS[usize::try_from(m - 1).unwrap_or(0).min(11)];
     format!("{d}-{month}-{y}")
 }

@@ -282,7 +282,7 @@ pub fn utc_date(secs: u64) -> String {
 
 /// `YYYY-MM-DD` of a day number (days since 1970-01-01).
 pub fn day_name(day: i64) -> String {
-    let (year, month, day) = crate::dkim::fixups::civil_from_days(day);
+    let (year, month, day) = crate::smtp::date::civil_from_days(day);
     format!("{year:04}-{month:02}-{day:02}")
 }
 
@@ -296,9 +296,9 @@ pub fn parse_day(text: &str) -> Option<i64> {
             .and_then(|p| p.parse::<i64>().ok())
     };
     let (y, m, d) = (number(4)?, number(2)?, number(2)?);
-    let day = crate::dkim::fixups::days_from_civil(y, m, d);
+    let day = crate::smtp::date::days_from_civil(y, m, d);
     // 2026-02-30 would map to March 2nd: refuse what does not come back the same.
-    (crate::dkim::fixups::civil_from_days(day) == (y, m, d)).then_some(day)
+    (crate::smtp::date::civil_from_days(day) == (y, m, d)).then_some(day)
 }
 
 /// The UTC day a report is counted on: the day holding the middle of its period (most
@@ -334,13 +334,6 @@ impl Outcomes {
         self.other_pass = self.other_pass.saturating_add(other.other_pass);
         self.fail_legitimate = self.fail_legitimate.saturating_add(other.fail_legitimate);
         self.fail_forged = self.fail_forged.saturating_add(other.fail_forged);
-    }
-
-    pub fn total(&self) -> u64 {
-        self.relay_pass
-            .saturating_add(self.other_pass)
-            .saturating_add(self.fail_legitimate)
-            .saturating_add(self.fail_forged)
     }
 }
 

@@ -16,7 +16,6 @@ use std::fmt;
 use std::net::IpAddr;
 
 pub(crate) use dkim::check_dkim;
-pub use spf::SPF_LOOKUP_LIMIT;
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
