@@ -1,8 +1,9 @@
 //! The SMTP courier: hands one message to a destination over an idle pooled connection (after
 //! RSET, in the envelope's write where the server pipelines) or a new one — next hops in order, each address of each host (IPv6 and IPv4), skipping
 //! addresses the circuit breaker holds closed — with MAIL/RCPT giving an outcome per recipient
-//! and the DATA phase written by us from the spool file (signatures first, dot-stuffed; a small
-//! message in one write with its terminator), so a large message is never in memory. A connection whose transaction ended cleanly goes back to
+//! and the DATA phase written by us (signatures first, dot-stuffed; a small message in one write
+//! with its terminator) from the spool file, so a large message is never in memory, or from
+//! memory when the reception handed a small one over. A connection whose transaction ended cleanly goes back to
 //! the pool. When every address was skipped, nothing was attempted: the outcome is `Held`.
 //!
 //! Under a transport security policy ([`Security`]) an MX host the enforced MTA-STS policy
@@ -18,7 +19,7 @@ use super::extensions::{mail_parameters, MailParameters};
 use super::host::{self, Governed};
 use super::next_hop::{Hop, HopError};
 use super::pool::Pool;
-use super::{Outcome, Parcel};
+use super::{Message, Outcome, Parcel};
 use crate::smtp::data::dot_stuff;
 use crate::tls_policy::trust::Trust;
 use crate::tls_policy::{DomainPolicy, Recorder};
@@ -517,28 +518,42 @@ async fn send_message<S: AsyncWrite + Unpin>(
     for sig in parcel.signatures {
         out.extend_from_slice(sig.as_bytes());
     }
-    let mut file = tokio::fs::File::open(parcel.message)
-        .await?
-        .take(parcel.message_len);
-    let mut chunk = vec![0u8; 64 * 1024];
     let mut at_line_start = true;
     let mut last_two = [b'\r', b'\n'];
-    loop {
-        let n = file.read(&mut chunk).await?;
-        if n == 0 {
-            break;
+    let mut stuff = |piece: &[u8], out: &mut Vec<u8>| {
+        dot_stuff(piece, &mut at_line_start, out);
+        match piece {
+            [.., a, b] => last_two = [*a, *b],
+            [b] => last_two = [last_two[1], *b],
+            [] => {}
         }
-        dot_stuff(&chunk[..n], &mut at_line_start, &mut out);
-        if n >= 2 {
-            last_two = [chunk[n - 2], chunk[n - 1]];
-        } else {
-            last_two = [last_two[1], chunk[0]];
+    };
+    // Written in pieces of 64 KiB or more: a small message goes in one write with its
+    // signatures and the terminator.
+    match parcel.message {
+        Message::InMemory(bytes) => {
+            for piece in bytes.chunks(64 * 1024) {
+                stuff(piece, &mut out);
+                if out.len() >= 64 * 1024 {
+                    stream.write_all(&out).await?;
+                    out.clear();
+                }
+            }
         }
-        // Written in pieces of 64 KiB or more: a small message goes in one write with its
-        // signatures and the terminator.
-        if out.len() >= 64 * 1024 {
-            stream.write_all(&out).await?;
-            out.clear();
+        Message::File { path, len } => {
+            let mut file = tokio::fs::File::open(path).await?.take(len);
+            let mut chunk = vec![0u8; 64 * 1024];
+            loop {
+                let n = file.read(&mut chunk).await?;
+                if n == 0 {
+                    break;
+                }
+                stuff(&chunk[..n], &mut out);
+                if out.len() >= 64 * 1024 {
+                    stream.write_all(&out).await?;
+                    out.clear();
+                }
+            }
         }
     }
     if last_two != [b'\r', b'\n'] {
