@@ -9,7 +9,8 @@ without `cluster.redis` and one with it (a redis-server on loopback), in the sam
                 spooled with fsync, delivered to a directory). Reported: messages/s and ratio.
 
 The two relays run the same binary and config apart from the `cluster` section; the
-measurements alternate between them, `--repeats` times, and the medians are shown. Needs
+measurements alternate between them (which goes first alternates too), `--repeats` times, and
+the medians are shown with their range, and the load average before and after. Needs
 redis-server (Debian's package). Everything on 127.0.0.1; every process it starts is stopped.
 """
 
@@ -100,10 +101,11 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("binary", help="a dkim-relay binary (release build)")
     ap.add_argument("--mails", type=int, default=2000)
-    ap.add_argument("--messages", type=int, default=800)
+    ap.add_argument("--messages", type=int, default=3000)
     ap.add_argument("--clients", type=int, default=8)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
+    load_before = os.getloadavg()
     redis = Redis()
     # A rate limit high enough never to refuse, so that every MAIL asks Redis.
     limits = "  messages_per_minute_per_client: 100000000\n"
@@ -114,8 +116,9 @@ def main():
         relays["redis"] = Relay(args.binary, limits + f"cluster:\n  redis: redis://127.0.0.1:{redis.port}/0\n  timeout: 100ms\n")
         time.sleep(1.0)  # the cluster relay's first health check
         results = {k: {"p50": [], "p99": [], "msgs": []} for k in relays}
-        for _ in range(args.repeats):
-            for name, relay in relays.items():
+        for rep in range(args.repeats):
+            order = list(relays.items())
+            for name, relay in (order if rep % 2 == 0 else order[::-1]):
                 p50, p99 = asyncio.run(mail_latency(relay.port, args.mails))
                 msgs = asyncio.run(throughput(relay.port, args.clients, args.messages))
                 results[name]["p50"].append(p50)
@@ -131,16 +134,19 @@ def main():
         for r in relays.values():
             r.stop()
         redis.stop()
+    load_after = os.getloadavg()
     med = {k: {m: statistics.median(v) for m, v in r.items()} for k, r in results.items()}
-    print(f"medians of {args.repeats} runs; MAIL latency over {args.mails} MAILs, throughput "
-          f"{args.messages} x 1 KiB messages from {args.clients} sessions")
-    print(f"{'':<22} {'MAIL p50 µs':>12} {'MAIL p99 µs':>12} {'msg/s':>8}")
+    print(f"medians of {args.repeats} runs (min-max); MAIL latency over {args.mails} MAILs, "
+          f"throughput {args.messages} x 1 KiB messages from {args.clients} sessions; load "
+          f"average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
+    print(f"{'':<22} {'MAIL p50 µs':>16} {'MAIL p99 µs':>16} {'msg/s':>16}")
     for k, label in (("local", "without cluster.redis"), ("redis", "with cluster.redis")):
-        m = med[k]
-        print(f"{label:<22} {m['p50']:>12.0f} {m['p99']:>12.0f} {m['msgs']:>8.0f}")
+        cells = [f"{med[k][m]:.0f} ({min(results[k][m]):.0f}-{max(results[k][m]):.0f})"
+                 for m in ("p50", "p99", "msgs")]
+        print(f"{label:<22} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16}")
     a, b = med["local"], med["redis"]
-    print(f"{'added by Redis':<22} {b['p50'] - a['p50']:>+12.0f} {b['p99'] - a['p99']:>+12.0f} "
-          f"{b['msgs'] / a['msgs']:>7.2f}x")
+    print(f"{'added by Redis':<22} {b['p50'] - a['p50']:>+16.0f} {b['p99'] - a['p99']:>+16.0f} "
+          f"{b['msgs'] / a['msgs']:>15.2f}x")
 
 
 if __name__ == "__main__":

@@ -231,6 +231,7 @@ def main():
                     help="YAML lines (indented two spaces) added to the limits section of the "
                          "'after' relays; keys a relay does not know are dropped for it")
     args = ap.parse_args()
+    load_before = os.getloadavg()
     base = "  max_connections: 400\n  max_connections_per_ip: 100\n  max_header_size: 2MiB\n"
     rows = []
     for spec in args.relays:
@@ -273,6 +274,8 @@ def main():
                          tally(codes)))
         finally:
             relay.stop()
+    load_after = os.getloadavg()
+    print(f"load average (1 min): {load_before[0]:.2f} before, {load_after[0]:.2f} after")
     print(f"{'relay':<8} {'flood':<34} {'peak RSS':>10}  {'legitimate client':<30} flood replies")
     for name, flood, rss, legit, codes in rows:
         print(f"{name:<8} {flood:<34} {rss:>6.0f} MiB  {legit:<30} {codes}")

@@ -1,26 +1,35 @@
 #!/usr/bin/env bash
 # dkim-relay against Postfix + OpenDKIM, side by side on loopback, measured in the same run.
 #
-# Both relays sign with the same RSA-2048 key (relaxed/relaxed) and keep a durable queue;
-# Postfix's own load generator (smtp-source) submits to each in turn and both deliver into one
-# smtp-sink. For 1 KiB and 64 KiB messages at concurrency 1, 8 and 32 it records:
-#   submit msg/s   messages / time for smtp-source to get every 250
+# Both relays sign with the same RSA-2048 key (relaxed/relaxed) and keep a durable queue; a
+# load client (benches/smtp_load.rs: smtp-source's job, one message per connection, plus each
+# message's latency) submits to each in turn and both deliver into one smtp-sink. For 1 KiB and
+# 64 KiB messages at concurrency 1, 8 and 32 it records:
+#   submit msg/s   messages / time for the load client to get every 250
 #   e2e msg/s      messages / time until the sink has every message
 #   CPU ms/msg     relay CPU (user + system, from /proc) over that time, per message:
 #                  dkim-relay's process; Postfix's master and all its children + opendkim
+#   ÷ sig          CPU per message divided by the CPU time of one RSA-2048 signature, measured
+#                  in-process with the aws-lc the relay links (benches/rsa_signature.rs) before
+#                  every repetition and at the end of the run
+#   p50/p99 ms     submission latency: from the end of DATA (the dot written) to the 250
 # The relays alternate run by run, each cell is repeated REPEATS times, and the table shows
-# medians with their range. smtp-source and smtp-sink speak neither AUTH nor TLS: dkim-relay
-# is measured through a `tls: none` listener with a `network: 127.0.0.1/32` client.
+# medians with their range, then the issue-20 targets met or not. Delivered messages are
+# sampled (SAMPLE per relay and size, through a sink that keeps them) and every signature is
+# checked with dkimpy. smtp-sink speaks neither AUTH nor TLS and the load client neither: the
+# relays are measured in clear text, dkim-relay through a `tls: none` listener with a
+# `network: 127.0.0.1/32` client.
 #
-# Needs root (Postfix's master, package installs). Installs postfix, opendkim and
-# opendkim-tools from Debian if missing (postfix with "No configuration": the system's own
-# Postfix is neither configured nor started). Everything else lives in a temporary directory:
-# a private Postfix instance (own config and queue directories, loopback only), OpenDKIM on a
-# unix socket, the relay's spool. On exit (normal, error or Ctrl-C) every process it started
-# is stopped and the directory removed.
+# Needs root (Postfix's master, package installs); under sudo, cargo runs as the invoking user.
+# Installs postfix, opendkim, opendkim-tools and python3-dkim from Debian if missing (postfix
+# with "No configuration": the system's own Postfix is neither configured nor started).
+# Everything else lives in a temporary directory: a private Postfix instance (own config and
+# queue directories, loopback only), OpenDKIM on a unix socket, the relay's spool. On exit
+# (normal, error or Ctrl-C) every process it started is stopped and the directory removed.
 #
 # Environment: REPEATS (3), SCALE (1.0: multiplies message counts), SIZES ("1024 65536"),
-# CONCURRENCY ("1 8 32"), DKIM_RELAY (a built binary; default: build target/release).
+# CONCURRENCY ("1 8 32"), SAMPLE (10), DKIM_RELAY (a built binary; default: build
+# target/release), KEEP (keep the scratch directory).
 set -euo pipefail
 ulimit -n 8192 2>/dev/null || true   # 1,000 idle sessions need the descriptors
 
@@ -28,6 +37,7 @@ REPEATS=${REPEATS:-3}
 SCALE=${SCALE:-1.0}
 SIZES=${SIZES:-"1024 65536"}
 CONCURRENCY=${CONCURRENCY:-"1 8 32"}
+SAMPLE=${SAMPLE:-10}
 RUN_TIMEOUT=${RUN_TIMEOUT:-180}   # seconds: no single run may take longer
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -37,12 +47,14 @@ die() { say "relay-vs-postfix: $*"; exit 1; }
 [[ $(id -u) == 0 ]] || die "run as root (Postfix's master needs it)"
 
 # --- packages ---------------------------------------------------------------------------------
-if ! command -v smtp-source >/dev/null || ! command -v opendkim >/dev/null; then
-  say "installing postfix, opendkim, opendkim-tools from Debian"
+if ! command -v smtp-sink >/dev/null || ! command -v opendkim >/dev/null \
+    || ! /usr/bin/python3 -c 'import dkim' 2>/dev/null; then
+  say "installing postfix, opendkim, opendkim-tools, python3-dkim from Debian"
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix opendkim opendkim-tools >/dev/null \
+  pkgs=(postfix opendkim opendkim-tools python3-dkim)
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null \
     || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-           postfix opendkim opendkim-tools >/dev/null; }
+           "${pkgs[@]}" >/dev/null; }
   # The packages may start their system services; this benchmark uses private instances only.
   for svc in postfix opendkim; do
     if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
@@ -50,17 +62,39 @@ if ! command -v smtp-source >/dev/null || ! command -v opendkim >/dev/null; then
     fi
   done
 fi
-for tool in smtp-source smtp-sink postfix opendkim python3; do
+for tool in smtp-sink postfix opendkim python3 openssl; do
   command -v "$tool" >/dev/null || die "$tool not found"
 done
 
-# --- dkim-relay binary ------------------------------------------------------------------------
+# --- binaries -----------------------------------------------------------------------------------
+# Under sudo, cargo (and the target directory) belong to the invoking user: build as them.
+as_builder() {
+  if [[ -n "${SUDO_USER:-}" && "$SUDO_USER" != root ]]; then
+    local home
+    home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
+    sudo -u "$SUDO_USER" env "PATH=$home/.cargo/bin:$PATH" "HOME=$home" "$@"
+  else
+    "$@"
+  fi
+}
 if [[ -z "${DKIM_RELAY:-}" ]]; then
   say "building dkim-relay (release)"
-  (cd "$ROOT" && ./scripts/cargo.sh build --release --quiet)
+  (cd "$ROOT" && as_builder ./scripts/cargo.sh build --release --quiet --bin dkim-relay)
   DKIM_RELAY="${CARGO_TARGET_DIR:-$ROOT/target}/release/dkim-relay"
 fi
 [[ -x "$DKIM_RELAY" ]] || die "no dkim-relay binary at $DKIM_RELAY"
+say "building the load client and the signature yardstick (benches/smtp_load.rs, benches/rsa_signature.rs)"
+BENCH_BINS=$(cd "$ROOT" && as_builder ./scripts/cargo.sh bench --no-run --quiet \
+  --bench smtp_load --bench rsa_signature --message-format=json 2>/dev/null | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and "bench" in m["target"]["kind"]:
+        print(m["target"]["name"], m["executable"])
+') || die "building the bench helpers failed (./scripts/cargo.sh bench --no-run --bench smtp_load)"
+SMTP_LOAD=$(awk '$1 == "smtp_load" { print $2 }' <<<"$BENCH_BINS")
+RSA_SIGNATURE=$(awk '$1 == "rsa_signature" { print $2 }' <<<"$BENCH_BINS")
+[[ -x "$SMTP_LOAD" && -x "$RSA_SIGNATURE" ]] || die "bench helpers not found in: $BENCH_BINS"
 
 # --- scratch directory and cleanup ------------------------------------------------------------
 WORK=$(mktemp -d /tmp/relay-vs-postfix.XXXXXX)
@@ -199,8 +233,8 @@ limits:
   messages_per_minute_per_client: 0
 metrics:
   address: "127.0.0.1:$DR_METRICS"
-log:
-  level: warn
+# log: the default (info, text), as operators run it: two lines per message, like Postfix's
+# maillog_file lines.
 EOF
 "$DKIM_RELAY" serve -c "$WORK/dkim-relay/config.yaml" >"$WORK/dkim-relay/log" 2>&1 &
 PIDS+=($!)
@@ -235,38 +269,72 @@ PY
 }
 HZ=$(getconf CLK_TCK)
 
-# One measured run: relay name, port, size, concurrency, count. Prints "submit e2e cpu_ms".
+# Wait until the sink's -c counter file says it has $2 messages (or RUN_TIMEOUT passes). One
+# Python process polling the file, not a pipeline forked every few milliseconds next to the
+# relays being measured.
+wait_delivered() {  # counter-file count name
+  python3 - "$1" "$2" "$3" "$RUN_TIMEOUT" <<'PY'
+import re, sys, time
+path, want, name, limit = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+deadline = time.monotonic() + limit
+got = 0
+while time.monotonic() < deadline:
+    with open(path, 'rb') as f:
+        found = re.findall(rb'mesg=(\d+)', f.read())
+    got = int(found[-1]) if found else 0
+    if got >= want:
+        sys.exit(0)
+    time.sleep(0.005)
+print(f"  {name}: only {got}/{want} delivered in time", file=sys.stderr)
+PY
+}
+
+# A smtp-sink on SINK_PORT, counting into $1 (and keeping every message under $2, if given).
+start_sink() {  # counter-file [dump-dir]
+  local dump=()
+  if [[ -n "${2:-}" ]]; then dump=(-d "$2/%H%M%S."); fi
+  smtp-sink -u nobody -c "${dump[@]}" "127.0.0.1:$SINK_PORT" 256 >"$1" 2>/dev/null &
+  SINK=$!
+  PIDS+=("$SINK")
+  wait_port "$SINK_PORT"
+}
+
+# The 1-minute load average now.
+load1() { cut -d' ' -f1 /proc/loadavg; }
+
+# One measured run: relay name, port, size, concurrency, count.
+# Prints "submit e2e cpu_ms p50_ms p99_ms load".
 run_one() {
   local name=$1 port=$2 size=$3 conc=$4 count=$5
   local roots
   if [[ $name == dkim-relay ]]; then roots="$DR_PID"; else roots="$PF_MASTER $OPENDKIM_PID"; fi
   local counter="$WORK/sink.$name.count"
   # A fresh sink per run: its -c counter is this run's deliveries.
-  smtp-sink -u nobody -c "127.0.0.1:$SINK_PORT" 256 >"$counter" 2>/dev/null &
-  local sink=$!
-  PIDS+=("$sink")
-  wait_port "$SINK_PORT"
-  local c0 t0 t1 t2 c2
+  start_sink "$counter"
+  local sink=$SINK load c0 t0 t1 t2 c2 out
+  load=$(load1)
   c0=$(cpu_ticks $roots)
   t0=$(date +%s.%N)
-  timeout "$RUN_TIMEOUT" smtp-source -l "$size" -m "$count" -s "$conc" \
-    -f bench@example.com -t sink@example.net -M client.example.com "127.0.0.1:$port" \
-    >"$WORK/source.log" 2>&1 || say "  smtp-source: $(tail -1 "$WORK/source.log")"
+  out=$(timeout "$RUN_TIMEOUT" "$SMTP_LOAD" --connect "127.0.0.1:$port" --size "$size" \
+    --messages "$count" --sessions "$conc" 2>"$WORK/load.log") \
+    || say "  smtp_load: $(head -3 "$WORK/load.log") $out"
   t1=$(date +%s.%N)
-  local deadline=$(( $(date +%s) + RUN_TIMEOUT ))
-  while :; do
-    local got
-    got=$(tr '\r' '\n' <"$counter" | grep -oE 'mesg=[0-9]+$' | tail -1 | cut -d= -f2 || true)
-    [[ -n "$got" && "$got" -ge "$count" ]] && break
-    if (( $(date +%s) > deadline )); then say "  $name: only ${got:-0}/$count delivered in time"; break; fi
-    sleep 0.02
-  done
+  wait_delivered "$counter" "$count" "$name"
   t2=$(date +%s.%N)
   c2=$(cpu_ticks $roots)
   kill "$sink" 2>/dev/null; wait "$sink" 2>/dev/null || true
-  python3 -c "
-n=$count; t0=$t0; t1=$t1; t2=$t2
-print(f'{n/(t1-t0):.1f} {n/(t2-t0):.1f} {($c2-$c0)*1000/$HZ/n:.3f}')"
+  python3 - "$out" <<PY
+import sys
+kv = dict(f.split('=', 1) for f in sys.argv[1].split())
+n = $count; t0 = $t0; t1 = $t1; t2 = $t2
+print(f"{n/(t1-t0):.1f} {n/(t2-t0):.1f} {($c2-$c0)*1000/$HZ/n:.3f} "
+      f"{kv.get('p50_ms', 'nan')} {kv.get('p99_ms', 'nan')} $load")
+PY
+}
+
+# The CPU time of one RSA-2048 signature, in µs, measured now (benches/rsa_signature.rs).
+signature_us() {
+  "$RSA_SIGNATURE" --key "$KEY" | sed -nE 's/^rsa2048_sign_us=([0-9.]+).*/\1/p'
 }
 
 # Message counts per cell, so that each run lasts seconds, not minutes, for both relays.
@@ -280,12 +348,17 @@ count_for() {  # size conc
 }
 
 RESULTS="$WORK/results"
+SIGNATURES="$WORK/signatures"
 : >"$RESULTS"
-say "sink 127.0.0.1:$SINK_PORT, Postfix 127.0.0.1:$PF_PORT, dkim-relay 127.0.0.1:$DR_PORT"
+: >"$SIGNATURES"
+say "sink 127.0.0.1:$SINK_PORT, Postfix 127.0.0.1:$PF_PORT, dkim-relay 127.0.0.1:$DR_PORT; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 # Warm both up (process pools, page cache) before measuring.
 run_one postfix "$PF_PORT" 1024 8 100 >/dev/null
 run_one dkim-relay "$DR_PORT" 1024 8 100 >/dev/null
 for rep in $(seq "$REPEATS"); do
+  sig=$(signature_us)
+  echo "$sig $(load1)" >>"$SIGNATURES"
+  say "  rep $rep  one RSA-2048 signature: $sig µs of CPU (load average $(load1))"
   for size in $SIZES; do
     for conc in $CONCURRENCY; do
       count=$(count_for "$size" "$conc")
@@ -294,10 +367,56 @@ for rep in $(seq "$REPEATS"); do
       for name in $order; do
         if [[ $name == dkim-relay ]]; then port=$DR_PORT; else port=$PF_PORT; fi
         r=$(run_one "$name" "$port" "$size" "$conc" "$count")
-        say "  rep $rep  $name  size $size  conc $conc  n $count:  submit/e2e msg/s, CPU ms/msg = $r"
+        say "  rep $rep  $name  size $size  conc $conc  n $count:  submit/e2e msg/s, CPU ms/msg, p50/p99 ms, load = $r"
         echo "$name $size $conc $r" >>"$RESULTS"
       done
     done
+  done
+done
+sig=$(signature_us)
+echo "$sig $(load1)" >>"$SIGNATURES"
+say "  end    one RSA-2048 signature: $sig µs of CPU (load average $(load1))"
+
+# --- signatures checked by dkimpy -------------------------------------------------------------
+# SAMPLE messages per relay and size through a sink that keeps them, each verified by dkimpy
+# (the key record from the same key; smtp-sink writes the messages with LF line ends, put back
+# to CRLF as they were on the wire).
+PUBKEY=$(openssl pkey -in "$KEY" -pubout -outform DER 2>/dev/null | base64 -w0)
+DKIMPY="$WORK/dkimpy"
+: >"$DKIMPY"
+for size in $SIZES; do
+  for name in dkim-relay postfix; do
+    if [[ $name == dkim-relay ]]; then port=$DR_PORT; else port=$PF_PORT; fi
+    dump="$WORK/dump-$name-$size"
+    mkdir -p "$dump"
+    chown nobody "$dump"
+    start_sink "$WORK/sample.count" "$dump"
+    "$SMTP_LOAD" --connect "127.0.0.1:$port" --size "$size" --messages "$SAMPLE" --sessions 2 \
+      >/dev/null 2>>"$WORK/load.log" || say "  sample: $(tail -1 "$WORK/load.log")"
+    wait_delivered "$WORK/sample.count" "$SAMPLE" "$name sample"
+    kill "$SINK" 2>/dev/null; wait "$SINK" 2>/dev/null || true
+    /usr/bin/python3 - "$name" "$size" "$PUBKEY" "$dump" >>"$DKIMPY" <<'PY'
+import os, sys, dkim
+name, size, pub, folder = sys.argv[1:5]
+record = b"v=DKIM1; k=rsa; p=" + pub.encode()
+def dnsfunc(qname, timeout=5):
+    if isinstance(qname, bytes):
+        qname = qname.decode()
+    return record if qname.rstrip('.').lower() == 'dev2026r._domainkey.example.com' else None
+passed = failed = 0
+for f in sorted(os.listdir(folder)):
+    raw = open(os.path.join(folder, f), 'rb').read().replace(b'\r\n', b'\n').replace(b'\n', b'\r\n')
+    sigs = [h for h in dkim.DKIM(raw).headers if h[0].lower() == b'dkim-signature']
+    ok = bool(sigs)
+    for i in range(len(sigs)):
+        try:
+            ok = ok and dkim.DKIM(raw).verify(idx=i, dnsfunc=dnsfunc)
+        except Exception:
+            ok = False
+    passed += ok
+    failed += not ok
+print(name, size, passed, failed)
+PY
   done
 done
 
@@ -336,25 +455,39 @@ PY
 ) || IDLE="0 0 0"
 
 # --- the table ----------------------------------------------------------------------------------
-python3 - "$RESULTS" "$REPEATS" "$IDLE" <<'PY'
+PF_VERSION=$(postconf -d -h mail_version 2>/dev/null || echo "?")
+python3 - "$RESULTS" "$REPEATS" "$IDLE" "$SIGNATURES" "$DKIMPY" "$PF_VERSION" <<'PY'
 import sys, statistics
+results, repeats, idle, signatures, dkimpy, pf_version = sys.argv[1:7]
 rows = {}
-for line in open(sys.argv[1]):
-    name, size, conc, sub, e2e, cpu = line.split()
-    rows.setdefault((name, int(size), int(conc)), []).append((float(sub), float(e2e), float(cpu)))
+loads = []
+for line in open(results):
+    name, size, conc, sub, e2e, cpu, p50, p99, load = line.split()
+    rows.setdefault((name, int(size), int(conc)), []).append(
+        (float(sub), float(e2e), float(cpu), float(p50), float(p99)))
+    loads.append(float(load))
+sigs = [tuple(map(float, l.split())) for l in open(signatures) if l.strip()]
+sig_us = [s for s, _ in sigs]
+loads += [l for _, l in sigs]
+sig_ms = statistics.median(sig_us) / 1000
 def med(vals, i):
     xs = [v[i] for v in vals]
     return statistics.median(xs), min(xs), max(xs)
 def cell(m, lo, hi, fmt):
     return f"{fmt.format(m)} ({fmt.format(lo)}–{fmt.format(hi)})"
 print()
-print(f"dkim-relay vs Postfix 3.7 + OpenDKIM, RSA-2048 relaxed/relaxed, durable queues, loopback; "
-      f"medians of {sys.argv[2]} runs (min–max)")
-hdr = ["size", "conc", "relay", "submit msg/s", "end-to-end msg/s", "relay CPU ms/msg"]
+print(f"dkim-relay vs Postfix {pf_version} + OpenDKIM, RSA-2048 relaxed/relaxed, durable queues, "
+      f"loopback; medians of {repeats} runs (min–max)")
+print(f"one RSA-2048 signature (benches/rsa_signature.rs, CPU time): {sig_ms:.3f} ms "
+      f"(median of {len(sig_us)} measurements, {min(sig_us)/1000:.3f}–{max(sig_us)/1000:.3f}); "
+      f"load average (1 min) during the runs {min(loads):.2f}–{max(loads):.2f}")
+print()
+hdr = ["size", "conc", "relay", "submit msg/s", "end-to-end msg/s", "relay CPU ms/msg",
+       "CPU ÷ signature", "latency p50 ms", "latency p99 ms"]
 print("| " + " | ".join(hdr) + " |")
 print("|" + "|".join("---" for _ in hdr) + "|")
 sizes = sorted({k[1] for k in rows}); concs = sorted({k[2] for k in rows})
-ratios = []
+checks, cpu_checks = [], []
 for size in sizes:
     for conc in concs:
         med_of = {}
@@ -362,16 +495,40 @@ for size in sizes:
             vals = rows.get((name, size, conc))
             if not vals:
                 continue
-            s, e, c = med(vals, 0), med(vals, 1), med(vals, 2)
-            med_of[name] = (s[0], e[0], c[0])
+            s, e, c, p50, p99 = (med(vals, i) for i in range(5))
+            med_of[name] = (s[0], e[0], c[0], p50[0], p99[0])
             label = "dkim-relay" if name == "dkim-relay" else "Postfix+OpenDKIM"
-            print(f"| {size//1024} KiB | {conc} | {label} | {cell(*s, '{:.0f}')} | {cell(*e, '{:.0f}')} | {cell(*c, '{:.2f}')} |")
+            print(f"| {size//1024} KiB | {conc} | {label} | {cell(*s, '{:.0f}')} | {cell(*e, '{:.0f}')} "
+                  f"| {cell(*c, '{:.2f}')} | {c[0]/sig_ms:.2f}× | {cell(*p50, '{:.1f}')} | {cell(*p99, '{:.1f}')} |")
         if len(med_of) == 2:
             d, p = med_of["dkim-relay"], med_of["postfix"]
             print(f"| {size//1024} KiB | {conc} | **ratio** | **{d[0]/p[0]:.1f}×** | **{d[1]/p[1]:.1f}×** | "
-                  f"**{d[2]/p[2]:.2f}×** ({p[2]/d[2]:.0f}× less) |")
+                  f"**{d[2]/p[2]:.2f}×** ({p[2]/d[2]:.1f}× less) | | **{d[3]/p[3]:.2f}×** | **{d[4]/p[4]:.2f}×** |")
+            if conc in (8, 32):
+                checks.append((f"end to end ≥ 4× Postfix+OpenDKIM, {size//1024} KiB, c={conc}",
+                               d[1] / p[1] >= 4, f"{d[1]/p[1]:.2f}×"))
+            if conc == 32:
+                checks.append((f"latency p99 (ours) ≤ p50 (Postfix), {size//1024} KiB, c=32",
+                               d[4] <= p[3], f"{d[4]:.1f} ms vs {p[3]:.1f} ms"))
+        if size == 1024 and "dkim-relay" in med_of:
+            r = med_of["dkim-relay"][2] / sig_ms
+            cpu_checks.append((f"relay CPU ≤ 1.5× one RSA-2048 signature, 1 KiB, c={conc}",
+                              r <= 1.5, f"{r:.2f}×"))
 print()
-print("ratio = dkim-relay / Postfix+OpenDKIM (msg/s: higher is better; CPU: lower is better)")
-n, before, during = sys.argv[3].split()
+print("ratio = dkim-relay / Postfix+OpenDKIM (msg/s: higher is better; CPU and latency: lower is better)")
+print("latency = from the end of DATA (the dot written) to the 250, per message")
+n, before, during = idle.split()
 print(f"dkim-relay with {n} idle sessions (greeted, past EHLO): RSS {during} MiB (before: {before} MiB)")
+for line in open(dkimpy):
+    name, size, passed, failed = line.split()
+    label = "dkim-relay" if name == "dkim-relay" else "Postfix+OpenDKIM"
+    total = int(passed) + int(failed)
+    print(f"dkimpy: {label}, {int(size)//1024} KiB: {passed}/{total} delivered messages verify")
+    if name == "dkim-relay":
+        checks.append((f"dkimpy verifies every sampled message, {int(size)//1024} KiB",
+                       int(failed) == 0 and total > 0, f"{passed}/{total}"))
+print()
+print("issue 20 targets:")
+for what, ok, shown in cpu_checks + checks:
+    print(f"  {'met    ' if ok else 'NOT MET'}  {what}: {shown}")
 PY

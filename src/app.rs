@@ -255,7 +255,7 @@ fn start_tls_policies(
     spool: &Spool,
     live: &Arc<ArcSwap<Core>>,
     metrics: &Arc<Metrics>,
-    queued: &mpsc::UnboundedSender<crate::spool::QueueId>,
+    queued: &mpsc::UnboundedSender<crate::spool::Committed>,
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<crate::outbound::transport::Policies> {
     use crate::tls_policy::mta_sts::{Fetcher, StsCache};

@@ -25,7 +25,7 @@ pub(crate) mod throttle;
 /// The pure pieces of command handling, for the fuzz targets.
 pub use session::{next_line, parse_command, MAX_COMMAND_LINE};
 
-use crate::spool::{QueueId, Spool};
+use crate::spool::{Committed, Spool};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -34,8 +34,8 @@ pub struct Shared {
     pub spool: Spool,
     pub auth_throttle: throttle::AuthThrottle,
     pub rate_limiter: throttle::RateLimiter,
-    /// Accepted messages are announced here to the delivery side.
-    pub queued: tokio::sync::mpsc::UnboundedSender<QueueId>,
+    /// Accepted messages are handed to the delivery side here (`spool::Committed`).
+    pub queued: tokio::sync::mpsc::UnboundedSender<Committed>,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Password checks, bounded by `limits.auth_hash_concurrency`.
     pub hash_pool: hash_pool::HashPool,

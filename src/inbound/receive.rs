@@ -22,7 +22,7 @@ use crate::mime::scan::{self, BodyScan};
 use crate::smtp::address::domain_of;
 use crate::smtp::header::{check_section, Checked};
 use crate::smtp::reply::{shown, Reply};
-use crate::spool::{Draft, Envelope, QueueId, SpoolError};
+use crate::spool::{Committed, Draft, Envelope, QueueId, SpoolError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -386,15 +386,25 @@ impl<'c> Reception<'c> {
         };
         let spool = self.shared.spool.clone();
         let draft = body.draft;
-        let committed = tokio::task::spawn_blocking(move || spool.commit(draft, &envelope)).await;
-        match committed {
-            Ok(Ok(())) => {}
+        let committed = tokio::task::spawn_blocking(move || {
+            spool
+                .commit_keeping(draft, &envelope)
+                .map(|bytes| (bytes, envelope))
+        })
+        .await;
+        // The delivery side gets what was just made durable without reading it back.
+        let handed = match committed {
+            Ok(Ok((bytes, envelope))) => Committed {
+                id: self.id.clone(),
+                envelope: Some(envelope),
+                bytes,
+            },
             Ok(Err(e)) => {
                 tracing::error!(queue_id = %self.id, error = %e, "spool commit failed");
                 return Err(Refusal::spool(&e));
             }
             Err(_) => return Err(Refusal::local_error("Internal error while queueing")),
-        }
+        };
         let m = &self.shared.metrics;
         m.messages_received_total.inc();
         m.message_size_bytes.observe(self.size as f64);
@@ -422,7 +432,7 @@ impl<'c> Reception<'c> {
             longest_line = body.longest_line,
             "accepted and signed"
         );
-        let _ = self.shared.queued.send(self.id.clone());
+        let _ = self.shared.queued.send(handed);
         Ok(Reply::new(
             250,
             "2.0.0",
@@ -451,12 +461,19 @@ impl<'c> Reception<'c> {
         for m in made {
             message.extend_from_slice(m.header.as_bytes());
         }
-        let read = draft.reader().and_then(|mut f| {
-            std::io::Read::read_to_end(&mut f, &mut message).map_err(|e| SpoolError::Io {
-                path: "draft".into(),
-                source: e,
-            })
-        });
+        // A small message is still all in memory: no need to write it out and read it back.
+        let read = match draft.contents() {
+            Some(bytes) => {
+                message.extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            None => draft.reader().and_then(|mut f| {
+                std::io::Read::read_to_end(&mut f, &mut message).map_err(|e| SpoolError::Io {
+                    path: "draft".into(),
+                    source: e,
+                })
+            }),
+        };
         if let Err(e) = read {
             tracing::error!(queue_id = %self.id, error = %e, "cannot read the draft back");
             return Err(Refusal::spool(&e));

@@ -1,8 +1,9 @@
 //! The SMTP courier: hands one message to a destination over an idle pooled connection (after
-//! RSET) or a new one — next hops in order, each address of each host (IPv6 and IPv4), skipping
+//! RSET, in the envelope's write where the server pipelines) or a new one — next hops in order, each address of each host (IPv6 and IPv4), skipping
 //! addresses the circuit breaker holds closed — with MAIL/RCPT giving an outcome per recipient
-//! and the DATA phase written by us from the spool file (signatures first, dot-stuffed), so a
-//! large message is never in memory. A connection whose transaction ended cleanly goes back to
+//! and the DATA phase written by us (signatures first, dot-stuffed; a small message in one write
+//! with its terminator) from the spool file, so a large message is never in memory, or from
+//! memory when the reception handed a small one over. A connection whose transaction ended cleanly goes back to
 //! the pool. When every address was skipped, nothing was attempted: the outcome is `Held`.
 //!
 //! Under a transport security policy ([`Security`]) an MX host the enforced MTA-STS policy
@@ -18,7 +19,7 @@ use super::extensions::{mail_parameters, MailParameters};
 use super::host::{self, Governed};
 use super::next_hop::{Hop, HopError};
 use super::pool::Pool;
-use super::{Outcome, Parcel};
+use super::{Message, Outcome, Parcel};
 use crate::smtp::data::dot_stuff;
 use crate::tls_policy::{DomainPolicy, Recorder};
 use crate::trust::Trust;
@@ -74,12 +75,13 @@ impl Courier<'_> {
             if !self.may_reuse(met, parcel).await {
                 // Opened before the policy now in force: it may not have met it.
                 conn.quit().await;
-            } else if conn.reset().await {
+            } else if pipelined_reset(&conn) || conn.reset().await {
                 match transaction(
                     &mut conn,
                     self.policy,
                     parcel,
                     self.unannounced_8bit.as_ref(),
+                    Reset::IfPipelining,
                 )
                 .await
                 {
@@ -201,6 +203,7 @@ impl Courier<'_> {
                     self.policy,
                     parcel,
                     self.unannounced_8bit.as_ref(),
+                    Reset::No,
                 )
                 .await
                 {
@@ -247,6 +250,9 @@ enum BrokeOff {
     Envelope(mail_send::Error),
     #[error("too few replies to the pipelined envelope")]
     TooFewReplies,
+    /// A reused connection did not take the RSET sent ahead of the envelope.
+    #[error("RSET refused: {0}")]
+    ResetRefused(String),
     /// One command of an envelope sent without pipelining: `MAIL`, `RCPT` or `DATA`.
     #[error("{0}: {1}")]
     Command(&'static str, mail_send::Error),
@@ -264,6 +270,23 @@ enum BrokeOff {
 
 type HopResult<T> = Result<T, BrokeOff>;
 
+/// Whether a transaction on a reused connection starts with RSET in the envelope's write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reset {
+    No,
+    /// The connection was reused without its own RSET round trip (`pipelined_reset`): the
+    /// envelope, pipelined, starts with one.
+    IfPipelining,
+}
+
+/// A reused connection to a pipelining server gets its RSET in the same write as the next
+/// envelope (RFC 2920 allows RSET in a group) instead of a round trip of its own; a refused
+/// RSET or a connection closed while idle ends that transaction before any message data,
+/// and the delivery goes over a new connection as it would after a failed RSET.
+fn pipelined_reset(conn: &Connection) -> bool {
+    conn.caps.has_capability(EXT_PIPELINING)
+}
+
 /// MAIL, RCPT for each recipient, DATA: an outcome per recipient. `Err` when the connection
 /// broke before the answers were in.
 async fn transaction(
@@ -271,6 +294,7 @@ async fn transaction(
     policy: &Policy,
     parcel: &Parcel<'_>,
     unannounced_8bit: Option<&prometheus::IntCounter>,
+    reset: Reset,
 ) -> HopResult<Done> {
     conn.transactions += 1;
     let (params, unannounced) = match mail_parameters(
@@ -299,7 +323,7 @@ async fn transaction(
         .map(|r| format!("RCPT TO:<{r}>\r\n"))
         .collect();
     let envelope = if conn.caps.has_capability(EXT_PIPELINING) {
-        pipelined(conn, &mail, &rcpts).await?
+        pipelined(conn, &mail, &rcpts, reset == Reset::IfPipelining).await?
     } else {
         one_by_one(conn, &mail, &rcpts).await?
     };
@@ -365,17 +389,26 @@ fn fill(outcomes: Vec<Option<Outcome>>, o: &Outcome) -> Vec<Outcome> {
         .collect()
 }
 
-/// RFC 2920: MAIL, every RCPT and DATA in one write, then their replies in order. A round
-/// trip per command is what a transaction costs otherwise, on both ends.
-async fn pipelined(conn: &mut Connection, mail: &str, rcpts: &[String]) -> HopResult<Envelope> {
+/// RFC 2920: MAIL, every RCPT and DATA in one write (after RSET when `reset`), then their
+/// replies in order. A round trip per command is what a transaction costs otherwise, on both
+/// ends.
+async fn pipelined(
+    conn: &mut Connection,
+    mail: &str,
+    rcpts: &[String],
+    reset: bool,
+) -> HopResult<Envelope> {
     let client = &mut conn.client;
-    let mut batch = Vec::with_capacity(mail.len() + rcpts.len() * 40 + 6);
+    let mut batch = Vec::with_capacity(mail.len() + rcpts.len() * 40 + 12);
+    if reset {
+        batch.extend_from_slice(b"RSET\r\n");
+    }
     batch.extend_from_slice(mail.as_bytes());
     for r in rcpts {
         batch.extend_from_slice(r.as_bytes());
     }
     batch.extend_from_slice(b"DATA\r\n");
-    let wanted = rcpts.len() + 2;
+    let wanted = rcpts.len() + 2 + usize::from(reset);
     let replies = tokio::time::timeout(client.timeout, async {
         client.stream.write_all(&batch).await?;
         client.stream.flush().await?;
@@ -384,7 +417,18 @@ async fn pipelined(conn: &mut Connection, mail: &str, rcpts: &[String]) -> HopRe
     .await
     .map_err(|_| BrokeOff::EnvelopeTimedOut)?
     .map_err(BrokeOff::Envelope)?;
-    let [mail_reply, rcpt_replies @ .., data_reply] = replies.as_slice() else {
+    let replies = match replies.split_first() {
+        Some((rset, rest)) if reset => {
+            if rset.code != 250 {
+                // Whatever the server made of the rest, this connection is done with: if it
+                // said 354, closing it abandons the empty message.
+                return Err(BrokeOff::ResetRefused(connection::show(rset)));
+            }
+            rest
+        }
+        _ => replies.as_slice(),
+    };
+    let [mail_reply, rcpt_replies @ .., data_reply] = replies else {
         return Err(BrokeOff::TooFewReplies);
     };
     let closing = replies.iter().any(|r| r.code == 421);
@@ -474,25 +518,43 @@ async fn send_message<S: AsyncWrite + Unpin>(
     for sig in parcel.signatures {
         out.extend_from_slice(sig.as_bytes());
     }
-    let mut file = tokio::fs::File::open(parcel.message)
-        .await?
-        .take(parcel.message_len);
-    let mut chunk = vec![0u8; 64 * 1024];
     let mut at_line_start = true;
     let mut last_two = [b'\r', b'\n'];
-    loop {
-        let n = file.read(&mut chunk).await?;
-        if n == 0 {
-            break;
+    let mut stuff = |piece: &[u8], out: &mut Vec<u8>| {
+        dot_stuff(piece, &mut at_line_start, out);
+        match piece {
+            [.., a, b] => last_two = [*a, *b],
+            [b] => last_two = [last_two[1], *b],
+            [] => {}
         }
-        dot_stuff(&chunk[..n], &mut at_line_start, &mut out);
-        if n >= 2 {
-            last_two = [chunk[n - 2], chunk[n - 1]];
-        } else {
-            last_two = [last_two[1], chunk[0]];
+    };
+    // Written in pieces of 64 KiB or more: a small message goes in one write with its
+    // signatures and the terminator.
+    match parcel.message {
+        Message::InMemory(bytes) => {
+            for piece in bytes.chunks(64 * 1024) {
+                stuff(piece, &mut out);
+                if out.len() >= 64 * 1024 {
+                    stream.write_all(&out).await?;
+                    out.clear();
+                }
+            }
         }
-        stream.write_all(&out).await?;
-        out.clear();
+        Message::File { path, len } => {
+            let mut file = tokio::fs::File::open(path).await?.take(len);
+            let mut chunk = vec![0u8; 64 * 1024];
+            loop {
+                let n = file.read(&mut chunk).await?;
+                if n == 0 {
+                    break;
+                }
+                stuff(&chunk[..n], &mut out);
+                if out.len() >= 64 * 1024 {
+                    stream.write_all(&out).await?;
+                    out.clear();
+                }
+            }
+        }
     }
     if last_two != [b'\r', b'\n'] {
         out.extend_from_slice(b"\r\n");

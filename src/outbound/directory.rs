@@ -5,7 +5,7 @@
 //! about the envelope a receiver would see that the message itself does not show. Otherwise
 //! the file is the message exactly as it would be sent.
 
-use super::{Outcome, Parcel};
+use super::{Message, Outcome, Parcel};
 use std::io::Write;
 use std::path::Path;
 
@@ -30,8 +30,13 @@ fn write(dir: &Path, parcel: &Parcel<'_>) -> std::io::Result<std::path::PathBuf>
     for sig in parcel.signatures {
         out.write_all(sig.as_bytes())?;
     }
-    let mut msg = std::io::Read::take(std::fs::File::open(parcel.message)?, parcel.message_len);
-    std::io::copy(&mut msg, &mut out)?;
+    match parcel.message {
+        Message::File { path, len } => {
+            let mut msg = std::io::Read::take(std::fs::File::open(path)?, len);
+            std::io::copy(&mut msg, &mut out)?;
+        }
+        Message::InMemory(bytes) => out.write_all(bytes)?,
+    }
     out.sync_data()?;
     std::fs::rename(&tmp, &target)?;
     Ok(target)

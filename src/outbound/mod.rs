@@ -51,15 +51,22 @@ pub struct Parcel<'a> {
     pub recipients: Vec<&'a str>,
     /// DKIM-Signature fields to send before the stored bytes.
     pub signatures: &'a [String],
-    /// The file of the stored message (Received, header section, body): its first
-    /// `message_len` bytes (the spool keeps the envelope behind them).
-    pub message: &'a std::path::Path,
-    pub message_len: u64,
+    /// The stored message (Received, header section, body).
+    pub message: Message<'a>,
     pub eight_bit: bool,
     pub smtputf8: bool,
     /// `TLS-Required: No` (RFC 8689): transport security policies are checked and reported,
     /// but never hold this message (the relay's TLS reports).
     pub tls_optional: bool,
+}
+
+/// Where the bytes of a message to send are.
+#[derive(Debug, Clone, Copy)]
+pub enum Message<'a> {
+    /// The first `len` bytes of the spool file (the spool keeps the envelope behind them).
+    File { path: &'a std::path::Path, len: u64 },
+    /// In memory: handed over by the reception for the first attempt of a small message.
+    InMemory(&'a [u8]),
 }
 
 impl Parcel<'_> {

@@ -19,7 +19,7 @@ use super::host;
 use super::next_hop::{self, Hop, HopError};
 use super::pool::Pool;
 use super::secure_hop;
-use super::{directory, Outcome, Parcel};
+use super::{directory, Message, Outcome, Parcel};
 use crate::config::DeliveryMode;
 use crate::core::Core;
 use crate::tls_policy::mta_sts::{Fetcher, StsCache};
@@ -286,16 +286,20 @@ async fn deliver_to_directory(dir: &std::path::Path, parcel: &Parcel<'_>) -> Vec
     let sender = parcel.sender.to_string();
     let recipients: Vec<String> = parcel.recipients.iter().map(|r| r.to_string()).collect();
     let signatures = parcel.signatures.to_vec();
-    let message = parcel.message.to_path_buf();
-    let message_len = parcel.message_len;
+    let message = match parcel.message {
+        Message::File { path, len } => Ok((path.to_path_buf(), len)),
+        Message::InMemory(bytes) => Err(bytes.to_vec()),
+    };
     let written = tokio::task::spawn_blocking(move || {
         let owned = Parcel {
             queue_id: &queue_id,
             sender: &sender,
             recipients: recipients.iter().map(String::as_str).collect(),
             signatures: &signatures,
-            message: &message,
-            message_len,
+            message: match &message {
+                Ok((path, len)) => Message::File { path, len: *len },
+                Err(bytes) => Message::InMemory(bytes),
+            },
             eight_bit: false,
             smtputf8: false,
             tls_optional: false,

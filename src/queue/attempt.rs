@@ -7,8 +7,8 @@
 use super::{retry, Scheduler};
 use crate::config::Delivery;
 use crate::metrics::{DeliveryResult, Metrics};
-use crate::outbound::{Outcome, Parcel};
-use crate::spool::{QueueId, RecipientState, RecipientStatus, SpoolError};
+use crate::outbound::{Message, Outcome, Parcel};
+use crate::spool::{Committed, QueueId, RecipientState, RecipientStatus, SpoolError};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What an attempt leaves for the scheduler.
@@ -26,14 +26,31 @@ pub(super) struct Attempted {
     pub parked_on: Option<String>,
     /// Destinations it delivered to (a connection slot there is free again).
     pub used: Vec<String>,
+    /// Parked before it was delivered: what was handed over, for the next attempt (with the
+    /// envelope as it is now).
+    pub handed_back: Option<Committed>,
 }
 
 impl Scheduler {
     /// One delivery attempt for the due recipients of a message (`force`: every pending
-    /// recipient, due or not).
-    pub(super) async fn attempt(&self, id: &QueueId, force: bool) -> Attempted {
+    /// recipient, due or not). `handed`: its envelope (and bytes) as the reception committed
+    /// them, instead of reading them from the spool.
+    pub(super) async fn attempt(
+        &self,
+        id: &QueueId,
+        force: bool,
+        handed: Option<Committed>,
+    ) -> Attempted {
         let core = self.live.load_full();
-        let mut env = match self.spool.load(id) {
+        let (handed_envelope, in_memory) = match handed {
+            Some(c) => (c.envelope, c.bytes),
+            None => (None, None),
+        };
+        let loaded = match handed_envelope {
+            Some(env) => Ok(env),
+            None => self.spool.load(id),
+        };
+        let mut env = match loaded {
             Ok(e) => e,
             Err(SpoolError::NotFound) => {
                 return Attempted {
@@ -86,8 +103,13 @@ impl Scheduler {
                 sender: &wire.sender,
                 recipients: wire.recipients(),
                 signatures: &env.signatures,
-                message: &message.path,
-                message_len: message.len,
+                message: match &in_memory {
+                    Some(bytes) => Message::InMemory(bytes),
+                    None => Message::File {
+                        path: &message.path,
+                        len: message.len,
+                    },
+                },
                 eight_bit: env.eight_bit,
                 smtputf8: env.smtputf8,
                 tls_optional: env.tls_optional,
@@ -140,6 +162,12 @@ impl Scheduler {
             .map(|(r, _)| r.next_attempt)
             .min();
         let unchanged = env == loaded;
+        // Parked before its delivery: the next attempt need not read back what it has.
+        let handed_back = (!done && parked_on.is_some()).then(|| Committed {
+            id: id.clone(),
+            envelope: Some(env.clone()),
+            bytes: in_memory,
+        });
         // A held message also comes due when it expires, in case its hosts never open.
         let expires = env.received_at + core.settings.delivery.max_age.as_secs() as i64;
         let result = tokio::task::spawn_blocking(move || {
@@ -175,6 +203,7 @@ impl Scheduler {
             dsns,
             parked_on,
             used,
+            handed_back,
         }
     }
 }

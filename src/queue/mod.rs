@@ -20,7 +20,7 @@ use crate::core::Core;
 use crate::metrics::ProbeResult;
 use crate::outbound::breaker::{Breaker, Event, HostView};
 use crate::outbound::{MailTransport, Transport};
-use crate::spool::{QueueId, Spool};
+use crate::spool::{Committed, QueueId, Spool};
 use arc_swap::ArcSwap;
 use attempt::Attempted;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
@@ -70,6 +70,9 @@ struct Book {
     forced: HashSet<QueueId>,
     /// The message of each attempt task (a panicked task is known only by its task id).
     tasks: HashMap<tokio::task::Id, QueueId>,
+    /// What the reception handed over for a message's first attempt (its envelope and,
+    /// when small, its bytes), or what an attempt that was only parked handed back.
+    handed: HashMap<QueueId, Committed>,
 }
 
 impl Scheduler {
@@ -116,7 +119,7 @@ impl Scheduler {
     /// something happens; never polls. On shutdown, deliveries under way get `DELIVERY_GRACE`.
     pub async fn run(
         self: Arc<Self>,
-        mut new: mpsc::UnboundedReceiver<QueueId>,
+        mut new: mpsc::UnboundedReceiver<Committed>,
         mut retry_all: mpsc::UnboundedReceiver<()>,
         mut shutdown: watch::Receiver<bool>,
     ) {
@@ -144,10 +147,11 @@ impl Scheduler {
                 }
                 book.waiting.forget(&first.1);
                 let force = book.forced.remove(&first.1);
+                let handed = book.handed.remove(&first.1);
                 let me = self.clone();
                 let id = first.1.clone();
                 let task = tasks.spawn(async move {
-                    let next = me.attempt(&id, force).await;
+                    let next = me.attempt(&id, force, handed).await;
                     (id, next)
                 });
                 book.tasks.insert(task.id(), first.1);
@@ -164,9 +168,11 @@ impl Scheduler {
             });
             let can_start = book.in_flight.len() < max_in_flight;
             tokio::select! {
-                Some(id) = new.recv() => {
+                Some(committed) = new.recv() => {
+                    let id = committed.id.clone();
                     book.queued.insert(id.clone());
                     if !book.in_flight.contains(&id) {
+                        book.handed.insert(id.clone(), committed);
                         book.due.insert((self.clock.now(), id));
                     }
                     self.update_gauges(&book.queued);
@@ -216,8 +222,11 @@ impl Scheduler {
 
     /// An attempt ended: schedule the message again, park it, let it wait for its hosts, or
     /// forget it.
-    fn attempt_ended(&self, book: &mut Book, id: QueueId, attempted: Attempted) {
+    fn attempt_ended(&self, book: &mut Book, id: QueueId, mut attempted: Attempted) {
         book.in_flight.remove(&id);
+        if let Some(back) = attempted.handed_back.take() {
+            book.handed.insert(id.clone(), back);
+        }
         let carried = book.waiting.attempt_ended(&id);
         let now = self.clock.now();
         for host in carried {
@@ -366,6 +375,8 @@ impl Scheduler {
     /// Rebuild the schedule from the spool (what is in flight stays in flight, and is
     /// scheduled again when its attempt ends).
     fn rescan(&self, book: &mut Book) {
+        // The spool may have changed behind our back: what was handed over may be stale.
+        book.handed.clear();
         book.due.clear();
         book.parked.clear();
         book.waiting.clear();

@@ -7,7 +7,7 @@
 
 use crate::core::Core;
 use crate::dkim::message::{sign_message_covering, SignError};
-use crate::spool::{Envelope, QueueId, Spool};
+use crate::spool::{Committed, Envelope, QueueId, Spool};
 use crate::tls_policy::report::mail::{ReportMessage, SIGNED_FIELDS};
 use crate::tls_policy::report::send::ReportQueue;
 use arc_swap::ArcSwap;
@@ -21,7 +21,7 @@ pub struct SpoolReports {
     pub spool: Spool,
     pub live: Arc<ArcSwap<Core>>,
     /// The scheduler's channel for new messages (`None` outside the daemon).
-    pub announce: Option<mpsc::UnboundedSender<QueueId>>,
+    pub announce: Option<mpsc::UnboundedSender<Committed>>,
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
@@ -66,7 +66,7 @@ impl SpoolReports {
         .map_err(|e| format!("cannot queue the report: {e}"))?
         .map_err(|e| format!("cannot queue the report: {e}"))?;
         if let Some(announce) = &self.announce {
-            let _ = announce.send(id.clone());
+            let _ = announce.send(Committed::id_only(id.clone()));
         }
         Ok(id.to_string())
     }

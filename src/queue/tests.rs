@@ -133,7 +133,12 @@ impl Script {
             )))
         };
         if parcel.sender.is_empty() {
-            let body = std::fs::read(parcel.message).unwrap_or_default();
+            let body = match parcel.message {
+                crate::outbound::Message::File { path, .. } => {
+                    std::fs::read(path).unwrap_or_default()
+                }
+                crate::outbound::Message::InMemory(bytes) => bytes.to_vec(),
+            };
             self.st()
                 .dsns
                 .push(String::from_utf8_lossy(&body).into_owned());
@@ -174,7 +179,7 @@ struct Harness {
     metrics: Arc<Metrics>,
     clock: Clock,
     start: tokio::time::Instant,
-    new: mpsc::UnboundedSender<QueueId>,
+    new: mpsc::UnboundedSender<Committed>,
     retry: mpsc::UnboundedSender<()>,
     _shutdown: watch::Sender<bool>,
 }
@@ -255,7 +260,7 @@ impl Harness {
             )
         };
         self.spool.commit(draft, &env).unwrap();
-        self.new.send(id.clone()).unwrap();
+        self.new.send(Committed::id_only(id.clone())).unwrap();
         id
     }
 

@@ -2,6 +2,7 @@
 //! (or kept empty for the next draft) unless committed; commit appends the envelope, fsyncs,
 //! renames the file into `queue/` and fsyncs the directory.
 
+use super::handoff::InMemory;
 use super::store::{io_err, sync_dir, Spares, TRAILER_MAGIC};
 use super::{Envelope, QueueId, Spool, SpoolError};
 use std::fs::{self, File, OpenOptions};
@@ -17,6 +18,8 @@ pub struct Draft {
     buf: Vec<u8>,
     pub size: u64,
     spares: Option<Arc<Spares>>,
+    /// Some of it went to the file already: `buf` is not the whole message.
+    flushed: bool,
 }
 
 const DRAFT_BUFFER: usize = 256 * 1024;
@@ -32,6 +35,12 @@ impl Draft {
         Ok(())
     }
 
+    /// Everything written so far when it is all still in memory: a message smaller than the
+    /// draft's buffer reaches the file only at commit.
+    pub fn contents(&self) -> Option<&[u8]> {
+        (!self.flushed).then_some(&self.buf[..])
+    }
+
     /// Read the draft back from its start (everything written so far): for a second pass over
     /// a message as received (re-encoding) and for verifying it as it will be sent.
     pub fn reader(&mut self) -> Result<File, SpoolError> {
@@ -40,10 +49,17 @@ impl Draft {
     }
 
     fn flush(&mut self) -> Result<(), SpoolError> {
+        self.write_out()?;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Write what is buffered to the file, leaving the buffer as it is.
+    fn write_out(&mut self) -> Result<(), SpoolError> {
         if let Some(f) = self.file.as_mut() {
             f.write_all(&self.buf).map_err(|e| io_err(&self.path, e))?;
         }
-        self.buf.clear();
+        self.flushed = true;
         Ok(())
     }
 }
@@ -109,6 +125,7 @@ impl Spool {
             buf: Vec::with_capacity(buffer),
             size: 0,
             spares: self.spares.clone(),
+            flushed: false,
         }
     }
 
@@ -119,17 +136,31 @@ impl Spool {
     /// that finds it: one file, one fsync and one rename per message. Files are the expensive
     /// part of a spool on a busy ext4 (every new inode is searched for past the recently
     /// deleted ones), so a message costs one inode, not two.
-    pub fn commit(&self, mut draft: Draft, envelope: &Envelope) -> Result<(), SpoolError> {
+    pub fn commit(&self, draft: Draft, envelope: &Envelope) -> Result<(), SpoolError> {
+        self.commit_keeping(draft, envelope).map(drop)
+    }
+
+    /// `commit`, keeping the message's bytes in memory for its first delivery attempt when
+    /// they were all in memory and the hand-over bound has room (`handoff.rs`).
+    pub fn commit_keeping(
+        &self,
+        mut draft: Draft,
+        envelope: &Envelope,
+    ) -> Result<Option<InMemory>, SpoolError> {
         let json = serde_json::to_vec(envelope).map_err(|e| SpoolError::Corrupt {
             path: draft.path.display().to_string(),
             detail: e.to_string(),
         })?;
+        let whole = !draft.flushed;
+        let message_len = draft.buf.len();
         draft.buf.extend_from_slice(&json);
         draft
             .buf
             .extend_from_slice(&(json.len() as u64).to_le_bytes());
         draft.buf.extend_from_slice(TRAILER_MAGIC);
-        draft.flush()?;
+        draft.write_out()?;
+        let mut buf = std::mem::take(&mut draft.buf);
+        buf.truncate(message_len);
         let Some(file) = draft.file.as_ref() else {
             return Err(SpoolError::NotFound);
         };
@@ -142,7 +173,7 @@ impl Spool {
             Ok(()) => {
                 // Committed: the draft's file now lives in queue/, nothing to clean up.
                 draft.file = None;
-                Ok(())
+                Ok(if whole { self.handed.keep(buf) } else { None })
             }
             Err(e) => {
                 let _ = fs::remove_file(&msg_final);

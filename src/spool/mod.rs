@@ -9,16 +9,19 @@
 //! envelope changes later (a deferral, `queue retry`), the new one is `queue/<id>.env`, written
 //! aside and renamed over, and wins over the committed one. The daemon's spool recycles the
 //! files of delivered messages: emptied, they wait in `tmp/` as `<id>.spare` and hold the next
-//! drafts (`Spares`). `space` watches the file system's free space against the configured
+//! drafts (`Spares`). A commit hands the delivery side the envelope as written and, for a
+//! message received whole in memory, its bytes (`handoff.rs`). `space` watches the file system's free space against the configured
 //! minimum. Imports only `sys` of ours (statvfs).
 
 mod draft;
 mod envelope;
+mod handoff;
 pub(crate) mod space;
 mod store;
 
 pub use draft::Draft;
 pub use envelope::{Envelope, RecipientState, RecipientStatus};
+pub use handoff::{Committed, InMemory};
 pub use space::FreeSpace;
 pub use store::{Spool, SpoolError, StoredMessage};
 

@@ -48,6 +48,8 @@ pub struct Spool {
     pub(super) spares: Option<Arc<Spares>>,
     /// Free space on the spool's file system (shared by clones: one reading per second).
     space: Arc<super::space::FreeSpace>,
+    /// Bytes of committed messages handed to the delivery side in memory (`handoff.rs`).
+    pub(super) handed: Arc<super::handoff::HandedBytes>,
 }
 
 /// Files of delivered messages, emptied, waiting in `tmp/` to hold the next drafts.
@@ -110,6 +112,7 @@ impl Spool {
             tmp: root.join("tmp"),
             spares: None,
             space: Arc::new(super::space::FreeSpace::new(root)),
+            handed: Arc::default(),
         };
         for dir in [&spool.root, &spool.queue, &spool.tmp] {
             fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;

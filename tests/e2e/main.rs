@@ -50,6 +50,7 @@ mod dane_dns;
 mod deliverable;
 mod delivery;
 mod delivery_ops;
+mod delivery_reuse;
 mod dmarc_html;
 mod dmarc_imap;
 mod dmarc_inputs;

@@ -57,6 +57,10 @@ struct State {
     /// Do not offer 8BITMIME / SMTPUTF8.
     no_8bitmime: bool,
     no_smtputf8: bool,
+    /// RSET commands that arrived with more commands right behind them.
+    rsets_pipelined: usize,
+    /// Answer RSET with `500` (a server in a state the client cannot reset).
+    refuse_rset: bool,
 }
 
 pub struct Sink {
@@ -186,6 +190,16 @@ impl Sink {
 
     pub fn rsets(&self) -> usize {
         self.state.lock().unwrap().rsets
+    }
+
+    /// RSET commands that arrived with the next command already behind them.
+    pub fn rsets_pipelined(&self) -> usize {
+        self.state.lock().unwrap().rsets_pipelined
+    }
+
+    /// Answer every RSET with `500 5.5.1` from now on.
+    pub fn refuse_rset(&self) {
+        self.state.lock().unwrap().refuse_rset = true;
     }
 
     /// Messages whose data arrived in full, whether or not they were answered yet.
@@ -429,9 +443,17 @@ fn serve(
                 });
                 continue;
             } else if upper.starts_with("RSET") {
-                st.lock().unwrap().rsets += 1;
+                let mut s = st.lock().unwrap();
+                s.rsets += 1;
+                if !r.buffer().is_empty() {
+                    s.rsets_pipelined += 1;
+                }
                 rcpts.clear();
-                "250 ok\r\n".into()
+                if s.refuse_rset {
+                    "500 5.5.1 not now\r\n".into()
+                } else {
+                    "250 ok\r\n".into()
+                }
             } else if upper.starts_with("QUIT") {
                 // Closed as far as the client is concerned once it reads 221: count it closed
                 // before answering, so a client that opens its next connection right after
