@@ -47,7 +47,10 @@ impl Scheduler {
             None => (None, None),
         };
         let loaded = match handed_envelope {
-            Some(env) => Ok(env),
+            // `queue delete` sends no signal: a message whose file is gone is done, even when
+            // its envelope is in hand.
+            Some(env) if self.spool.contains(id) => Ok(env),
+            Some(_) => Err(SpoolError::NotFound),
             None => self.spool.load(id),
         };
         let mut env = match loaded {

@@ -264,6 +264,34 @@ impl Harness {
         id
     }
 
+    /// Queue a message as the daemon's reception does: its envelope and bytes handed over in
+    /// memory with the announcement.
+    fn submit_handed(&self, sender: &str, recipients: &[&str]) -> QueueId {
+        let id = QueueId::new();
+        let body = b"From: app@example.com\r\nSubject: test\r\n\r\nhello\r\n";
+        let mut draft = self.spool.draft(id.clone()).unwrap();
+        draft.write(body).unwrap();
+        let env = Envelope {
+            size: body.len() as u64,
+            ..Envelope::new(
+                sender.to_string(),
+                recipients.iter().map(|r| r.to_string()),
+                self.clock.now(),
+                "test".into(),
+            )
+        };
+        let bytes = self.spool.commit_keeping(draft, &env).unwrap();
+        assert!(bytes.is_some(), "a small message is handed over whole");
+        self.new
+            .send(Committed {
+                id: id.clone(),
+                envelope: Some(env),
+                bytes,
+            })
+            .unwrap();
+        id
+    }
+
     fn now(&self) -> i64 {
         self.clock.now()
     }
@@ -389,6 +417,38 @@ async fn a_crowded_destination_is_parked_and_does_not_hold_up_the_others() {
     // Parked messages went as slots freed, not 15 s later each: 5 rounds of 10 s.
     let last = calls.iter().map(|c| c.at).max().unwrap() - t0;
     assert!(last <= 45, "{last}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_deleted_while_its_envelope_is_in_hand_is_not_delivered() {
+    // One connection to slow.test, deliveries of 10 s: the first goes, the second waits for
+    // the connection, the third is parked with its envelope and bytes kept in memory.
+    let h = start("", 1, Duration::from_secs(10));
+    let first = h.submit_handed("app@example.com", &["a@slow.test"]);
+    h.run_for(Duration::from_millis(100)).await;
+    let second = h.submit_handed("app@example.com", &["b@slow.test"]);
+    h.run_for(Duration::from_millis(100)).await;
+    let third = h.submit_handed("app@example.com", &["c@slow.test"]);
+    h.run_for(Duration::from_millis(100)).await;
+    // `queue delete` as the operator's command does it: on the files, no signal.
+    h.spool.remove(&third).unwrap();
+    assert!(
+        h.until(Duration::from_secs(120), |h| h.delivered().len() == 2
+            && h.spool_empty())
+            .await,
+        "{:?}",
+        h.calls()
+    );
+    h.run_for(Duration::from_secs(60)).await;
+    let delivered: Vec<_> = h.delivered().into_iter().map(|c| c.recipients).collect();
+    assert_eq!(
+        delivered,
+        [
+            vec!["a@slow.test".to_string()],
+            vec!["b@slow.test".to_string()]
+        ],
+        "the deleted message went out: {first} {second} {third}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -196,6 +196,11 @@ impl Spool {
         }
     }
 
+    /// Whether the message is still queued (`queue delete` removes its file first).
+    pub fn contains(&self, id: &QueueId) -> bool {
+        self.message_path(id).exists()
+    }
+
     pub(super) fn message_path(&self, id: &QueueId) -> PathBuf {
         self.queue.join(format!("{id}.msg"))
     }
