@@ -244,8 +244,12 @@ fn start(delivery: &str, per_destination: usize, takes: Duration) -> Harness {
 }
 
 impl Harness {
-    /// Queue a message as a reception would, and announce it.
-    fn submit(&self, sender: &str, recipients: &[&str]) -> QueueId {
+    /// A small message written to a draft, and its envelope, ready to commit.
+    fn drafted(
+        &self,
+        sender: &str,
+        recipients: &[&str],
+    ) -> (QueueId, crate::spool::Draft, Envelope) {
         let id = QueueId::new();
         let body = b"From: app@example.com\r\nSubject: test\r\n\r\nhello\r\n";
         let mut draft = self.spool.draft(id.clone()).unwrap();
@@ -259,6 +263,12 @@ impl Harness {
                 "test".into(),
             )
         };
+        (id, draft, env)
+    }
+
+    /// Queue a message and announce its id (the scheduler reads the rest from the spool).
+    fn submit(&self, sender: &str, recipients: &[&str]) -> QueueId {
+        let (id, draft, env) = self.drafted(sender, recipients);
         self.spool.commit(draft, &env).unwrap();
         self.new.send(Committed::id_only(id.clone())).unwrap();
         id
@@ -267,19 +277,7 @@ impl Harness {
     /// Queue a message as the daemon's reception does: its envelope and bytes handed over in
     /// memory with the announcement.
     fn submit_handed(&self, sender: &str, recipients: &[&str]) -> QueueId {
-        let id = QueueId::new();
-        let body = b"From: app@example.com\r\nSubject: test\r\n\r\nhello\r\n";
-        let mut draft = self.spool.draft(id.clone()).unwrap();
-        draft.write(body).unwrap();
-        let env = Envelope {
-            size: body.len() as u64,
-            ..Envelope::new(
-                sender.to_string(),
-                recipients.iter().map(|r| r.to_string()),
-                self.clock.now(),
-                "test".into(),
-            )
-        };
+        let (id, draft, env) = self.drafted(sender, recipients);
         let bytes = self.spool.commit_keeping(draft, &env).unwrap();
         assert!(bytes.is_some(), "a small message is handed over whole");
         self.new
