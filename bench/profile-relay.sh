@@ -59,47 +59,10 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_port() {
-  for _ in $(seq 300); do
-    python3 -c "import socket; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  die "nothing listens on 127.0.0.1:$1"
-}
+source "$ROOT/bench/relay-setup.sh"
 SINK_PORT=$(free_port)
 PORT=$(free_port)
-cat >"$OUT/config.yaml" <<EOF
-hostname: relay.example.com
-spool_dir: $OUT/spool
-listeners:
-  - address: "127.0.0.1:$PORT"
-    tls: none
-clients:
-  - network: 127.0.0.1/32
-    allow_from: ["example.com"]
-dkim:
-  domains:
-    example.com:
-      - selector: dev2026r
-        private_key: $ROOT/config/dev-keys/example.com.dev2026r.pem
-  canonicalization: relaxed/relaxed
-delivery:
-  mode: mx
-  tls: none
-  routes:
-    example.net: "127.0.0.1:$SINK_PORT"
-dns:
-  check_interval: 0s
-limits:
-  max_connections: 2048
-  max_connections_per_ip: 1100
-  messages_per_minute_per_client: 0
-log:
-  level: ${LOG:-info}
-EOF
+write_relay_config "$OUT/config.yaml" "$OUT/spool" "$PORT" "$SINK_PORT"
 user=()
 [[ $(id -u) == 0 ]] && user=(-u nobody)
 smtp-sink "${user[@]}" -c "127.0.0.1:$SINK_PORT" 256 >"$OUT/sink.count" 2>/dev/null &

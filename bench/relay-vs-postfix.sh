@@ -121,19 +121,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_port() {  # wait until something listens on 127.0.0.1:$1
-  for _ in $(seq 100); do
-    if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  die "nothing listens on 127.0.0.1:$1 (see $WORK)"
-}
-
+source "$ROOT/bench/relay-setup.sh"
 SINK_PORT=$(free_port)
 PF_PORT=$(free_port)
 DR_PORT=$(free_port)
@@ -205,37 +193,8 @@ PF_MASTER=$(tr -d ' ' <"$WORK/postfix-spool/pid/master.pid")
 
 # --- dkim-relay ---------------------------------------------------------------------------------
 mkdir -p "$WORK/dkim-relay"
-cat >"$WORK/dkim-relay/config.yaml" <<EOF
-hostname: relay.example.com
-spool_dir: $WORK/dkim-relay/spool
-listeners:
-  - address: "127.0.0.1:$DR_PORT"
-    tls: none
-clients:
-  - network: 127.0.0.1/32
-    allow_from: ["example.com"]
-dkim:
-  domains:
-    example.com:
-      - selector: dev2026r
-        private_key: $KEY
-  canonicalization: relaxed/relaxed
-delivery:
-  mode: mx
-  tls: none
-  routes:
-    example.net: "127.0.0.1:$SINK_PORT"
-dns:
-  check_interval: 0s
-limits:
-  max_connections: 2048
-  max_connections_per_ip: 1100
-  messages_per_minute_per_client: 0
-metrics:
-  address: "127.0.0.1:$DR_METRICS"
-# log: the default (info, text), as operators run it: two lines per message, like Postfix's
-# maillog_file lines.
-EOF
+write_relay_config "$WORK/dkim-relay/config.yaml" "$WORK/dkim-relay/spool" "$DR_PORT" "$SINK_PORT" \
+  "$DR_METRICS"
 "$DKIM_RELAY" serve -c "$WORK/dkim-relay/config.yaml" >"$WORK/dkim-relay/log" 2>&1 &
 PIDS+=($!)
 DR_PID=$!
