@@ -22,7 +22,7 @@ use crate::mime::scan::{self, BodyScan};
 use crate::smtp::address::domain_of;
 use crate::smtp::header::{check_section, Checked};
 use crate::smtp::reply::{shown, Reply};
-use crate::spool::{Committed, Draft, Envelope, QueueId, SpoolError};
+use crate::spool::{Committed, Draft, Envelope, InHand, QueueId, SpoolError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -396,8 +396,7 @@ impl<'c> Reception<'c> {
         let handed = match committed {
             Ok(Ok((bytes, envelope))) => Committed {
                 id: self.id.clone(),
-                envelope: Some(envelope),
-                bytes,
+                in_hand: Some(InHand { envelope, bytes }),
             },
             Ok(Err(e)) => {
                 tracing::error!(queue_id = %self.id, error = %e, "spool commit failed");

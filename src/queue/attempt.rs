@@ -8,7 +8,7 @@ use super::{retry, Scheduler};
 use crate::config::Delivery;
 use crate::metrics::{DeliveryResult, Metrics};
 use crate::outbound::{Message, Outcome, Parcel};
-use crate::spool::{Committed, QueueId, RecipientState, RecipientStatus, SpoolError};
+use crate::spool::{InHand, QueueId, RecipientState, RecipientStatus, SpoolError};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What an attempt leaves for the scheduler.
@@ -28,30 +28,26 @@ pub(super) struct Attempted {
     pub used: Vec<String>,
     /// Parked before it was delivered: what was handed over, for the next attempt (with the
     /// envelope as it is now).
-    pub handed_back: Option<Committed>,
+    pub handed_back: Option<InHand>,
 }
 
 impl Scheduler {
     /// One delivery attempt for the due recipients of a message (`force`: every pending
-    /// recipient, due or not). `handed`: its envelope (and bytes) as the reception committed
+    /// recipient, due or not). `in_hand`: its envelope (and bytes) as the reception committed
     /// them, instead of reading them from the spool.
     pub(super) async fn attempt(
         &self,
         id: &QueueId,
         force: bool,
-        handed: Option<Committed>,
+        in_hand: Option<InHand>,
     ) -> Attempted {
         let core = self.live.load_full();
-        let (handed_envelope, in_memory) = match handed {
-            Some(c) => (c.envelope, c.bytes),
-            None => (None, None),
-        };
-        let loaded = match handed_envelope {
+        let (loaded, in_memory) = match in_hand {
             // `queue delete` sends no signal: a message whose file is gone is done, even when
             // its envelope is in hand.
-            Some(env) if self.spool.contains(id) => Ok(env),
-            Some(_) => Err(SpoolError::NotFound),
-            None => self.spool.load(id),
+            Some(h) if self.spool.contains(id) => (Ok(h.envelope), h.bytes),
+            Some(_) => (Err(SpoolError::NotFound), None),
+            None => (self.spool.load(id), None),
         };
         let mut env = match loaded {
             Ok(e) => e,
@@ -166,9 +162,8 @@ impl Scheduler {
             .min();
         let unchanged = env == loaded;
         // Parked before its delivery: the next attempt need not read back what it has.
-        let handed_back = (!done && parked_on.is_some()).then(|| Committed {
-            id: id.clone(),
-            envelope: Some(env.clone()),
+        let handed_back = (!done && parked_on.is_some()).then(|| InHand {
+            envelope: env.clone(),
             bytes: in_memory,
         });
         // A held message also comes due when it expires, in case its hosts never open.

@@ -20,7 +20,7 @@ use crate::core::Core;
 use crate::metrics::ProbeResult;
 use crate::outbound::breaker::{Breaker, Event, HostView};
 use crate::outbound::{MailTransport, Transport};
-use crate::spool::{Committed, QueueId, Spool};
+use crate::spool::{Committed, InHand, QueueId, Spool};
 use arc_swap::ArcSwap;
 use attempt::Attempted;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
@@ -72,7 +72,7 @@ struct Book {
     tasks: HashMap<tokio::task::Id, QueueId>,
     /// What the reception handed over for a message's first attempt (its envelope and,
     /// when small, its bytes), or what an attempt that was only parked handed back.
-    handed: HashMap<QueueId, Committed>,
+    handed: HashMap<QueueId, InHand>,
 }
 
 impl Scheduler {
@@ -168,11 +168,12 @@ impl Scheduler {
             });
             let can_start = book.in_flight.len() < max_in_flight;
             tokio::select! {
-                Some(committed) = new.recv() => {
-                    let id = committed.id.clone();
+                Some(Committed { id, in_hand }) = new.recv() => {
                     book.queued.insert(id.clone());
                     if !book.in_flight.contains(&id) {
-                        book.handed.insert(id.clone(), committed);
+                        if let Some(h) = in_hand {
+                            book.handed.insert(id.clone(), h);
+                        }
                         book.due.insert((self.clock.now(), id));
                     }
                     self.update_gauges(&book.queued);

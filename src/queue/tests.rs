@@ -6,7 +6,7 @@ use crate::metrics::Metrics;
 use crate::outbound::breaker::Admit;
 use crate::outbound::transport::Delivering;
 use crate::outbound::{Outcome, Parcel};
-use crate::spool::Envelope;
+use crate::spool::{Envelope, InHand};
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use tokio::sync::Semaphore;
@@ -283,8 +283,10 @@ impl Harness {
         self.new
             .send(Committed {
                 id: id.clone(),
-                envelope: Some(env),
-                bytes,
+                in_hand: Some(InHand {
+                    envelope: env,
+                    bytes,
+                }),
             })
             .unwrap();
         id

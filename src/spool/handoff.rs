@@ -19,8 +19,14 @@ pub const MAX_HANDED: usize = 32 * 1024 * 1024;
 #[derive(Debug)]
 pub struct Committed {
     pub id: QueueId,
-    /// The envelope as committed; `None`: read it from the spool.
-    pub envelope: Option<Envelope>,
+    /// What the delivery side need not read back; `None`: read everything from the spool.
+    pub in_hand: Option<InHand>,
+}
+
+/// A queued message's envelope as written, and its bytes when they fit in memory.
+#[derive(Debug)]
+pub struct InHand {
+    pub envelope: Envelope,
     /// The bytes as committed (what is sent after the signatures); `None`: read the file.
     pub bytes: Option<InMemory>,
 }
@@ -28,11 +34,7 @@ pub struct Committed {
 impl Committed {
     /// Only the id: the scheduler reads the rest from the spool.
     pub fn id_only(id: QueueId) -> Committed {
-        Committed {
-            id,
-            envelope: None,
-            bytes: None,
-        }
+        Committed { id, in_hand: None }
     }
 }
 

@@ -21,7 +21,7 @@ mod store;
 
 pub use draft::Draft;
 pub use envelope::{Envelope, RecipientState, RecipientStatus};
-pub use handoff::{Committed, InMemory};
+pub use handoff::{Committed, InHand, InMemory};
 pub use space::FreeSpace;
 pub use store::{Spool, SpoolError, StoredMessage};
 
