@@ -15,27 +15,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-const NAMES: [&str; 18] = [
-    "dkim_relay_connections_total",
-    "dkim_relay_sessions_active",
-    "dkim_relay_auth_failures_total",
-    "dkim_relay_messages_received_total",
-    "dkim_relay_messages_rejected_total",
-    "dkim_relay_messages_signed_total",
-    "dkim_relay_signing_seconds",
-    "dkim_relay_message_size_bytes",
-    "dkim_relay_deliveries_total",
-    "dkim_relay_delivery_seconds",
-    "dkim_relay_queue_messages",
-    "dkim_relay_queue_oldest_age_seconds",
-    "dkim_relay_tls_failures_total",
-    "dkim_relay_dns_failures_total",
-    "dkim_relay_dns_check_ok",
-    "dkim_relay_self_verify_failures_total",
-    "dkim_relay_config_reloads_total",
-    "dkim_relay_build_info",
-];
-
 struct Server {
     addr: SocketAddr,
     metrics: Arc<Metrics>,
@@ -146,12 +125,14 @@ async fn metrics_exports_every_metric_with_help() {
         "{}",
         r.head
     );
-    for name in NAMES {
-        assert!(
-            r.body.contains(&format!("# HELP {name} ")),
-            "no HELP for {name}"
-        );
-    }
+    // The endpoint serves the registry whole (which families exist is the unit tests' job).
+    let help = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("# HELP "))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(help(&r.body), help(&srv.metrics.render()));
     assert!(r.body.contains(
         r#"dkim_relay_messages_signed_total{algorithm="ed25519-sha256",domain="example.com"} 1"#
     ));
