@@ -3,7 +3,7 @@
 //! one of them (the first) goes as the probe, and when the host opens again all of them go.
 
 use crate::spool::QueueId;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 #[derive(Default)]
 pub(super) struct Waiting {
@@ -43,16 +43,28 @@ impl Waiting {
     }
 
     /// Every message waiting for `host`, which opened again.
+    /// One pass over each other host's list, not one per message: thousands can wait.
     pub fn release(&mut self, host: &str) -> Vec<QueueId> {
-        let ids: Vec<QueueId> = self
-            .by_host
-            .get(host)
-            .map(|l| l.iter().cloned().collect())
-            .unwrap_or_default();
+        let Some(ids) = self.by_host.remove(host) else {
+            return Vec::new();
+        };
+        let mut elsewhere: HashMap<String, HashSet<&QueueId>> = HashMap::new();
         for id in &ids {
-            self.forget(id);
+            for h in self.hosts_of.remove(id).unwrap_or_default() {
+                if h != host {
+                    elsewhere.entry(h).or_default().insert(id);
+                }
+            }
         }
-        ids
+        for (h, gone) in elsewhere {
+            if let Some(list) = self.by_host.get_mut(&h) {
+                list.retain(|x| !gone.contains(x));
+                if list.is_empty() {
+                    self.by_host.remove(&h);
+                }
+            }
+        }
+        ids.into()
     }
 
     /// The first message waiting for `host`, to carry its probe.
@@ -123,5 +135,35 @@ mod tests {
         assert_eq!(released, want);
         assert!(w.hosts_of.is_empty());
         assert_eq!(w.count("h1:25"), 0, "b went with h2");
+    }
+
+    #[test]
+    fn a_release_leaves_the_others_waiting_elsewhere_in_order() {
+        let mut w = Waiting::default();
+        let ids: Vec<QueueId> = (0..6).map(|_| QueueId::new()).collect();
+        for (i, id) in ids.iter().enumerate() {
+            // Even ones wait for both hosts, odd ones for h2 only.
+            let hosts = if i % 2 == 0 {
+                vec!["h1:25", "h2:25"]
+            } else {
+                vec!["h2:25"]
+            };
+            w.hold(id, hosts.into_iter().map(String::from).collect());
+        }
+        let released = w.release("h1:25");
+        assert_eq!(
+            released,
+            vec![ids[0].clone(), ids[2].clone(), ids[4].clone()]
+        );
+        assert_eq!(w.count("h1:25"), 0);
+        assert_eq!(w.count("h2:25"), 3);
+        assert_eq!(
+            w.carrier("h2:25"),
+            Some(ids[1].clone()),
+            "the first of those left"
+        );
+        assert_eq!(w.release("h2:25"), vec![ids[3].clone(), ids[5].clone()]);
+        assert!(w.hosts_of.is_empty() && w.by_host.is_empty());
+        assert!(w.release("h3:25").is_empty());
     }
 }
