@@ -13,7 +13,7 @@ use crate::trust::Trust;
 use mail_send::SmtpClient;
 use smtp_proto::{EhloResponse, Response, EXT_START_TLS};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -221,7 +221,7 @@ pub async fn open(
         };
         greeting(&mut client, policy).await?;
         let caps = ehlo(&mut client, policy).await?;
-        return authenticate(client, caps, addr, host, policy).await;
+        return authenticate(client, caps, addr, host, true, policy).await;
     }
 
     greeting(&mut client, policy).await?;
@@ -234,7 +234,7 @@ pub async fn open(
             stream: Box::new(client.stream) as Box<dyn Stream>,
             timeout: client.timeout,
         };
-        let mut conn = authenticate(client, caps, addr, host, policy).await?;
+        let mut conn = authenticate(client, caps, addr, host, false, policy).await?;
         if secure.is_some() {
             conn.policy_failure = Some(starttls_missing(format!("{host} does not offer STARTTLS")));
         }
@@ -274,7 +274,7 @@ pub async fn open(
             stream: Box::new(client.stream) as Box<dyn Stream>,
             timeout: client.timeout,
         };
-        let mut conn = authenticate(client, caps, addr, host, policy).await?;
+        let mut conn = authenticate(client, caps, addr, host, false, policy).await?;
         if secure.is_some() {
             conn.policy_failure = Some(starttls_missing(why));
         }
@@ -347,8 +347,7 @@ pub async fn open(
     };
     // RFC 3207 4.2: everything learnt before TLS is forgotten; ask again.
     let caps = ehlo(&mut client, policy).await?;
-    let mut conn = authenticate(client, caps, addr, host, policy).await?;
-    conn.tls = true;
+    let mut conn = authenticate(client, caps, addr, host, true, policy).await?;
     if let Some(checker) = verifier {
         match checker.verdict() {
             Verdict::Valid => conn.verified = Some(checker.verified()),
@@ -359,9 +358,23 @@ pub async fn open(
     Ok(conn)
 }
 
+/// The TLS client for hosts without MTA-STS or DANE (and relay hosts): built once per kind, as
+/// building one reads and parses the system's CA store and starts an empty session cache (a
+/// failure is not kept: the next connection tries again).
 fn connector(policy: &Policy) -> Result<tokio_rustls::TlsConnector, OpenError> {
-    mail_send::smtp::tls::build_tls_connector(!policy.verify_certificate)
-        .map_err(|e| tls_down("TLS setup", &e))
+    static VERIFYING: OnceLock<tokio_rustls::TlsConnector> = OnceLock::new();
+    static ANY_CERTIFICATE: OnceLock<tokio_rustls::TlsConnector> = OnceLock::new();
+    let cell = if policy.verify_certificate {
+        &VERIFYING
+    } else {
+        &ANY_CERTIFICATE
+    };
+    if let Some(built) = cell.get() {
+        return Ok(built.clone());
+    }
+    let built = mail_send::smtp::tls::build_tls_connector(!policy.verify_certificate)
+        .map_err(|e| tls_down("TLS setup", &e))?;
+    Ok(cell.get_or_init(|| built).clone())
 }
 
 async fn greeting<S: AsyncRead + AsyncWrite + Unpin>(
@@ -399,6 +412,7 @@ async fn authenticate(
     caps: EhloResponse<String>,
     addr: SocketAddr,
     host: &str,
+    tls: bool,
     policy: &Policy,
 ) -> Result<Connection, OpenError> {
     if let Some((user, pass)) = &policy.credentials {
@@ -417,7 +431,7 @@ async fn authenticate(
         caps,
         host: host.to_string(),
         addr,
-        tls: false,
+        tls,
         verified: None,
         policy_failure: None,
         transactions: 0,
