@@ -6,7 +6,7 @@
 //! network). A bug in our one-pass canonicalizer (`canon.rs`) would sign a wrong body hash and
 //! still pass `verify::check`; this check fails it.
 
-use super::keys::txt_value;
+use super::keys::{txt_value, KeyAlgorithm};
 use super::message::MadeField;
 use super::signer::SelectorSigner;
 use mail_auth::dkim::DomainKey;
@@ -37,16 +37,9 @@ pub struct KnownKeys {
 impl KnownKeys {
     /// The keys of `signers`, each at its selector's name.
     pub fn new(signers: &[Arc<SelectorSigner>]) -> KnownKeys {
-        use base64::Engine;
         let records = signers
             .iter()
-            .map(|s| {
-                let b64 = base64::engine::general_purpose::STANDARD.encode(&s.public_key);
-                (
-                    key_name(&s.selector, &s.domain),
-                    record(&txt_value(s.algorithm, &b64)),
-                )
-            })
+            .map(|s| (key_name(&s.selector, &s.domain), s.key_record.clone()))
             .collect();
         KnownKeys {
             records,
@@ -77,6 +70,13 @@ fn key_name(selector: &str, domain: &str) -> Box<str> {
         domain.trim_end_matches('.').to_ascii_lowercase()
     )
     .into_boxed_str()
+}
+
+/// A selector's public key as the TXT record that publishes it, parsed as mail-auth parses DNS.
+pub(super) fn key_record(algorithm: KeyAlgorithm, public_key: &[u8]) -> TxtRecord {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(public_key);
+    record(&txt_value(algorithm, &b64))
 }
 
 fn record(value: &str) -> TxtRecord {

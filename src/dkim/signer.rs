@@ -40,6 +40,9 @@ pub struct SelectorSigner {
     pub algorithm: KeyAlgorithm,
     /// The `p=` bytes, for self-verification and DNS checks.
     pub public_key: Vec<u8>,
+    /// The key record as mail-auth's verifier would read it from DNS, parsed once here for the
+    /// independent check of every message (`independent::KnownKeys`).
+    pub key_record: mail_auth::dns::TxtRecord,
     pub signer: DkimSigner<DkimKey, Ready>,
     /// The same private key again, for `message::MessageSigning`, which signs with the
     /// template of `signer` over a body hash it computes once for every selector (mail-auth
@@ -161,6 +164,7 @@ fn build(
         domain: domain.to_string(),
         selector: selector.to_string(),
         algorithm: key.algorithm,
+        key_record: super::independent::key_record(key.algorithm, &key.public_key),
         public_key: key.public_key,
         signer,
         key: again.signing_key,
