@@ -470,7 +470,9 @@ async fn a_50_mib_message_with_long_lines_is_encoded_in_bounded_memory() {
     eprintln!(
         "50 MiB with long lines: VmHWM {hwm_before} kB -> {hwm_after} kB (+{grown_mib:.1} MiB)"
     );
-    assert!(grown_mib < 64.0, "peak RSS grew by {grown_mib:.1} MiB");
+    // Measured: +1–2 MiB. 16 MiB is a third of the message: a relay that held it, or the
+    // re-encoded copy of it, fails here.
+    assert!(grown_mib < 16.0, "peak RSS grew by {grown_mib:.1} MiB");
 
     // Every line within the limit, and the decoded body is what was sent.
     let data = &got[0].data;

@@ -125,7 +125,8 @@ async fn a_50_mib_message_streams_through_with_bounded_memory() {
         "50 MiB message: VmHWM {hwm_before} kB -> {hwm_after} kB (+{grown_mib:.1} MiB), VmRSS after {rss_after} kB"
     );
     assert!(
-        grown_mib < 64.0,
+        // Measured: +1–2 MiB. 16 MiB is a third of the message: one held whole fails here.
+        grown_mib < 16.0,
         "peak RSS grew by {grown_mib:.1} MiB for a 50 MiB message"
     );
 
