@@ -168,15 +168,15 @@ fn resolve_hostname(settings: &Settings) -> Result<Vec<IpAddr>, String> {
 /// `dmarc-report`: write the report; exit 0 ([`EXIT_OK`]) when every input was read, whatever
 /// the verdict; 1 ([`EXIT_FAIL`]) when one, or a record in one, could not be (each named on
 /// stderr), or the config is unusable, or the output could not be written; 2 ([`EXIT_USAGE`])
-/// for a bad command line (a `--since` that is not a date). An error
-/// writing standard output (a closed pipe) is returned, not printed, for the caller to handle.
-pub fn command(options: &Options) -> std::io::Result<u8> {
+/// for a bad command line (a `--since` that is not a date). A closed standard output (`| head`)
+/// ends it quietly, as every command (`cli_io`).
+pub fn command(options: &Options) -> u8 {
     let since = match options.since.as_deref().map(|s| (s, parse_day(s))) {
         None => None,
         Some((_, Some(day))) => Some(day),
         Some((text, None)) => {
             warn(&format!("--since {text:?}: not a date (give YYYY-MM-DD)"));
-            return Ok(EXIT_USAGE);
+            return EXIT_USAGE;
         }
     };
     let imap = match &options.imap {
@@ -186,14 +186,14 @@ pub fn command(options: &Options) -> std::io::Result<u8> {
                 Ok(s) => s,
                 Err(e) => {
                     warn(&e);
-                    return Ok(EXIT_USAGE);
+                    return EXIT_USAGE;
                 }
             };
             let password = match imap::password(options.password_file.as_deref()) {
                 Ok(p) => p,
                 Err(e) => {
                     warn(&e);
-                    return Ok(EXIT_FAIL);
+                    return EXIT_FAIL;
                 }
             };
             let login = imap::ImapLogin {
@@ -208,7 +208,7 @@ pub fn command(options: &Options) -> std::io::Result<u8> {
         Ok(r) => r,
         Err(e) => {
             warn(&e);
-            return Ok(EXIT_FAIL);
+            return EXIT_FAIL;
         }
     };
     let collected = collect(options, &relay, since, imap.as_ref().map(|(s, l)| (s, l)));
@@ -231,9 +231,14 @@ pub fn command(options: &Options) -> std::io::Result<u8> {
             }
         }
         None => {
-            let mut stdout = std::io::stdout().lock();
-            stdout.write_all(text.as_bytes())?;
-            stdout.flush()?;
+            let mut stdout = crate::cli_io::stdout();
+            if let Err(e) = stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
+                warn(&format!("cannot write the report: {e}"));
+                status = EXIT_FAIL;
+            }
         }
     }
     for d in &collected.duplicates {
@@ -255,7 +260,7 @@ pub fn command(options: &Options) -> std::io::Result<u8> {
         ));
         status = EXIT_FAIL;
     }
-    Ok(status)
+    status
 }
 
 /// One line on stderr. A closed stderr is no reason to stop (nor to panic, as eprintln! would).
