@@ -48,6 +48,27 @@ pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// `YYYY-MM-DD` of a day number (days since 1970-01-01).
+pub fn day_name(day: i64) -> String {
+    let (year, month, day) = civil_from_days(day);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// The day number of a `YYYY-MM-DD` date; `None` unless it is a real calendar date.
+pub fn parse_day(text: &str) -> Option<i64> {
+    let mut parts = text.trim().splitn(3, '-');
+    let mut number = |len: usize| {
+        parts
+            .next()
+            .filter(|p| p.len() == len && p.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|p| p.parse::<i64>().ok())
+    };
+    let (y, m, d) = (number(4)?, number(2)?, number(2)?);
+    let day = days_from_civil(y, m, d);
+    // 2026-02-30 would map to March 2nd: refuse what does not come back the same.
+    (civil_from_days(day) == (y, m, d)).then_some(day)
+}
+
 /// How long ago, shortly, for listings: `42s`, `17m`, `5h`, `3d` (the queue listing, the
 /// status page).
 pub fn age(secs: i64) -> String {

@@ -35,35 +35,14 @@ impl Day {
 
     /// `YYYY-MM-DD`.
     pub fn parse(s: &str) -> Option<Day> {
-        let mut it = s.trim().splitn(3, '-');
-        let y: i64 = it.next()?.parse().ok()?;
-        let m: i64 = it.next()?.parse().ok()?;
-        let d: i64 = it.next()?.parse().ok()?;
-        if !(1..=12).contains(&m) || !(1..=31).contains(&d) || !(1970..=9999).contains(&y) {
-            return None;
-        }
-        let day = Day(days_from_civil(y, m, d));
-        // 2026-02-30 comes back as another date: not a day.
-        (day.to_string() == format!("{y:04}-{m:02}-{d:02}")).then_some(day)
+        crate::smtp::date::parse_day(s).filter(|&d| d >= 0).map(Day)
     }
 }
 
 impl std::fmt::Display for Day {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (y, m, d) = crate::smtp::date::civil_from_days(self.0);
-        write!(f, "{y:04}-{m:02}-{d:02}")
+        f.write_str(&crate::smtp::date::day_name(self.0))
     }
-}
-
-/// (year, month, day) to days since 1970-01-01: the inverse of `civil_from_days`.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// A line of a day's file.

@@ -9,10 +9,11 @@
 //! signature broke on the way, is a forwarder or mailing list that no routing change fixes.
 
 use super::model::{
-    day_name, report_day, utc_date, DaySummary, DomainSummary, FailingDispositions, Outcomes,
+    report_day, utc_date, DaySummary, DomainSummary, FailingDispositions, Outcomes,
     PolicyPublished, RelayIdentity, Report, Source, SourceKind, Verdict,
 };
 use super::source::{classify, SourceAcc};
+use crate::smtp::date::day_name;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 

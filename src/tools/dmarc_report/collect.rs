@@ -38,7 +38,7 @@ impl<'r> Collector<'r> {
             since,
             seen: HashMap::new(),
             summary: RunSummary {
-                since: since.map(super::model::day_name),
+                since: since.map(crate::smtp::date::day_name),
                 ..RunSummary::default()
             },
             errors: Vec::new(),

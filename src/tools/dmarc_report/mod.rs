@@ -33,11 +33,11 @@ pub use input::{load_bytes, load_file};
 pub use model::RelayIdentity;
 pub use parse::parse_report;
 
+use crate::smtp::date::parse_day;
 use collect::{Collected, Collector};
 use html::render_html;
 use imap::ImapSource;
 use mailbox::read_input;
-use model::parse_day;
 use render::{render_json, render_text};
 
 use super::{EXIT_FAIL, EXIT_OK, EXIT_USAGE};

@@ -4,6 +4,7 @@
 //! imports nothing else of `dmarc_report`, so parse, analyze and render each depend on it and on
 //! nothing of each other.
 
+use crate::smtp::date::day_name;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -278,27 +279,6 @@ pub struct FileError {
 /// `YYYY-MM-DD` (UTC) of a Unix time.
 pub fn utc_date(secs: u64) -> String {
     day_name((secs / 86_400) as i64)
-}
-
-/// `YYYY-MM-DD` of a day number (days since 1970-01-01).
-pub fn day_name(day: i64) -> String {
-    let (year, month, day) = crate::smtp::date::civil_from_days(day);
-    format!("{year:04}-{month:02}-{day:02}")
-}
-
-/// The day number of a `YYYY-MM-DD` date; `None` unless it is a real calendar date.
-pub fn parse_day(text: &str) -> Option<i64> {
-    let mut parts = text.trim().splitn(3, '-');
-    let mut number = |len: usize| {
-        parts
-            .next()
-            .filter(|p| p.len() == len && p.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|p| p.parse::<i64>().ok())
-    };
-    let (y, m, d) = (number(4)?, number(2)?, number(2)?);
-    let day = crate::smtp::date::days_from_civil(y, m, d);
-    // 2026-02-30 would map to March 2nd: refuse what does not come back the same.
-    (crate::smtp::date::civil_from_days(day) == (y, m, d)).then_some(day)
 }
 
 /// The UTC day a report is counted on: the day holding the middle of its period (most
