@@ -88,24 +88,14 @@ impl Core {
             None => None,
         };
         let relay_password = match &settings.delivery.mode {
-            DeliveryMode::RelayHost(r) => match &r.password_file {
-                Some(p) => match std::fs::read_to_string(p) {
-                    Ok(s) => Some(s.trim_end_matches(['\r', '\n']).to_string()),
-                    Err(e) => {
-                        let kp = crate::config::KeyPath::default()
-                            .key("delivery")
-                            .key("relay_host")
-                            .key("password_file");
-                        errors.push(
-                            settings
-                                .origin
-                                .error(&kp, format!("cannot read {}: {e}", p.display())),
-                        );
-                        None
-                    }
-                },
-                None => None,
-            },
+            DeliveryMode::RelayHost(r) => r.password_file.as_deref().and_then(|p| {
+                read_secret(
+                    &settings,
+                    p,
+                    &["delivery", "relay_host", "password_file"],
+                    &mut errors,
+                )
+            }),
             _ => None,
         };
         let security = &settings.delivery.security;
@@ -140,27 +130,11 @@ impl Core {
                 })
                 .ok()
         });
-        let redis_password = match settings
+        let redis_password = settings
             .cluster
             .as_ref()
-            .and_then(|c| c.password_file.as_ref())
-        {
-            Some(p) => match std::fs::read_to_string(p) {
-                Ok(s) => Some(s.trim_end_matches(['\r', '\n']).to_string()),
-                Err(e) => {
-                    let kp = crate::config::KeyPath::default()
-                        .key("cluster")
-                        .key("password_file");
-                    errors.push(
-                        settings
-                            .origin
-                            .error(&kp, format!("cannot read {}: {e}", p.display())),
-                    );
-                    None
-                }
-            },
-            None => None,
-        };
+            .and_then(|c| c.password_file.as_deref())
+            .and_then(|p| read_secret(&settings, p, &["cluster", "password_file"], &mut errors));
         let resolver = match crate::resolver::build(settings.dns.nameservers.as_deref()) {
             Ok(r) => Some(r),
             Err(e) => {
@@ -217,4 +191,28 @@ pub fn configured_selectors(settings: &Settings) -> BTreeMap<String, Vec<Selecto
             (domain.clone(), specs)
         })
         .collect()
+}
+
+/// A password file's contents without the line break an editor leaves; an error against the
+/// configuration key `at` that names it when it cannot be read.
+fn read_secret(
+    settings: &Settings,
+    file: &Path,
+    at: &[&str],
+    errors: &mut Vec<ConfigError>,
+) -> Option<String> {
+    match std::fs::read_to_string(file) {
+        Ok(s) => Some(s.trim_end_matches(['\r', '\n']).to_string()),
+        Err(e) => {
+            let path = at
+                .iter()
+                .fold(crate::config::KeyPath::default(), |p, k| p.key(k));
+            errors.push(
+                settings
+                    .origin
+                    .error(&path, format!("cannot read {}: {e}", file.display())),
+            );
+            None
+        }
+    }
 }
