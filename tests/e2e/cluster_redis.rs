@@ -43,25 +43,13 @@ fn replicas(redis: &RedisServer, on_down: &str) -> (Relay, Relay) {
     (start(), start())
 }
 
-/// The value of one series of a relay's /metrics, or 0.
-fn metric(relay: &Relay, series: &str) -> f64 {
-    let body = relay::http_get(relay.metrics, "/metrics")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    body.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// Poll until both relays report Redis `up` (1) or not (0); how long it took.
 async fn redis_up_on_both(a: &Relay, b: &Relay, up: bool, limit: Duration) -> Duration {
     let start = Instant::now();
     let want = if up { 1.0 } else { 0.0 };
     while start.elapsed() < limit {
-        if metric(a, "dkim_relay_cluster_redis_up") == want
-            && metric(b, "dkim_relay_cluster_redis_up") == want
+        if a.metric("dkim_relay_cluster_redis_up") == want
+            && b.metric("dkim_relay_cluster_redis_up") == want
         {
             return start.elapsed();
         }
@@ -198,14 +186,11 @@ async fn rate_is_shared_then_local_while_redis_is_down_then_shared_again() {
     assert_eq!(accepted.len(), 3 * PER_MINUTE + PER_MINUTE);
     assert_eq!(delivered(&r1, &r2, accepted.len()).await, accepted);
     assert!(
-        metric(
-            &r1,
-            "dkim_relay_cluster_decisions_total{limit=\"message_rate\",outcome=\"refused\"}"
-        ) >= 1.0
+        r1.metric("dkim_relay_cluster_decisions_total{limit=\"message_rate\",outcome=\"refused\"}")
+            >= 1.0
     );
     assert!(
-        metric(
-            &r1,
+        r1.metric(
             "dkim_relay_cluster_decisions_total{limit=\"message_rate\",outcome=\"unavailable\"}"
         ) >= 1.0
     );
@@ -318,8 +303,7 @@ async fn auth_failures_count_across_replicas_and_421_stays_per_connection() {
 
     tenth.await.expect("the connection's 10th failure");
     assert!(
-        metric(
-            &r2,
+        r2.metric(
             "dkim_relay_cluster_decisions_total{limit=\"auth_failures\",outcome=\"allowed\"}"
         ) >= 1.0
     );

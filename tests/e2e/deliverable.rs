@@ -167,15 +167,6 @@ fn check_delivered(submitted: &[u8], m: &Delivered) {
     assert!(ok, "{subject}: {out}\n{text}");
 }
 
-fn metric(relay: &Relay, series: &str) -> f64 {
-    let (_, body) = relay::http_get(relay.metrics, "/metrics").expect("/metrics");
-    body.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn long_lines_are_encoded_and_arrive_verified_and_intact() {
     let sink = Sink::start(None).await;
@@ -208,10 +199,7 @@ async fn long_lines_are_encoded_and_arrive_verified_and_intact() {
     let no_mime = String::from_utf8_lossy(&no_mime.data);
     assert!(no_mime.contains("Message-ID: <no-mime@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"), "{no_mime}");
     assert_eq!(
-        metric(
-            &relay,
-            "dkim_relay_messages_reencoded_total{reason=\"long_lines\"}"
-        ),
+        relay.metric("dkim_relay_messages_reencoded_total{reason=\"long_lines\"}"),
         4.0
     );
     // The log may be coloured: read it without its escape sequences.
@@ -268,10 +256,7 @@ async fn under_reject_each_gets_554_naming_its_line_and_nothing_is_delivered() {
     assert_eq!(subject_of(&got[0]), "barrier");
     assert_eq!(sink.mails(), 1, "nothing else was sent");
     assert_eq!(
-        metric(
-            &relay,
-            "dkim_relay_messages_rejected_total{reason=\"long_lines\"}"
-        ),
+        relay.metric("dkim_relay_messages_rejected_total{reason=\"long_lines\"}"),
         4.0
     );
 }
@@ -314,16 +299,10 @@ async fn eight_bit_encode_arrives_seven_bit_clean_and_keep_is_counted() {
         check_delivered(submitted.as_bytes(), m);
     }
     assert_eq!(
-        metric(
-            &relay,
-            "dkim_relay_messages_reencoded_total{reason=\"eight_bit\"}"
-        ),
+        relay.metric("dkim_relay_messages_reencoded_total{reason=\"eight_bit\"}"),
         2.0
     );
-    assert_eq!(
-        metric(&relay, "dkim_relay_8bit_without_8bitmime_total"),
-        0.0
-    );
+    assert_eq!(relay.metric("dkim_relay_8bit_without_8bitmime_total"), 0.0);
 
     // keep (the default): sent unchanged to the hop without 8BITMIME, and counted; to a hop
     // that offers it, with BODY=8BITMIME though the client never said BODY=.
@@ -341,10 +320,7 @@ async fn eight_bit_encode_arrives_seven_bit_clean_and_keep_is_counted() {
     assert_eq!(got.len(), 3, "{}", relay.log());
     assert!(got[2].data.ends_with(text.as_bytes()), "unchanged");
     check_delivered(plain.as_bytes(), &got[2]);
-    assert_eq!(
-        metric(&relay, "dkim_relay_8bit_without_8bitmime_total"),
-        1.0
-    );
+    assert_eq!(relay.metric("dkim_relay_8bit_without_8bitmime_total"), 1.0);
     let offers = Sink::start(None).await;
     let relay = Relay::start(&config(offers.addr.port(), ""));
     let mut c = client(&relay).await;

@@ -6,6 +6,7 @@
 //! `limits.buffer_memory` (+ 64 MiB), those over it get 451 4.3.2, and ordinary mail still
 //! goes through. Peak RSS is the kernel's VmHWM of the relay process.
 
+use crate::eventually::eventually;
 use crate::hostile_kit;
 use crate::relay;
 
@@ -24,30 +25,6 @@ fn peak_rss(relay: &relay::Relay) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .expect("VmHWM")
         * 1024
-}
-
-/// The value of one series of the relay's /metrics (`name{labels}` as rendered), or 0.
-fn metric(relay: &relay::Relay, series: &str) -> f64 {
-    let body = relay::http_get(relay.metrics, "/metrics")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    body.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// Poll `cond` every 50 ms until it holds or `limit` passes.
-async fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    cond()
 }
 
 const GOOD: &[u8] =
@@ -77,10 +54,9 @@ async fn auth_flood_is_bounded_and_a_real_client_gets_through() {
     }
     // Once the flood queues, a legitimate client on its own address logs in and sends.
     assert!(
-        wait_for(Duration::from_secs(20), || metric(
-            &relay,
-            "dkim_relay_auth_hash_waiting"
-        ) >= 4.0)
+        eventually(Duration::from_secs(20), || relay
+            .metric("dkim_relay_auth_hash_waiting")
+            >= 4.0)
         .await,
         "the flood never queued"
     );
@@ -134,12 +110,10 @@ async fn auth_flood_is_bounded_and_a_real_client_gets_through() {
         bound / MIB
     );
     assert!(
-        metric(
-            &relay,
-            "dkim_relay_overload_refusals_total{reason=\"auth_hash_busy\"}"
-        ) >= busy as f64
+        relay.metric("dkim_relay_overload_refusals_total{reason=\"auth_hash_busy\"}")
+            >= busy as f64
     );
-    assert_eq!(metric(&relay, "dkim_relay_auth_hash_waiting"), 0.0);
+    assert_eq!(relay.metric("dkim_relay_auth_hash_waiting"), 0.0);
 }
 
 /// A header section of just under 1 MiB, no blank line after it, and no From (so a session
@@ -197,14 +171,14 @@ async fn header_flood_stays_within_buffer_memory() {
     // held is what the budget allows.
     let refused = "dkim_relay_overload_refusals_total{reason=\"buffer_memory\"}";
     let mut last = -1.0;
-    wait_for(Duration::from_secs(30), || {
-        let now = metric(&relay, refused);
+    eventually(Duration::from_secs(30), || {
+        let now = relay.metric(refused);
         let settled = now == last && now > 0.0;
         last = now;
         settled
     })
     .await;
-    let held = metric(&relay, "dkim_relay_buffer_memory_bytes");
+    let held = relay.metric("dkim_relay_buffer_memory_bytes");
     assert!(held > 0.0 && held <= BUDGET as f64, "held {held}");
 
     // Meanwhile an ordinary message goes through.
@@ -244,12 +218,11 @@ async fn header_flood_stays_within_buffer_memory() {
         "{held_whole} held, {over_budget} refused"
     );
     assert_eq!(over_budget + held_whole, SESSIONS);
-    assert!(metric(&relay, refused) >= over_budget as f64);
+    assert!(relay.metric(refused) >= over_budget as f64);
     assert!(
-        wait_for(Duration::from_secs(10), || metric(
-            &relay,
-            "dkim_relay_buffer_memory_bytes"
-        ) == 0.0)
+        eventually(Duration::from_secs(10), || relay
+            .metric("dkim_relay_buffer_memory_bytes")
+            == 0.0)
         .await,
         "memory given back"
     );

@@ -149,19 +149,6 @@ async fn deferred_with(relay: &Relay, id: &str, needle: &str) -> String {
     }
 }
 
-/// The value of one series of /metrics.
-async fn metric(relay: &Relay, series: &str) -> f64 {
-    let addr = relay.metrics;
-    let body = tokio::task::spawn_blocking(move || relay::http_get(addr, "/metrics"))
-        .await
-        .unwrap()
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 const STS_OK: &str = "dkim_relay_tls_policy_total{policy=\"mta-sts\",result=\"ok\"}";
 const STS_FAILED: &str = "dkim_relay_tls_policy_total{policy=\"mta-sts\",result=\"failed\"}";
 
@@ -178,8 +165,8 @@ async fn enforce_delivers_over_tls_to_an_mx_the_policy_lists() {
     let seen = w.policy.seen();
     assert_eq!(seen[0].host, "mta-sts.sts.test");
     assert!(relay.spool().join("mta-sts/sts.test.json").exists());
-    assert_eq!(metric(&relay, STS_OK).await, 1.0);
-    assert_eq!(metric(&relay, STS_FAILED).await, 0.0);
+    assert_eq!(relay.metric(STS_OK), 1.0);
+    assert_eq!(relay.metric(STS_FAILED), 0.0);
     assert!(
         relay.log().contains("MTA-STS policy fetched"),
         "{}",
@@ -202,7 +189,7 @@ async fn enforce_never_uses_an_mx_outside_the_policy() {
         "queue show names the policy:\n{shown}"
     );
     assert_eq!(rogue.connections(), 0, "never connected to the rogue MX");
-    assert!(metric(&relay, STS_FAILED).await >= 1.0);
+    assert!(relay.metric(STS_FAILED) >= 1.0);
 
     // A listed MX appears: the mail goes there, still never to the rogue one (preferred).
     let mx1 = w.mx("mx1.sts.test", 10, 1, Some(&["mx1.sts.test"])).await;
@@ -223,8 +210,8 @@ async fn enforce_defers_when_starttls_is_not_offered_and_sends_nothing_in_clear(
     assert!(mx1.connections() >= 1, "the host was tried");
     assert_eq!(mx1.mails(), 0, "no MAIL FROM in clear text");
     assert!(mx1.messages().is_empty());
-    assert!(metric(&relay, STS_FAILED).await >= 1.0);
-    assert_eq!(metric(&relay, STS_OK).await, 0.0);
+    assert!(relay.metric(STS_FAILED) >= 1.0);
+    assert_eq!(relay.metric(STS_OK), 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,7 +260,7 @@ async fn testing_mode_delivers_and_records_the_failure() {
         relay.log()
     );
     assert!(got[0].tls, "still over TLS");
-    assert_eq!(metric(&relay, STS_FAILED).await, 1.0);
+    assert_eq!(relay.metric(STS_FAILED), 1.0);
     let (code, out) = command(&relay, &["tls-report", "--day", "today"]).await;
     assert_eq!(code, Some(0), "{out}");
     let reports: serde_json::Value = serde_json::from_str(&out).expect(&out);

@@ -105,6 +105,19 @@ impl Relay {
         Self::start_full("relay.test", false, "", extra)
     }
 
+    /// The value of one series (`name` or `name{labels}`, as exported) on this relay's
+    /// /metrics; 0 when the series is not exported (yet). A relay that does not answer fails
+    /// the test: a dead one must not read as zero.
+    pub fn metric(&self, series: &str) -> f64 {
+        let (code, body) = http_get(self.metrics, "/metrics").expect("/metrics answers");
+        assert_eq!(code, 200, "/metrics: {body}");
+        body.lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// As `start`, with this `hostname` (the DSN sender's domain, for DSN signing).
     pub fn start_named(hostname: &str, extra: &str) -> Relay {
         Self::start_full(hostname, false, "", extra)
