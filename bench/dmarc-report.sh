@@ -9,6 +9,8 @@
 #   bench/dmarc-report.sh [REPORTS] [RECORDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Wall time and peak memory come from GNU time, not the shell keyword.
+[[ -x /usr/bin/time ]] || { echo "dmarc-report.sh: needs /usr/bin/time (Debian: apt-get install time)" >&2; exit 1; }
 reports=${1:-10000}
 records=${2:-100000}
 work=$(mktemp -d)

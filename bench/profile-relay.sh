@@ -27,7 +27,12 @@ say() { printf '%s\n' "$*" >&2; }
 die() { say "profile-relay: $*"; exit 1; }
 command -v smtp-sink >/dev/null || die "smtp-sink not found (Debian: postfix)"
 case $TOOL in
-  perf) command -v perf >/dev/null || die "perf not found (Debian: linux-perf)" ;;
+  perf) command -v perf >/dev/null || die "perf not found (Debian: linux-perf)"
+    # Debian kernels default to 3 (no sampling for users); perf's own error would only reach
+    # OUT/perf.log.
+    paranoid=$(cat /proc/sys/kernel/perf_event_paranoid 2>/dev/null || echo 2)
+    (( paranoid <= 2 || $(id -u) == 0 )) ||
+      die "kernel.perf_event_paranoid is $paranoid: run 'sudo sysctl kernel.perf_event_paranoid=2' (or TOOL=callgrind)" ;;
   callgrind) command -v valgrind >/dev/null || die "valgrind not found" ;;
   none) ;;
   *) die "TOOL is perf, callgrind or none" ;;

@@ -3,9 +3,10 @@
 # committed), from three public sources, each through its package manager (see README.md):
 #   mail-parser-rs/  the mail-parser crate's test messages (resources/eml), from cargo's
 #                    registry (mail-parser is a dependency of ours: cargo has fetched it)
-#   cpython/         CPython's email test messages, Debian's libpython3.11-testsuite
+#   cpython/         CPython's email test messages, Debian's libpython3.X-testsuite (the
+#                    system python3's version)
 #   spamscope/       the mail-parser PyPI sdist's test mails (real spam), via pip download
-# Idempotent; installs libpython3.11-testsuite and python3-pip when missing (root or sudo).
+# Idempotent; installs libpython3.X-testsuite and python3-pip when missing (root or sudo).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="$here/fetched"
@@ -35,8 +36,9 @@ fi
 
 # 2. CPython's email test data (Debian package).
 if [[ ! -d "$out/cpython" ]]; then
-  data=/usr/lib/python3.11/test/test_email/data
-  [[ -d "$data" ]] || apt_install libpython3.11-testsuite
+  py=$(/usr/bin/python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+  data=/usr/lib/python$py/test/test_email/data
+  [[ -d "$data" ]] || apt_install "libpython$py-testsuite"
   mkdir -p "$out/cpython.tmp"
   cp "$data"/msg_*.txt "$out/cpython.tmp/"
   mv "$out/cpython.tmp" "$out/cpython"

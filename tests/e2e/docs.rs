@@ -91,8 +91,16 @@ fn kubernetes_configmap_config_is_valid() {
 
 #[test]
 fn documentation_links_to_files_that_exist() {
-    // Every `docs/...` and `contrib/...` path named in the operator documentation exists.
-    let mut files = vec!["certs/README.md".to_string()];
+    // Every `docs/...`, `contrib/...`, `bench/...`, `scripts/...` and `tests/...` path named in
+    // the operator documentation and the READMEs exists.
+    let mut files: Vec<String> = [
+        "certs/README.md",
+        "README.md",
+        "bench/README.md",
+        "bench/experiments/README.md",
+    ]
+    .map(String::from)
+    .to_vec();
     let docs_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
     for entry in std::fs::read_dir(&docs_dir).expect("docs/") {
         let name = entry
@@ -107,7 +115,7 @@ fn documentation_links_to_files_that_exist() {
     let mut broken = Vec::new();
     for file in &files {
         let (_, text) = repo_file(file);
-        for prefix in ["docs/", "contrib/"] {
+        for prefix in ["docs/", "contrib/", "bench/", "scripts/", "tests/"] {
             let mut rest = text.as_str();
             while let Some(pos) = rest.find(prefix) {
                 let before = rest[..pos].chars().next_back();
