@@ -39,50 +39,59 @@ pub async fn resolve(
     let name = format!("{}.", domain.trim_end_matches('.'));
     match resolver.resolver().mx_lookup(name.as_str()).await {
         Ok(lookup) => {
-            let mut mx: Vec<(u16, String)> = lookup
-                .answers()
-                .iter()
-                .filter_map(|r| match &r.data {
-                    RData::MX(mx) => Some((
-                        mx.preference,
-                        mx.exchange
-                            .to_ascii()
-                            .trim_end_matches('.')
-                            .to_ascii_lowercase(),
-                    )),
-                    _ => None,
-                })
-                .collect();
-            if mx.is_empty() {
-                return Ok(vec![Hop {
-                    host: domain.to_string(),
-                    port,
-                }]);
-            }
-            if mx.len() == 1 && (mx[0].1.is_empty() || mx[0].1 == ".") {
-                return Err(HopError::Permanent(format!(
-                    "{domain} does not accept mail (null MX, RFC 7505)"
-                )));
-            }
-            // Equal preferences share the load: shuffle, then a stable sort keeps that order.
-            use rand::seq::SliceRandom;
-            mx.shuffle(&mut rand::rng());
-            mx.sort_by_key(|(pref, _)| *pref);
-            Ok(mx
-                .into_iter()
-                .filter(|(_, h)| !h.is_empty())
-                .map(|(_, host)| Hop { host, port })
-                .collect())
+            let mx = lookup.answers().iter().filter_map(|r| match &r.data {
+                RData::MX(mx) => Some((mx.preference, mx.exchange.to_ascii())),
+                _ => None,
+            });
+            order(domain, port, mx)
         }
         Err(e) if e.is_nx_domain() => Err(HopError::Permanent(format!("{domain}: no such domain"))),
-        Err(e) if e.is_no_records_found() => Ok(vec![Hop {
-            host: domain.to_string(),
-            port,
-        }]),
+        Err(e) if e.is_no_records_found() => order(domain, port, []),
         Err(e) => Err(HopError::Temporary(format!(
             "MX lookup for {domain} failed: {e}"
         ))),
     }
+}
+
+/// The hosts to try, from a domain's MX records (preference, exchange) as DNS gave them:
+/// lowest preference first, equal preferences in random order (they share the load); the
+/// domain itself when it has none (RFC 5321 5.1); a null MX (RFC 7505) refuses mail.
+pub(super) fn order(
+    domain: &str,
+    port: u16,
+    mx: impl IntoIterator<Item = (u16, String)>,
+) -> Result<Vec<Hop>, HopError> {
+    let mut mx: Vec<(u16, String)> = mx
+        .into_iter()
+        .map(|(pref, host)| (pref, host.trim_end_matches('.').to_ascii_lowercase()))
+        .collect();
+    if mx.is_empty() {
+        return Ok(vec![Hop {
+            host: domain.trim_end_matches('.').to_string(),
+            port,
+        }]);
+    }
+    if mx.len() == 1 && mx[0].1.is_empty() {
+        return Err(HopError::Permanent(format!(
+            "{domain} does not accept mail (null MX, RFC 7505)"
+        )));
+    }
+    use rand::seq::SliceRandom;
+    mx.shuffle(&mut rand::rng());
+    mx.sort_by_key(|(pref, _)| *pref);
+    Ok(mx
+        .into_iter()
+        .filter(|(_, h)| !h.is_empty())
+        .map(|(_, host)| Hop { host, port })
+        .collect())
+}
+
+/// An address literal (`192.0.2.1`, `[2001:db8::1]`) names its own address.
+pub(super) fn literal(hop: &Hop) -> Option<SocketAddr> {
+    let ip = hop.host.trim_start_matches('[').trim_end_matches(']');
+    ip.parse::<IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, hop.port))
 }
 
 /// The addresses of a hop: IPv6 then IPv4, both families asked, so a host whose IPv6 is
@@ -91,13 +100,8 @@ pub async fn addresses(
     resolver: &MessageAuthenticator,
     hop: &Hop,
 ) -> Result<Vec<SocketAddr>, HopError> {
-    if let Ok(ip) = hop
-        .host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-    {
-        return Ok(vec![SocketAddr::new(ip, hop.port)]);
+    if let Some(addr) = literal(hop) {
+        return Ok(vec![addr]);
     }
     let name = format!("{}.", hop.host.trim_end_matches('.'));
     let r = resolver.resolver();

@@ -4,7 +4,7 @@
 //! each with whether it was DNSSEC-authenticated, which DANE needs (RFC 7672 2.2). Routes are
 //! the caller's: a configured next hop has no DNS to authenticate.
 
-use super::next_hop::{Hop, HopError};
+use super::next_hop::{self, Hop, HopError};
 use crate::dnssec::lookup::Answer;
 use crate::dnssec::{fqdn, Resolver, Security};
 use std::net::{IpAddr, SocketAddr};
@@ -34,55 +34,21 @@ pub async fn resolve(resolver: &Resolver, domain: &str, port: u16) -> Result<Hop
     if answer.nx_domain {
         return Err(HopError::Permanent(format!("{domain}: no such domain")));
     }
-    let mut mx: Vec<(u16, String)> = answer
+    let mx = answer
         .records
         .iter()
-        .map(|r| {
-            let host = r.exchange.to_ascii();
-            (
-                r.preference,
-                host.trim_end_matches('.').to_ascii_lowercase(),
-            )
-        })
-        .collect();
-    if mx.is_empty() {
-        return Ok(Hops {
-            hops: vec![Hop {
-                host: domain.trim_end_matches('.').to_string(),
-                port,
-            }],
-            mx: answer.security,
-        });
-    }
-    if mx.len() == 1 && mx[0].1.is_empty() {
-        return Err(HopError::Permanent(format!(
-            "{domain} does not accept mail (null MX, RFC 7505)"
-        )));
-    }
-    // Equal preferences share the load: shuffle, then a stable sort keeps that order.
-    use rand::seq::SliceRandom;
-    mx.shuffle(&mut rand::rng());
-    mx.sort_by_key(|(pref, _)| *pref);
+        .map(|r| (r.preference, r.exchange.to_ascii()));
     Ok(Hops {
-        hops: mx
-            .into_iter()
-            .filter(|(_, h)| !h.is_empty())
-            .map(|(_, host)| Hop { host, port })
-            .collect(),
+        hops: next_hop::order(domain, port, mx)?,
         mx: answer.security,
     })
 }
 
 /// The addresses of `hop`, IPv6 first.
 pub async fn addresses(resolver: &Resolver, hop: &Hop) -> Result<Addresses, HopError> {
-    if let Ok(ip) = hop
-        .host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-    {
+    if let Some(addr) = next_hop::literal(hop) {
         return Ok(Addresses {
-            addrs: vec![SocketAddr::new(ip, hop.port)],
+            addrs: vec![addr],
             answer: None,
         });
     }
