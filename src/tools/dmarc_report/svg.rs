@@ -26,21 +26,9 @@ pub struct Bar {
     pub values: Vec<u64>,
 }
 
-/// `&`, `<`, `>`, `"` and `'` as entities: safe in text and in quoted attributes.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// The status page's escaping: entities for `&<>"'`, and U+FFFD for control characters, which
+/// a report (remote input) may carry as well as an SMTP reply.
+pub use crate::status::html::esc as escape;
 
 /// The smallest 1, 2 or 5 × 10ⁿ at or above `max` (at least 1): the top of the y axis.
 fn nice_ceiling(max: u64) -> u64 {
