@@ -71,8 +71,30 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
+/// A size for people to read: `512 B`, `1.2 KiB`, `3.4 MiB`, `5.6 GiB` (the queue listing, the
+/// status page).
+pub fn format_size(bytes: u64) -> String {
+    const K: f64 = 1024.0;
+    let b = bytes as f64;
+    match bytes {
+        0..=1023 => format!("{bytes} B"),
+        1024..=1_048_575 => format!("{:.1} KiB", b / K),
+        1_048_576..=1_073_741_823 => format!("{:.1} MiB", b / K / K),
+        _ => format!("{:.1} GiB", b / K / K / K),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sizes_read_in_the_largest_unit_that_is_at_least_one() {
+        use super::format_size;
+        assert_eq!(format_size(512), "512 B");
+        assert_eq!(format_size(1260), "1.2 KiB");
+        assert_eq!(format_size(3 * 1_048_576 + 500_000), "3.5 MiB");
+        assert_eq!(format_size(2 * 1_073_741_824), "2.0 GiB");
+    }
+
     use super::*;
 
     #[test]

@@ -5,6 +5,7 @@
 //! remote server (SMTP replies, DNS records in the doctor's messages) goes through [`esc`].
 
 use super::{QueuedMessage, Snapshot};
+use crate::config::units::format_size;
 use crate::smtp::date::age as ago;
 use crate::spool::RecipientState;
 use crate::tools::dns_check::Status;
@@ -70,18 +71,6 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-/// `512 B`, `1.2 KiB`, `3.4 MiB`, `5.6 GiB`.
-fn size(bytes: u64) -> String {
-    const K: f64 = 1024.0;
-    let b = bytes as f64;
-    match bytes {
-        0..=1023 => format!("{bytes} B"),
-        1024..=1_048_575 => format!("{:.1} KiB", b / K),
-        1_048_576..=1_073_741_823 => format!("{:.1} MiB", b / K / K),
-        _ => format!("{:.1} GiB", b / K / K / K),
-    }
-}
-
 fn date(unix: i64) -> String {
     crate::smtp::date::rfc5322_date(unix)
 }
@@ -127,20 +116,20 @@ fn header(h: &mut String, s: &Snapshot) {
                 "<p class=\"fail\">Spool short of space: {} free, below the {} it must keep \
                  (limits.spool_min_free). New mail gets 452 4.3.1 and /readyz answers 503 until \
                  space is freed.</p>",
-                size(free),
-                size(min)
+                format_size(free),
+                format_size(min)
             );
         }
         Some(free) if min > 0 => {
             let _ = write!(
                 h,
                 "<p>Spool: {} free (keeps at least {}).</p>",
-                size(free),
-                size(min)
+                format_size(free),
+                format_size(min)
             );
         }
         Some(free) => {
-            let _ = write!(h, "<p>Spool: {} free.</p>", size(free));
+            let _ = write!(h, "<p>Spool: {} free.</p>", format_size(free));
         }
         None => h.push_str("<p class=\"warn\">Spool: free space unknown (statvfs failed).</p>"),
     }
@@ -213,7 +202,7 @@ fn message(h: &mut String, m: &QueuedMessage, now: i64) {
         "<div class=\"msg\"><div><code>{}</code> · {} old · {} · from {}</div>",
         esc(&m.queue_id),
         ago(m.age_seconds),
-        size(m.size),
+        format_size(m.size),
         sender
     );
     for r in &m.recipients {

@@ -9,6 +9,7 @@
 //! What a recipient waits for comes from the envelope, and, while the daemon runs, from the
 //! closed next-hop hosts it writes to `next-hops.json` (`queue::next_hops`).
 
+use crate::config::units::format_size;
 use crate::config::{Delivery, Settings};
 use crate::outbound::breaker::{ClosedHost, Snapshot};
 use crate::smtp::date::age;
@@ -219,7 +220,7 @@ fn list(spool: &Spool, view: &View<'_>, out: &mut dyn Write) -> std::io::Result<
             out,
             "{id}  {:>5}  {:>9}  {sender}",
             age(now - env.received_at),
-            size(env.size)
+            format_size(env.size)
         )?;
         for r in &env.recipients {
             writeln!(out, "{:>38}{}  {}", "", r.address, status(r, view))?;
@@ -368,15 +369,6 @@ fn one_line(s: &str) -> String {
         .collect()
 }
 
-/// `512 B`, `1.2 KiB`, `3.4 MiB`.
-fn size(bytes: u64) -> String {
-    match bytes {
-        0..=1023 => format!("{bytes} B"),
-        1024..=1_048_575 => format!("{:.1} KiB", bytes as f64 / 1024.0),
-        _ => format!("{:.1} MiB", bytes as f64 / 1_048_576.0),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,9 +380,6 @@ mod tests {
         assert_eq!(age(5 * 3600), "5h");
         assert_eq!(age(3 * 86_400), "3d");
         assert_eq!(age(-5), "0s");
-        assert_eq!(size(512), "512 B");
-        assert_eq!(size(1260), "1.2 KiB");
-        assert_eq!(size(3 * 1_048_576 + 500_000), "3.5 MiB");
         assert_eq!(
             signature_summary("DKIM-Signature: v=1; a=rsa-sha256; s=dev2026r;\r\n\td=example.com; c=relaxed/relaxed; b=abc\r\n"),
             "d=example.com s=dev2026r a=rsa-sha256"
