@@ -21,12 +21,6 @@ use tokio::sync::{mpsc, watch};
 /// How long SIGTERM waits for sessions to finish.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 
-/// Set up logging as the configuration says (`RUST_LOG` overrides the level); see
-/// [`crate::logging`].
-pub fn init_logging(core: &Core) {
-    crate::logging::init(core.settings.log.format, &core.settings.log.level);
-}
-
 /// Label pairs (domain, algorithm) of the configured signers, for the metrics.
 fn signer_labels(core: &Core) -> Vec<(String, crate::metrics::Algorithm)> {
     core.signers
@@ -59,7 +53,8 @@ fn init_labels(metrics: &Metrics, core: &Core) {
 /// `dkim-relay serve`.
 pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     let core = Core::load(config_path).map_err(|e| anyhow!("{e}"))?;
-    init_logging(&core);
+    // As the configuration says (`RUST_LOG` overrides the level).
+    crate::logging::init(core.settings.log.format, &core.settings.log.level);
     let metrics = Arc::new(Metrics::new());
     init_labels(&metrics, &core);
     let readiness = Arc::new(Readiness::new());
@@ -246,8 +241,6 @@ impl std::ops::Deref for SettingsOf {
     }
 }
 
-/// The DNS doctor: the dns-check logic at start and every `dns.check_interval`, warnings in the
-/// log and `dkim_relay_dns_check_ok{domain,check}` gauges. It never stops mail.
 /// MTA-STS and TLS-RPT: the policy cache and the report store in the spool (both kept across
 /// reloads), the hourly refresh of policies in use, and the daily reports. What each round
 /// does follows the live configuration.
@@ -315,6 +308,8 @@ fn start_tls_policies(
     Ok(crate::outbound::transport::Policies { sts, store })
 }
 
+/// The DNS doctor: the dns-check logic at start and every `dns.check_interval`, warnings in the
+/// log and `dkim_relay_dns_check_ok{domain,check}` gauges. It never stops mail.
 fn spawn_dns_doctor(
     live: Arc<ArcSwap<Core>>,
     metrics: Arc<Metrics>,

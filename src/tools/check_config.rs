@@ -97,13 +97,8 @@ fn check_cluster(cluster: &crate::config::ClusterSettings, password: Option<&str
         crate::config::OnRedisDown::Defer => "defer",
     };
     println!("cluster: limits shared through {url} (on_redis_down: {mode})");
-    let reached = crate::cluster::client(cluster, password).and_then(|client| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?
-            .block_on(crate::cluster::probe(&client))
-    });
+    let reached = crate::cluster::client(cluster, password)
+        .and_then(|client| crate::tools::cli::runtime()?.block_on(crate::cluster::probe(&client)));
     if let Err(e) = reached {
         eprintln!(
             "warning: cluster.redis {url} is unreachable ({e}); until it answers, the relay counts limits as on_redis_down: {mode} says"

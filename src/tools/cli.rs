@@ -14,7 +14,8 @@ use crate::dkim::keys::PrivateKey;
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
+/// A runtime for a command's few lookups.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -116,12 +116,9 @@ pub struct ImapLogin {
 /// mailbox is one error naming the server; a message that cannot be fetched, one naming its UID.
 pub fn read_mailbox(source: &ImapSource, login: &ImapLogin, collector: &mut Collector) {
     let label = source.label();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::tools::cli::runtime() {
         Ok(r) => r,
-        Err(e) => return collector.error(label, format!("no async runtime: {e}")),
+        Err(e) => return collector.error(label, e),
     };
     if let Err(e) = runtime.block_on(read(source, login, &label, collector)) {
         collector.error(label, e);

@@ -42,10 +42,8 @@ use render::{render_json, render_text};
 
 use super::{EXIT_FAIL, EXIT_OK, EXIT_USAGE};
 use crate::config::{resolve_path, Settings};
-use mail_auth::dns::NoCache;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 /// How the answer is written.
@@ -127,42 +125,17 @@ pub fn relay_identity(config: Option<&Path>) -> Result<RelayIdentity, String> {
         signing,
         ..RelayIdentity::default()
     };
-    match &settings.public_addresses {
-        Some(list) => identity.addresses = list.clone(),
-        None => match resolve_hostname(&settings) {
-            Ok(list) => identity.addresses = list,
-            Err(note) => identity.notes.push(note),
-        },
+    let addresses = crate::resolver::build(settings.dns.nameservers.as_deref()).and_then(|r| {
+        crate::tools::cli::runtime()?
+            .block_on(crate::tools::dns_check::public_addresses(&settings, &r))
+    });
+    match addresses {
+        Ok(list) => identity.addresses = list,
+        Err(e) => identity.notes.push(format!(
+            "{e}; until then the relay is recognised only by its signatures"
+        )),
     }
     Ok(identity)
-}
-
-/// What `hostname` resolves to (A and AAAA), through the configured resolver.
-fn resolve_hostname(settings: &Settings) -> Result<Vec<IpAddr>, String> {
-    let host = settings.hostname.as_str();
-    let unknown = |why: String| {
-        format!("public_addresses is not set and {why}: the relay is recognised only by its signatures (set public_addresses)")
-    };
-    let resolver = crate::resolver::build(settings.dns.nameservers.as_deref()).map_err(unknown)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| unknown(format!("no async runtime ({e})")))?;
-    let addresses = runtime.block_on(async {
-        let mut out: Vec<IpAddr> = Vec::new();
-        if let Ok(v4) = resolver.ipv4_lookup(host, None::<&NoCache>).await {
-            out.extend(v4.records.iter().map(|a| IpAddr::V4(*a)));
-        }
-        if let Ok(v6) = resolver.ipv6_lookup(host, None::<&NoCache>).await {
-            out.extend(v6.records.iter().map(|a| IpAddr::V6(*a)));
-        }
-        out
-    });
-    if addresses.is_empty() {
-        Err(unknown(format!("hostname {host} does not resolve")))
-    } else {
-        Ok(addresses)
-    }
 }
 
 /// `dmarc-report`: write the report; exit 0 ([`EXIT_OK`]) when every input was read, whatever

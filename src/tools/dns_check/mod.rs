@@ -7,6 +7,7 @@
 mod dkim;
 mod dmarc;
 mod spf;
+pub(crate) use spf::public_addresses;
 
 use crate::config::Settings;
 use crate::resolver::{txt_strings, TxtAnswer};

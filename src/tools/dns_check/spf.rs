@@ -13,8 +13,9 @@ use std::net::IpAddr;
 /// RFC 7208 §4.6.4: at most 10 DNS-querying terms per SPF evaluation, includes counted.
 pub const SPF_LOOKUP_LIMIT: usize = 10;
 
-/// `public_addresses`, else what `hostname` resolves to (A and AAAA).
-pub(super) async fn public_addresses(
+/// `public_addresses`, else what `hostname` resolves to (A and AAAA): the relay's outbound
+/// addresses as dns-check and dmarc-report see them.
+pub(crate) async fn public_addresses(
     settings: &Settings,
     resolver: &MessageAuthenticator,
 ) -> Result<Vec<IpAddr>, String> {
@@ -31,7 +32,7 @@ pub(super) async fn public_addresses(
     }
     if out.is_empty() {
         Err(format!(
-            "cannot tell the relay's outbound addresses: public_addresses is not set and hostname {host} does not resolve; set public_addresses in the config"
+            "public_addresses is not set and hostname {host} does not resolve; set public_addresses in the config"
         ))
     } else {
         Ok(out)
@@ -125,7 +126,10 @@ pub(super) async fn check_spf(
     }
 
     match addresses {
-        Err(e) => out.push(r(Status::Fail, e.clone())),
+        Err(e) => out.push(r(
+            Status::Fail,
+            format!("cannot tell the relay's outbound addresses: {e}"),
+        )),
         Ok(addrs) => {
             let sender = format!("postmaster@{domain}");
             for ip in addrs {
