@@ -44,10 +44,10 @@ pub async fn lookup(
 ) -> Result<(Vec<SocketAddr>, Governed), HopError> {
     let Some((security, dane)) = security.and_then(|s| s.dane.map(|d| (s, d))) else {
         let addrs = next_hop::addresses(resolver, hop).await?;
-        return Ok((addrs, Governed::By(sts(security, &hop.host, tls_optional))));
+        return Ok((addrs, Governed::By(sts(security, tls_optional))));
     };
     let found = secure_hop::addresses(dane.resolver, hop).await?;
-    let by_sts = || Governed::By(sts(Some(security), &hop.host, tls_optional));
+    let by_sts = || Governed::By(sts(Some(security), tls_optional));
     // An address literal has no DNS to authenticate.
     let Some(answer) = &found.answer else {
         return Ok((found.addrs, by_sts()));
@@ -73,9 +73,9 @@ pub async fn lookup(
     Ok((found.addrs, governed))
 }
 
-/// The recipient domain's MTA-STS policy (or none) for `host`.
-pub fn sts(security: Option<&Security<'_>>, host: &str, tls_optional: bool) -> Option<HostPolicy> {
-    Some(relax(security?.domain.host(host), tls_optional))
+/// The recipient domain's MTA-STS policy (or none) for its MX hosts.
+pub fn sts(security: Option<&Security<'_>>, tls_optional: bool) -> Option<HostPolicy> {
+    Some(relax(security?.domain.host_policy(), tls_optional))
 }
 
 /// A message marked `TLS-Required: No` is checked but never held.

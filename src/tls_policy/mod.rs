@@ -221,8 +221,9 @@ impl DomainPolicy {
         })
     }
 
-    /// What a connection to `host` must achieve.
-    pub fn host(&self, _host: &str) -> HostPolicy {
+    /// What a connection to any of the domain's MX hosts must achieve (MTA-STS is per domain;
+    /// which hosts may be used at all is [`Self::admits`]).
+    pub fn host_policy(&self) -> HostPolicy {
         match &self.sts {
             Some(sts) => HostPolicy::MtaSts {
                 enforce: sts.enforce,
@@ -250,19 +251,6 @@ impl DomainPolicy {
     /// `the MTA-STS policy of <domain>`, as deferral replies name it.
     pub fn policy_name(&self) -> &str {
         &self.name
-    }
-
-    /// One line naming the policy, for logs and `queue show`.
-    pub fn describe(&self) -> String {
-        match &self.sts {
-            Some(sts) => format!(
-                "MTA-STS {} of {} (mx: {})",
-                if sts.enforce { "enforce" } else { "testing" },
-                self.domain,
-                sts.policy.mx_hosts().join(", ")
-            ),
-            None => format!("no policy for {}", self.domain),
-        }
     }
 }
 

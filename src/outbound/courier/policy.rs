@@ -32,7 +32,7 @@ impl Courier<'_> {
                 Err(_) => return false,
             }
         } else {
-            Governed::By(host::sts(security, &name, parcel.tls_optional))
+            Governed::By(host::sts(security, parcel.tls_optional))
         };
         match governed {
             Governed::Unknown { .. } => false,
