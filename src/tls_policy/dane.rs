@@ -46,8 +46,7 @@ pub fn report_policy(domain: &str, tlsa: Option<&TlsaRrset>) -> ReportPolicy {
 pub fn lookup_failure(host: &str, e: &DnsError) -> FailureDetail {
     FailureDetail {
         receiving_mx_hostname: Some(host.trim_end_matches('.').to_ascii_lowercase()),
-        failure_reason_code: Some(e.to_string().chars().take(200).collect()),
-        ..FailureDetail::new(ResultType::DnssecInvalid)
+        ..FailureDetail::because(ResultType::DnssecInvalid, &e.to_string())
     }
 }
 
@@ -60,10 +59,7 @@ pub fn check_failure(f: &Failure) -> FailureDetail {
         Failure::Expired(_) => ResultType::CertificateExpired,
         Failure::NameMismatch => ResultType::CertificateHostMismatch,
     };
-    FailureDetail {
-        failure_reason_code: Some(f.to_string().chars().take(200).collect()),
-        ..FailureDetail::new(result)
-    }
+    FailureDetail::because(result, &f.to_string())
 }
 
 /// A TLSA RRset with no record SMTP can use: the session is encrypted, nothing authenticated.

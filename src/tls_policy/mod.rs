@@ -241,11 +241,9 @@ impl DomainPolicy {
     /// The announced policy that could not be fetched, as a failure of every session made
     /// without it.
     pub fn unfetched(&self) -> Option<FailureDetail> {
-        self.sts_unfetched.as_ref().map(|e| FailureDetail {
-            additional_information: None,
-            failure_reason_code: Some(e.message.chars().take(200).collect()),
-            ..FailureDetail::new(e.result)
-        })
+        self.sts_unfetched
+            .as_ref()
+            .map(|e| FailureDetail::because(e.result, &e.message))
     }
 
     /// `the MTA-STS policy of <domain>`, as deferral replies name it.

@@ -39,10 +39,7 @@ impl PolicyVerifier {
         match v.as_ref() {
             None => Verdict::Unchecked,
             Some(Ok(())) => Verdict::Valid,
-            Some(Err(e)) => Verdict::Invalid(FailureDetail {
-                failure_reason_code: Some(format!("{e}").chars().take(200).collect()),
-                ..FailureDetail::new(ResultType::of_tls_error(e))
-            }),
+            Some(Err(e)) => Verdict::Invalid(handshake_failure(Some(e), &e.to_string())),
         }
     }
 }
@@ -89,10 +86,10 @@ impl ServerCertVerifier for PolicyVerifier {
 /// what a report calls it. `error` is rustls' error when there is one; `text` says what
 /// happened.
 pub fn handshake_failure(error: Option<&rustls::Error>, text: &str) -> FailureDetail {
-    FailureDetail {
-        failure_reason_code: Some(text.chars().take(200).collect()),
-        ..FailureDetail::new(error.map_or(ResultType::ValidationFailure, ResultType::of_tls_error))
-    }
+    FailureDetail::because(
+        error.map_or(ResultType::ValidationFailure, ResultType::of_tls_error),
+        text,
+    )
 }
 
 #[cfg(test)]

@@ -157,6 +157,15 @@ impl FailureDetail {
             failure_reason_code: None,
         }
     }
+
+    /// A failure of this type with its reason as the report's `failure-reason-code` (the first
+    /// 200 characters: a report is mailed and posted, the reason is for a person).
+    pub fn because(result: ResultType, reason: &str) -> FailureDetail {
+        FailureDetail {
+            failure_reason_code: Some(reason.chars().take(200).collect()),
+            ..FailureDetail::new(result)
+        }
+    }
 }
 
 /// What one delivery session under a policy came to, for the report to `report_domain` (the
