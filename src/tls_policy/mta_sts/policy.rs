@@ -169,15 +169,8 @@ fn mx_pattern(value: &str) -> Option<MxPattern> {
         Some(rest) => (true, rest),
         None => (false, value),
     };
-    let ldh = !domain.is_empty()
-        && domain.len() <= 253
-        && domain.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        });
+    // The configuration's host name check, without the `_` it tolerates in DNS labels.
+    let ldh = crate::config::is_hostname(domain) && !domain.contains('_');
     if !ldh {
         return None;
     }
