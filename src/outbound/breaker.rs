@@ -131,6 +131,11 @@ struct Closed {
 }
 
 impl Closed {
+    /// A probe is under way (one that began too long ago is taken for lost).
+    fn probing_at(&self, now: i64) -> bool {
+        self.probing.is_some_and(|t| now - t < PROBE_LOST_AFTER)
+    }
+
     /// Remember that mail for `destination` waits; whether that is news.
     fn wait_for(&mut self, destination: &str) -> bool {
         self.destinations.len() < MAX_DESTINATIONS
@@ -187,7 +192,7 @@ impl Breaker {
         let Some(c) = st.closed.get_mut(host) else {
             return Admit::Go;
         };
-        let probing = c.probing.is_some_and(|t| now - t < PROBE_LOST_AFTER);
+        let probing = c.probing_at(now);
         if !probing && c.probe_at <= now {
             c.probing = Some(now);
             return Admit::Probe;
@@ -272,7 +277,7 @@ impl Breaker {
         let st = self.lock();
         match st.closed.get(host) {
             None => HostView::Open,
-            Some(c) if c.probing.is_some_and(|t| now - t < PROBE_LOST_AFTER) => HostView::Probing,
+            Some(c) if c.probing_at(now) => HostView::Probing,
             Some(c) => HostView::Closed {
                 probe_at: c.probe_at,
             },
@@ -329,7 +334,7 @@ impl Breaker {
                 reason: c.reason.clone(),
                 failures: c.failures,
                 probe_at: c.probe_at,
-                probing: c.probing.is_some_and(|t| now - t < PROBE_LOST_AFTER),
+                probing: c.probing_at(now),
                 destinations: c.destinations.iter().cloned().collect(),
             })
             .collect();
@@ -338,13 +343,19 @@ impl Breaker {
     }
 }
 
-/// Seconds to the next probe after the `failures`-th failure in a row.
-fn interval(schedule: &[Duration], max: Duration, failures: u32) -> i64 {
-    let step = schedule
-        .get(failures.max(1) as usize - 1)
+/// The `n`-th interval of a retry schedule (`delivery.retry`): after the n-th failure in a row,
+/// the last one repeating; `None` for an empty schedule. The queue's retries and the
+/// breaker's probes step through it alike.
+pub fn step(schedule: &[Duration], n: u32) -> Option<Duration> {
+    schedule
+        .get(n.max(1) as usize - 1)
         .or(schedule.last())
         .copied()
-        .unwrap_or(max);
+}
+
+/// Seconds to the next probe after the `failures`-th failure in a row.
+fn interval(schedule: &[Duration], max: Duration, failures: u32) -> i64 {
+    let step = step(schedule, failures).unwrap_or(max);
     step.min(max).as_secs().max(1) as i64
 }
 

@@ -4,11 +4,8 @@
 use std::time::Duration;
 
 pub fn delay(schedule: &[Duration], attempts: u32) -> Duration {
-    let base = schedule
-        .get((attempts.max(1) - 1) as usize)
-        .or(schedule.last())
-        .copied()
-        .unwrap_or(Duration::from_secs(300));
+    let base =
+        crate::outbound::breaker::step(schedule, attempts).unwrap_or(Duration::from_secs(300));
     let jitter = 0.9 + rand::random::<f64>() * 0.2;
     base.mul_f64(jitter)
 }
