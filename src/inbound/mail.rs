@@ -90,31 +90,21 @@ impl Session<'_> {
         let per_minute = self.core.settings.limits.messages_per_minute_per_client;
         let client = identity.name.clone();
         let verdict = self.shared.message_rate(&client, per_minute).await;
-        if verdict == RateVerdict::Deferred {
-            tracing::warn!(client = %client, "deferred: the shared rate count is unavailable (cluster.on_redis_down: defer)");
+        let refused = match verdict {
+            RateVerdict::Deferred => Some((
+                "deferred: the shared rate count is unavailable (cluster.on_redis_down: defer)",
+                "Rate limit cannot be checked right now, try again later".to_string(),
+            )),
+            RateVerdict::OverRate => Some((
+                "rejected: rate limit",
+                format!("Rate limit of {per_minute} messages per minute exceeded, try again later"),
+            )),
+            RateVerdict::Allowed => None,
+        };
+        if let Some((why, text)) = refused {
+            tracing::warn!(client = %client, "{why}");
             self.shared.metrics.rejected(RejectReason::RateLimit);
-            return self.error(
-                conn,
-                Reply::new(
-                    451,
-                    "4.7.1",
-                    "Rate limit cannot be checked right now, try again later",
-                ),
-            );
-        }
-        if verdict == RateVerdict::OverRate {
-            tracing::warn!(client = %client, "rejected: rate limit");
-            self.shared.metrics.rejected(RejectReason::RateLimit);
-            return self.error(
-                conn,
-                Reply::new(
-                    451,
-                    "4.7.1",
-                    format!(
-                        "Rate limit of {per_minute} messages per minute exceeded, try again later"
-                    ),
-                ),
-            );
+            return self.error(conn, Reply::new(451, "4.7.1", text));
         }
         self.tx = Some(Transaction {
             sender,
