@@ -3,7 +3,7 @@
 //! and the TLSA record data that matches a certificate, computed from rcgen's own encoding of
 //! the key (not from the code under test).
 //!
-//! Include it with `#[path = "support/dane_certs.rs"] mod dane_certs;`.
+//! Declared once in tests/e2e/main.rs; use it as `crate::dane_certs`.
 #![allow(dead_code)]
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};

@@ -2,8 +2,7 @@
 //! one 127.0.0.1 port, so code under test talks real DNS (wire format, truncation and TCP
 //! fallback, NXDOMAIN vs NODATA with an SOA for negative caching) without any outside network.
 //!
-//! Include it from a test crate with
-//! `#[path = "support/dns_server.rs"] mod dns_server;` (it is not a module tree of its own).
+//! Declared once in tests/e2e/main.rs; use it as `crate::dns_server`.
 //!
 //! It runs on its own thread with its own tokio runtime rather than on the test's runtime: tests
 //! that run the real binary block on `std::process::Command`, and a `#[tokio::test]`

@@ -6,7 +6,7 @@
 //!
 //! Binding port 443 needs root (or CAP_NET_BIND_SERVICE), as the test machines and CI have.
 //! It runs on its own thread and runtime (tests that run the real binary block the test's).
-//! Include it with `#[path = "support/https_server.rs"] mod https_server;`.
+//! Declared once in tests/e2e/main.rs; use it as `crate::https_server`.
 #![allow(dead_code)]
 
 use http_body_util::{BodyExt, Full};

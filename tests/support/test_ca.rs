@@ -2,7 +2,7 @@
 //! (`delivery.ca_file`), and certificates it issues for given host names — current, expired,
 //! or for the wrong name — as PEM files and as rustls server configurations.
 //!
-//! Include it with `#[path = "support/test_ca.rs"] mod test_ca;`.
+//! Declared once in tests/e2e/main.rs; use it as `crate::test_ca`.
 #![allow(dead_code)]
 
 use rustls_pki_types::pem::PemObject;

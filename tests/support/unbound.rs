@@ -10,7 +10,7 @@
 //! parent-death signal and stopped by pid when the `Unbound` is dropped (also when a test
 //! panics); one held in a `static` goes when the test process exits.
 //!
-//! Include it with `#[path = "support/unbound.rs"] mod unbound;`.
+//! Declared once in tests/e2e/main.rs; use it as `crate::unbound`.
 #![allow(dead_code)]
 
 use mail_auth::hickory_resolver::proto::op::{Message, MessageType, Query, ResponseCode};
