@@ -383,17 +383,6 @@ async fn smtputf8_to_a_hop_without_it_fails_with_5_6_7_and_sends_nothing() {
         .all(|m| m.recipients.iter().all(|r| r.is_ascii())));
 }
 
-/// A kB figure from /proc/PID/status.
-fn proc_kb(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{field} in {status}"))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_50_mib_message_with_long_lines_is_encoded_in_bounded_memory() {
     let sink = Sink::start(None).await;
@@ -402,8 +391,8 @@ async fn a_50_mib_message_with_long_lines_is_encoded_in_bounded_memory() {
     let pid = relay.pid().expect("relay pid");
     let mut c = client(&relay).await;
     let reset = std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
-    let hwm_before = proc_kb(pid, "VmHWM:");
-    let rss_before = proc_kb(pid, "VmRSS:");
+    let hwm_before = relay::proc_kb(pid, "VmHWM:");
+    let rss_before = relay::proc_kb(pid, "VmRSS:");
     eprintln!("peak reset: {reset}; VmHWM {hwm_before} kB, VmRSS {rss_before} kB");
 
     assert_eq!(c.cmd("MAIL FROM:<app@example.com>").await.code, 250);
@@ -441,7 +430,7 @@ async fn a_50_mib_message_with_long_lines_is_encoded_in_bounded_memory() {
 
     let got = sink.wait_for(1, Duration::from_secs(300)).await;
     assert_eq!(got.len(), 1, "{}", relay.log());
-    let hwm_after = proc_kb(pid, "VmHWM:");
+    let hwm_after = relay::proc_kb(pid, "VmHWM:");
     let grown_mib = hwm_after.saturating_sub(hwm_before) as f64 / 1024.0;
     eprintln!(
         "50 MiB with long lines: VmHWM {hwm_before} kB -> {hwm_after} kB (+{grown_mib:.1} MiB)"

@@ -17,16 +17,6 @@ use smtp_client::Client;
 use smtp_sink::Sink;
 use std::time::{Duration, Instant};
 
-fn dns() -> DnsServer {
-    let dns = DnsServer::start();
-    for (name, value) in relay::dkim_records() {
-        dns.add_txt_str(&name, &value);
-    }
-    dns.add_mx("example.net", 10, "mx.example.net");
-    dns.add_a("mx.example.net", "127.0.0.1".parse().unwrap());
-    dns
-}
-
 fn mx_config(dns: &DnsServer, port: u16, more: &str) -> String {
     format!(
         "delivery:\n  mode: mx\n  port: {port}\n  retry: [1s]\n  connect_timeout: 5s\n  command_timeout: 30s\ndns:\n  nameservers: [\"{}\"]\n{more}",
@@ -46,17 +36,6 @@ async fn client(relay: &Relay, user: &str) -> Client {
 fn message(subject: &str) -> Vec<u8> {
     format!("From: app@example.com\r\nTo: a@example.net\r\nSubject: {subject}\r\n\r\nHello.\r\n")
         .into_bytes()
-}
-
-/// A kB figure from /proc/PID/status.
-fn proc_kb(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{field} in {status}"))
 }
 
 const BIG_LINES: usize = 680_000;
@@ -81,7 +60,7 @@ fn big_body(from: usize, to: usize, stuffed: bool) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_50_mib_message_streams_through_with_bounded_memory() {
-    let dns = dns();
+    let dns = relay::mx_dns();
     let sink = Sink::start(None).await;
     let relay = Relay::start(&mx_config(
         &dns,
@@ -94,8 +73,8 @@ async fn a_50_mib_message_streams_through_with_bounded_memory() {
     // Linux >= 4.0) so that start-up's own peak cannot hide the message's.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let reset = std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
-    let hwm_before = proc_kb(pid, "VmHWM:");
-    let rss_before = proc_kb(pid, "VmRSS:");
+    let hwm_before = relay::proc_kb(pid, "VmHWM:");
+    let rss_before = relay::proc_kb(pid, "VmRSS:");
     eprintln!("peak reset: {reset}; VmHWM {hwm_before} kB, VmRSS {rss_before} kB");
 
     assert_eq!(c.cmd("MAIL FROM:<app@example.com>").await.code, 250);
@@ -118,8 +97,8 @@ async fn a_50_mib_message_streams_through_with_bounded_memory() {
 
     let got = sink.wait_for(1, Duration::from_secs(120)).await;
     assert_eq!(got.len(), 1, "{}", relay.log());
-    let hwm_after = proc_kb(pid, "VmHWM:");
-    let rss_after = proc_kb(pid, "VmRSS:");
+    let hwm_after = relay::proc_kb(pid, "VmHWM:");
+    let rss_after = relay::proc_kb(pid, "VmRSS:");
     let grown_mib = (hwm_after.saturating_sub(hwm_before)) as f64 / 1024.0;
     eprintln!(
         "50 MiB message: VmHWM {hwm_before} kB -> {hwm_after} kB (+{grown_mib:.1} MiB), VmRSS after {rss_after} kB"
@@ -255,7 +234,7 @@ async fn sighup_adds_a_client_without_dropping_a_session_and_refuses_a_bad_confi
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_during_transfers_leaves_a_spool_the_restart_delivers() {
-    let dns = dns();
+    let dns = relay::mx_dns();
     let port = relay::free_port();
     let stalling = Sink::start_on(&format!("127.0.0.1:{port}"), None).await;
     // The next hop takes the data and then keeps the relay waiting for its answer.

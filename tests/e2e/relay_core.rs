@@ -8,22 +8,10 @@ use crate::smtp_client;
 use crate::smtp_sink;
 
 use dns_server::DnsServer;
-use mail_auth::{AuthenticatedMessage, DkimResult};
 use relay::Relay;
 use smtp_client::Client;
 use smtp_sink::Sink;
 use std::time::Duration;
-
-/// DNS with the dev DKIM records and an MX for example.net pointing at 127.0.0.1.
-fn dns() -> DnsServer {
-    let dns = DnsServer::start();
-    for (name, value) in relay::dkim_records() {
-        dns.add_txt_str(&name, &value);
-    }
-    dns.add_mx("example.net", 10, "mx.example.net");
-    dns.add_a("mx.example.net", "127.0.0.1".parse().unwrap());
-    dns
-}
 
 fn mx_config(dns: &DnsServer, sink: &Sink, retry: &str) -> String {
     format!(
@@ -31,26 +19,6 @@ fn mx_config(dns: &DnsServer, sink: &Sink, retry: &str) -> String {
         sink.addr.port(),
         dns.addr()
     )
-}
-
-/// Both signatures pass with mail-auth (resolving through the test DNS server) and dkimpy.
-async fn assert_verifies(dns: &DnsServer, message: &[u8]) {
-    let resolver = dkim_relay::resolver::build(Some(&[dns.addr()])).unwrap();
-    let parsed = AuthenticatedMessage::parse(message).expect("parse signed message");
-    let results = resolver.verify_dkim(&parsed).await;
-    assert_eq!(results.len(), 2, "two signatures expected");
-    for r in &results {
-        assert_eq!(
-            r.result(),
-            &DkimResult::Pass,
-            "mail-auth: {r:?}\n{}",
-            String::from_utf8_lossy(message)
-        );
-    }
-    match relay::dkimpy_verify(message, &relay::dkim_records()) {
-        Some((ok, out)) => assert!(ok, "dkimpy: {out}\n{}", String::from_utf8_lossy(message)),
-        None => eprintln!("SKIP dkimpy: python3-dkim not installed"),
-    }
 }
 
 fn header_section(message: &[u8]) -> String {
@@ -91,7 +59,7 @@ const MESSAGE: &[u8] = b"From: App <app@example.com>\r\nTo: a@example.net\r\nCc:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn submit_over_starttls_and_implicit_tls_is_signed_and_delivered_by_mx() {
-    let dns = dns();
+    let dns = relay::mx_dns();
     let sink = Sink::start(None).await;
     let relay = Relay::start(&mx_config(&dns, &sink, "[1s]"));
     let rcpts = ["a@example.net", "b@example.net", "secret@example.net"];
@@ -136,13 +104,13 @@ async fn submit_over_starttls_and_implicit_tls_is_signed_and_delivered_by_mx() {
                 .count();
             assert_eq!(from_count, 2, "From oversigned in h={h}");
         }
-        assert_verifies(&dns, &m.data).await;
+        relay::assert_verifies(&dns, &m.data).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tricky_bodies_verify_with_dkimpy() {
-    let dns = dns();
+    let dns = relay::mx_dns();
     let sink = Sink::start(None).await;
     let relay = Relay::start(&mx_config(&dns, &sink, "[1s]"));
     let long_line = "x".repeat(998);
@@ -162,13 +130,13 @@ async fn tricky_bodies_verify_with_dkimpy() {
     let got = sink.wait_for(bodies.len(), Duration::from_secs(20)).await;
     assert_eq!(got.len(), bodies.len(), "{}", relay.log());
     for m in &got {
-        assert_verifies(&dns, &m.data).await;
+        relay::assert_verifies(&dns, &m.data).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sender_policy_refusals_name_the_problem_and_queue_nothing() {
-    let dns = dns();
+    let dns = relay::mx_dns();
     let sink = Sink::start(None).await;
     let relay = Relay::start(&mx_config(&dns, &sink, "[1s]"));
     let mut c = Client::connect(relay.plain).await;
@@ -291,7 +259,7 @@ async fn no_identity_gets_530() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn recipient_deferred_twice_is_delivered_on_the_third_try() {
-    let dns = dns();
+    let dns = relay::mx_dns();
     let sink = Sink::start(None).await;
     sink.script_rcpt(
         "slow@example.net",
@@ -318,7 +286,7 @@ async fn recipient_deferred_twice_is_delivered_on_the_third_try() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nothing_acknowledged_is_lost_across_kill_9() {
-    let dns = dns();
+    let dns = relay::mx_dns();
     // The receiver is down while the messages are submitted.
     let sink_port = relay::free_port();
     let extra = format!(
@@ -361,7 +329,7 @@ async fn nothing_acknowledged_is_lost_across_kill_9() {
     subjects.dedup();
     assert_eq!(subjects.len(), 50, "{}", relay.log());
     for m in got.iter().take(3) {
-        assert_verifies(&dns, &m.data).await;
+        relay::assert_verifies(&dns, &m.data).await;
     }
 }
 

@@ -438,3 +438,52 @@ pub fn run_cli(args: &[&str]) -> CliOut {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// A DNS server with the dev DKIM keys' records.
+pub fn dkim_dns() -> crate::dns_server::DnsServer {
+    let dns = crate::dns_server::DnsServer::start();
+    for (name, value) in dkim_records() {
+        dns.add_txt_str(&name, &value);
+    }
+    dns
+}
+
+/// `dkim_dns`, plus example.net's MX at mx.example.net, 127.0.0.1.
+pub fn mx_dns() -> crate::dns_server::DnsServer {
+    let dns = dkim_dns();
+    dns.add_mx("example.net", 10, "mx.example.net");
+    dns.add_a("mx.example.net", "127.0.0.1".parse().expect("address"));
+    dns
+}
+
+/// Every signature of `message` passes with mail-auth (through `dns`) and dkimpy.
+pub async fn assert_verifies(dns: &crate::dns_server::DnsServer, message: &[u8]) {
+    use mail_auth::{AuthenticatedMessage, DkimResult};
+    let resolver = dkim_relay::resolver::build(Some(&[dns.addr()])).expect("resolver");
+    let parsed = AuthenticatedMessage::parse(message).expect("parse signed message");
+    let results = resolver.verify_dkim(&parsed).await;
+    assert_eq!(results.len(), 2, "two signatures expected");
+    for r in &results {
+        assert_eq!(
+            r.result(),
+            &DkimResult::Pass,
+            "mail-auth: {r:?}\n{}",
+            String::from_utf8_lossy(message)
+        );
+    }
+    match dkimpy_verify(message, &dkim_records()) {
+        Some((ok, out)) => assert!(ok, "dkimpy: {out}\n{}", String::from_utf8_lossy(message)),
+        None => eprintln!("SKIP dkimpy: python3-dkim not installed"),
+    }
+}
+
+/// A kB figure from /proc/PID/status.
+pub fn proc_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{field} in {status}"))
+}

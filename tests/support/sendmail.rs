@@ -142,35 +142,9 @@ pub fn relay_host(sink_port: u16, retry: &str) -> String {
     )
 }
 
-/// A DNS server publishing the dev DKIM keys.
-pub fn dns() -> crate::dns_server::DnsServer {
-    let dns = crate::dns_server::DnsServer::start();
-    for (name, value) in crate::relay::dkim_records() {
-        dns.add_txt_str(&name, &value);
-    }
-    dns
-}
-
-/// Every signature of `message` passes with mail-auth (through `dns`) and dkimpy.
-pub async fn assert_verifies(dns: &crate::dns_server::DnsServer, message: &[u8]) {
-    use mail_auth::{AuthenticatedMessage, DkimResult};
-    let resolver = dkim_relay::resolver::build(Some(&[dns.addr()])).expect("resolver");
-    let parsed = AuthenticatedMessage::parse(message).expect("parse signed message");
-    let results = resolver.verify_dkim(&parsed).await;
-    assert_eq!(results.len(), 2, "two signatures expected");
-    for r in &results {
-        assert_eq!(
-            r.result(),
-            &DkimResult::Pass,
-            "mail-auth: {r:?}\n{}",
-            String::from_utf8_lossy(message)
-        );
-    }
-    match crate::relay::dkimpy_verify(message, &crate::relay::dkim_records()) {
-        Some((ok, out)) => assert!(ok, "dkimpy: {out}\n{}", String::from_utf8_lossy(message)),
-        None => eprintln!("SKIP dkimpy: python3-dkim not installed"),
-    }
-}
+/// The DKIM records of the dev keys, and the verification every sendmail test ends with, are
+/// the relay kit's.
+pub use crate::relay::{assert_verifies, dkim_dns as dns};
 
 /// The header section of a delivered message.
 pub fn header_section(message: &[u8]) -> String {
