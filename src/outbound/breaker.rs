@@ -110,12 +110,13 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// The closed hosts that mail for `destination` waits for.
-    pub fn for_destination(&self, destination: &str) -> Vec<&ClosedHost> {
+    /// The closed host that mail for `destination` waits for: of those it waits for, the one
+    /// whose probe comes first (not one already being probed).
+    pub fn waiting_for(&self, destination: &str) -> Option<&ClosedHost> {
         self.hosts
             .iter()
             .filter(|h| h.destinations.iter().any(|d| d == destination))
-            .collect()
+            .min_by_key(|h| (h.probing, h.probe_at))
     }
 }
 
@@ -398,7 +399,11 @@ mod tests {
         );
         let snap = b.snapshot();
         assert_eq!(snap.hosts[0].destinations, vec!["example.org"]);
-        assert_eq!(snap.for_destination("example.org").len(), 1);
+        assert_eq!(
+            snap.waiting_for("example.org").map(|h| h.host.as_str()),
+            Some("192.0.2.1:25")
+        );
+        assert!(snap.waiting_for("example.net").is_none());
 
         tokio::time::advance(Duration::from_secs(5)).await;
         assert_eq!(b.admit("192.0.2.1:25"), Admit::Probe);

@@ -254,20 +254,17 @@ impl StatusBoard {
         };
         // The daemon's own view of closed hosts (the file it writes for `queue list`): a held
         // recipient's envelope still holds its old due time; the probe time is the truth.
-        let closed = crate::queue::next_hops::read(&self.live.load().settings.spool_dir);
-        let delivery = self.live.load().settings.delivery.clone();
+        let core = self.live.load();
+        let closed = crate::queue::next_hops::read(&core.settings.spool_dir);
         let waiting = |address: &str| {
-            let destination = crate::outbound::transport::destination(&delivery, address);
-            closed
-                .for_destination(&destination)
-                .into_iter()
-                .min_by_key(|h| (h.probing, h.probe_at))
-                .map(|h| WaitingFor {
-                    host: format!("{} [{}]", h.name, h.host),
-                    closed_since: h.since,
-                    reason: h.reason.clone(),
-                    probe_at: h.probe_at,
-                })
+            let destination =
+                crate::outbound::transport::destination(&core.settings.delivery, address);
+            closed.waiting_for(&destination).map(|h| WaitingFor {
+                host: format!("{} [{}]", h.name, h.host),
+                closed_since: h.since,
+                reason: h.reason.clone(),
+                probe_at: h.probe_at,
+            })
         };
         let oldest: Vec<QueuedMessage> = ids
             .iter()

@@ -189,10 +189,7 @@ impl View<'_> {
     /// The closed host that mail for `recipient` waits for (the first to be probed), if any.
     fn waiting_for(&self, recipient: &str) -> Option<&ClosedHost> {
         let destination = crate::outbound::transport::destination(self.delivery, recipient);
-        self.closed
-            .for_destination(&destination)
-            .into_iter()
-            .min_by_key(|h| (h.probing, h.probe_at))
+        self.closed.waiting_for(&destination)
     }
 }
 
