@@ -22,7 +22,7 @@ use crate::mime::scan::{self, BodyScan};
 use crate::smtp::address::domain_of;
 use crate::smtp::header::{check_section, Checked};
 use crate::smtp::reply::{shown, Reply};
-use crate::spool::{Committed, Draft, Envelope, InHand, QueueId, SpoolError};
+use crate::spool::{Committed, Draft, Envelope, InHand, QueueId};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -460,19 +460,10 @@ impl<'c> Reception<'c> {
         for m in made {
             message.extend_from_slice(m.header.as_bytes());
         }
-        // A small message is still all in memory: no need to write it out and read it back.
-        let read = match draft.contents() {
-            Some(bytes) => {
-                message.extend_from_slice(bytes);
-                Ok(bytes.len())
-            }
-            None => draft.reader().and_then(|mut f| {
-                std::io::Read::read_to_end(&mut f, &mut message).map_err(|e| SpoolError::Io {
-                    path: "draft".into(),
-                    source: e,
-                })
-            }),
-        };
+        let read = draft.read_from(0, |piece| {
+            message.extend_from_slice(piece);
+            true
+        });
         if let Err(e) = read {
             tracing::error!(queue_id = %self.id, error = %e, "cannot read the draft back");
             return Err(Refusal::spool(&e));

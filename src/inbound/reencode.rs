@@ -11,10 +11,6 @@ use crate::mime::walk::{Action, Policy, Problem, Walk};
 use crate::mime::{scan, top};
 use crate::smtp::header::parse_fields;
 use crate::spool::{Draft, QueueId, Spool, SpoolError};
-use std::io::{Read, Seek, SeekFrom};
-
-/// How much of the draft is read at a time.
-const PIECE: usize = 64 * 1024;
 
 /// Why a body was re-encoded: the `reason` label of `dkim_relay_messages_reencoded_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -78,32 +74,10 @@ pub(crate) enum ReencodeError {
     Header,
 }
 
-fn read_err(e: std::io::Error) -> SpoolError {
-    SpoolError::Io {
-        path: "draft".into(),
-        source: e,
-    }
-}
-
 /// Read the body part of the draft piece by piece.
-fn each_body_piece(msg: &mut Received, mut f: impl FnMut(&[u8]) -> bool) -> Result<(), SpoolError> {
+fn each_body_piece(msg: &mut Received, f: impl FnMut(&[u8]) -> bool) -> Result<(), SpoolError> {
     let offset = msg.body_offset();
-    let mut file = msg.draft.reader()?;
-    file.seek(SeekFrom::Start(offset)).map_err(read_err)?;
-    let mut left = msg.draft.size.saturating_sub(offset);
-    let mut buf = vec![0u8; PIECE];
-    while left > 0 {
-        let want = buf.len().min(left as usize);
-        let n = file.read(&mut buf[..want]).map_err(read_err)?;
-        if n == 0 {
-            break;
-        }
-        left -= n as u64;
-        if !f(&buf[..n]) {
-            break;
-        }
-    }
-    Ok(())
+    msg.draft.read_from(offset, f)
 }
 
 /// The first line over 998 bytes: (line number, length), for `limits.long_lines: reject`.

@@ -6,7 +6,7 @@ use super::handoff::InMemory;
 use super::store::{io_err, sync_dir, Spares, TRAILER_MAGIC};
 use super::{Envelope, QueueId, Spool, SpoolError};
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -23,6 +23,9 @@ pub struct Draft {
 }
 
 const DRAFT_BUFFER: usize = 256 * 1024;
+
+/// How much of a draft `read_from` hands over at a time.
+const PIECE: usize = 64 * 1024;
 
 impl Draft {
     /// Append message bytes. Small writes are gathered; the disk is written in large pieces.
@@ -41,11 +44,41 @@ impl Draft {
         (!self.flushed).then_some(&self.buf[..])
     }
 
-    /// Read the draft back from its start (everything written so far): for a second pass over
-    /// a message as received (re-encoding) and for verifying it as it will be sent.
-    pub fn reader(&mut self) -> Result<File, SpoolError> {
+    /// Everything written so far from byte `offset` on, piece by piece, until `f` says stop:
+    /// for a second pass over a message as received (re-encoding) and for verifying it as it
+    /// will be sent. From memory while it is all there, else from the file.
+    pub fn read_from(
+        &mut self,
+        offset: u64,
+        mut f: impl FnMut(&[u8]) -> bool,
+    ) -> Result<(), SpoolError> {
+        if let Some(all) = self.contents() {
+            let rest = all.get(offset as usize..).unwrap_or_default();
+            for piece in rest.chunks(PIECE) {
+                if !f(piece) {
+                    break;
+                }
+            }
+            return Ok(());
+        }
         self.flush()?;
-        File::open(&self.path).map_err(|e| io_err(&self.path, e))
+        let mut file = File::open(&self.path).map_err(|e| io_err(&self.path, e))?;
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| io_err(&self.path, e))?;
+        // Only what was written: a recycled file is emptied, but the count is the truth.
+        let mut left = self.size.saturating_sub(offset);
+        let mut buf = vec![0u8; PIECE];
+        while left > 0 {
+            let want = buf.len().min(left as usize);
+            let n = file
+                .read(&mut buf[..want])
+                .map_err(|e| io_err(&self.path, e))?;
+            left -= n as u64;
+            if n == 0 || !f(&buf[..n]) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<(), SpoolError> {

@@ -88,4 +88,38 @@ mod tests {
         let now = crate::clock::unix_now();
         assert!((QueueId::new().created_unix().unwrap() - now).abs() <= 1);
     }
+
+    #[test]
+    fn a_draft_reads_back_the_same_from_memory_and_from_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        // 10 KiB stays in the draft's buffer; 600 KiB goes to the file on the way.
+        for size in [10 * 1024, 600 * 1024] {
+            let bytes: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let mut draft = spool.draft(QueueId::new()).unwrap();
+            for piece in bytes.chunks(7000) {
+                draft.write(piece).unwrap();
+            }
+            for offset in [0, 1, 5000, size as u64 - 1, size as u64, size as u64 + 9] {
+                let mut back = Vec::new();
+                draft
+                    .read_from(offset, |p| {
+                        back.extend_from_slice(p);
+                        true
+                    })
+                    .unwrap();
+                let want = bytes.get(offset as usize..).unwrap_or_default();
+                assert_eq!(back, want, "size {size}, offset {offset}");
+            }
+            // Stopping early stops.
+            let mut pieces = 0;
+            draft
+                .read_from(0, |_| {
+                    pieces += 1;
+                    false
+                })
+                .unwrap();
+            assert_eq!(pieces, 1);
+        }
+    }
 }
