@@ -113,23 +113,25 @@ pub fn decode_line(line: &[u8], out: &mut Vec<u8>) -> bool {
         Some(l) => (l, true),
         None => (line, false),
     };
+    decode_escapes(line, out);
+    soft
+}
+
+/// `=XX` escapes decoded, every other byte (an `=` without two hex digits too) kept: the middle
+/// of a line, appended to `out`.
+pub fn decode_escapes(bytes: &[u8], out: &mut Vec<u8>) {
     let mut i = 0;
-    while i < line.len() {
-        let b = line[i];
-        if b == b'=' {
-            if let (Some(h), Some(l)) = (
-                line.get(i + 1).copied().and_then(hex_value),
-                line.get(i + 2).copied().and_then(hex_value),
-            ) {
-                out.push(h << 4 | l);
+    while i < bytes.len() {
+        if bytes[i] == b'=' {
+            if let Some(v) = bytes.get(i + 1..i + 3).and_then(|h| hex_pair(h[0], h[1])) {
+                out.push(v);
                 i += 3;
                 continue;
             }
         }
-        out.push(b);
+        out.push(bytes[i]);
         i += 1;
     }
-    soft
 }
 
 #[cfg(test)]

@@ -102,7 +102,7 @@ impl Walk {
                         .map_or(0, |p| p + 1);
                     let upto = leaf.carry.len() - keep;
                     let head: Vec<u8> = leaf.carry.drain(..upto).collect();
-                    decode_piece(&head, &mut decoded);
+                    qp::decode_escapes(&head, &mut decoded);
                 }
                 leaf.encoder.write(&decoded, out);
             }
@@ -172,21 +172,5 @@ impl Walk {
                 }
             }
         }
-    }
-}
-
-/// Quoted-printable escapes decoded, nothing else (the middle of a line).
-fn decode_piece(piece: &[u8], out: &mut Vec<u8>) {
-    let mut i = 0;
-    while i < piece.len() {
-        if piece[i] == b'=' && i + 2 < piece.len() {
-            if let Some(v) = qp::hex_pair(piece[i + 1], piece[i + 2]) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(piece[i]);
-        i += 1;
     }
 }
