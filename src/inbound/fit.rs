@@ -9,7 +9,7 @@ use super::refusal::Refusal;
 use crate::config::{EightBit, LongLines};
 use crate::dkim::message::{BodyHashing, MessageSigning};
 use crate::metrics::RejectReason;
-use crate::mime::walk::{Policy, Problem};
+use crate::mime::walk::Problem;
 use std::time::Instant;
 
 impl<'c> Reception<'c> {
@@ -63,16 +63,12 @@ impl<'c> Reception<'c> {
             body.header_section = received.header_section;
             return Ok((body, reasons));
         }
-        let policy = Policy {
-            long_lines: reasons.long_lines,
-            eight_bit: reasons.eight_bit,
-        };
         let spool = self.shared.spool.clone();
         let id = self.id.clone();
         let hashing = BodyHashing::for_signers(body.signers);
         let t = Instant::now();
         let done = tokio::task::spawn_blocking(move || {
-            let result = reencode::reencode(&spool, &id, &mut received, policy, hashing);
+            let result = reencode::reencode(&spool, &id, &mut received, reasons, hashing);
             (result, received)
         })
         .await;
@@ -84,7 +80,7 @@ impl<'c> Reception<'c> {
             Ok(Some(rw)) => {
                 // The draft as received goes (removed or recycled); the new one is signed.
                 drop(received);
-                tracing::debug!(queue_id = %self.id, reasons = %reasons.shown(), took_us = t.elapsed().as_micros() as u64, "body re-encoded");
+                tracing::debug!(queue_id = %self.id, reasons = %reencode::shown(reasons), took_us = t.elapsed().as_micros() as u64, "body re-encoded");
                 body.draft = rw.draft;
                 body.header_section = rw.header_section;
                 body.signing = MessageSigning::with_body(body.signers, rw.body);

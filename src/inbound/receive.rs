@@ -427,7 +427,7 @@ impl<'c> Reception<'c> {
             domain = %body.signing_domain,
             algorithms = %algorithms.join(","),
             signing_us = self.signing_time.as_micros() as u64,
-            reencoded = %if reasons.any() { reasons.shown() } else { "no".to_string() },
+            reencoded = %super::reencode::shown(reasons),
             longest_line = body.longest_line,
             "accepted and signed"
         );

@@ -12,29 +12,23 @@ use crate::mime::{scan, top};
 use crate::smtp::header::parse_fields;
 use crate::spool::{Draft, QueueId, Spool, SpoolError};
 
-/// Why a body was re-encoded: the `reason` label of `dkim_relay_messages_reencoded_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct Reasons {
-    pub long_lines: bool,
-    pub eight_bit: bool,
-}
+/// Why a body was re-encoded is what the walk was asked to re-encode: its `Policy` (each flag
+/// a `reason` label of `dkim_relay_messages_reencoded_total`).
+pub(crate) type Reasons = Policy;
 
-impl Reasons {
-    pub fn any(&self) -> bool {
-        self.long_lines || self.eight_bit
+/// For the log line: `long_lines`, `eight_bit`, both, or `no`.
+pub(crate) fn shown(reasons: Reasons) -> String {
+    let mut v = Vec::new();
+    if reasons.long_lines {
+        v.push("long_lines");
     }
-
-    /// For the log line: `long_lines`, `eight_bit` or both.
-    pub fn shown(&self) -> String {
-        let mut v = Vec::new();
-        if self.long_lines {
-            v.push("long_lines");
-        }
-        if self.eight_bit {
-            v.push("eight_bit");
-        }
-        v.join(",")
+    if reasons.eight_bit {
+        v.push("eight_bit");
     }
+    if v.is_empty() {
+        v.push("no");
+    }
+    v.join(",")
 }
 
 /// The message as received, on disk.

@@ -45,6 +45,13 @@ pub struct Policy {
     pub eight_bit: bool,
 }
 
+impl Policy {
+    /// Anything to re-encode at all.
+    pub fn any(&self) -> bool {
+        self.long_lines || self.eight_bit
+    }
+}
+
 /// What happens to one leaf part's body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
