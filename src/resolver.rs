@@ -86,3 +86,56 @@ pub async fn txt_records(resolver: &MessageAuthenticator, name: &str) -> TxtAnsw
         TxtAnswer::Error(e) => TxtAnswer::Error(e),
     }
 }
+
+/// Why a host has no address to connect to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddressError {
+    /// NXDOMAIN: the name does not exist.
+    NoSuchHost,
+    /// The name exists but has neither AAAA nor A records.
+    NoAddress,
+    /// A lookup failed (and the other found nothing): what the resolver said.
+    Failed(String),
+}
+
+/// The addresses of `host` at `port`: an IP literal (`192.0.2.1`, `[2001:db8::1]`) as it is,
+/// else its AAAA then its A records, both asked at once, so a host whose IPv6 is broken is
+/// still reached over IPv4 (and the other way round).
+pub async fn addresses(
+    resolver: &MessageAuthenticator,
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>, AddressError> {
+    use std::net::IpAddr;
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = literal.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let fqdn = format!("{}.", host.trim_end_matches('.'));
+    let r = resolver.resolver();
+    let (v6, v4) = tokio::join!(r.ipv6_lookup(fqdn.as_str()), r.ipv4_lookup(fqdn.as_str()));
+    let mut list = Vec::new();
+    let mut trouble = None;
+    let mut nx = false;
+    for answer in [
+        v6.as_ref().map(|l| l.answers()),
+        v4.as_ref().map(|l| l.answers()),
+    ] {
+        match answer {
+            Ok(records) => list.extend(records.iter().filter_map(|r| match &r.data {
+                RData::AAAA(a) => Some(SocketAddr::new(IpAddr::V6(a.0), port)),
+                RData::A(a) => Some(SocketAddr::new(IpAddr::V4(a.0), port)),
+                _ => None,
+            })),
+            Err(e) if e.is_nx_domain() => nx = true,
+            Err(e) if e.is_no_records_found() => {}
+            Err(e) => trouble = Some(e.to_string()),
+        }
+    }
+    match (list.is_empty(), trouble) {
+        (false, _) => Ok(list),
+        (true, Some(e)) => Err(AddressError::Failed(e)),
+        (true, None) if nx => Err(AddressError::NoSuchHost),
+        (true, None) => Err(AddressError::NoAddress),
+    }
+}

@@ -94,42 +94,20 @@ pub(super) fn literal(hop: &Hop) -> Option<SocketAddr> {
         .map(|ip| SocketAddr::new(ip, hop.port))
 }
 
-/// The addresses of a hop: IPv6 then IPv4, both families asked, so a host whose IPv6 is
-/// broken is still reached over IPv4 (and the other way round).
+/// The addresses of a hop: IPv6 then IPv4, both families asked (`resolver::addresses`).
 pub async fn addresses(
     resolver: &MessageAuthenticator,
     hop: &Hop,
 ) -> Result<Vec<SocketAddr>, HopError> {
-    if let Some(addr) = literal(hop) {
-        return Ok(vec![addr]);
-    }
-    let name = format!("{}.", hop.host.trim_end_matches('.'));
-    let r = resolver.resolver();
-    let (v6, v4) = tokio::join!(r.ipv6_lookup(name.as_str()), r.ipv4_lookup(name.as_str()));
-    let mut list = Vec::new();
-    let mut trouble = None;
-    match v6 {
-        Ok(l) => list.extend(l.answers().iter().filter_map(|r| match &r.data {
-            RData::AAAA(a) => Some(SocketAddr::new(IpAddr::V6(a.0), hop.port)),
-            _ => None,
-        })),
-        Err(e) if e.is_no_records_found() || e.is_nx_domain() => {}
-        Err(e) => trouble = Some(e),
-    }
-    match v4 {
-        Ok(l) => list.extend(l.answers().iter().filter_map(|r| match &r.data {
-            RData::A(a) => Some(SocketAddr::new(IpAddr::V4(a.0), hop.port)),
-            _ => None,
-        })),
-        Err(e) if e.is_no_records_found() || e.is_nx_domain() => {}
-        Err(e) => trouble = Some(e),
-    }
-    match (list.is_empty(), trouble) {
-        (false, _) => Ok(list),
-        (true, Some(e)) => Err(HopError::Temporary(format!(
-            "address lookup for {} failed: {e}",
-            hop.host
-        ))),
-        (true, None) => Err(HopError::Permanent(format!("{} has no address", hop.host))),
-    }
+    use crate::resolver::AddressError;
+    crate::resolver::addresses(resolver, &hop.host, hop.port)
+        .await
+        .map_err(|e| match e {
+            AddressError::NoSuchHost | AddressError::NoAddress => {
+                HopError::Permanent(format!("{} has no address", hop.host))
+            }
+            AddressError::Failed(why) => {
+                HopError::Temporary(format!("address lookup for {} failed: {why}", hop.host))
+            }
+        })
 }

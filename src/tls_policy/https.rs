@@ -8,10 +8,10 @@
 use crate::trust::Trust;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
-use mail_auth::hickory_resolver::proto::rr::RData;
+
 use mail_auth::MessageAuthenticator;
 use rustls_pki_types::ServerName;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// One request.
@@ -197,44 +197,18 @@ fn tls_error(host: &str, e: &std::io::Error) -> HttpsError {
     }
 }
 
-/// The addresses of `host`: an IP literal as it is, else its AAAA then A records.
+/// The addresses of `host` (`resolver::addresses`), failures as this client reports them.
 async fn addresses(
     resolver: &MessageAuthenticator,
     host: &str,
     port: u16,
 ) -> Result<Vec<SocketAddr>, HttpsError> {
-    let literal = host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = literal.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
-    }
-    let fqdn = format!("{}.", host.trim_end_matches('.'));
-    let r = resolver.resolver();
-    let (v6, v4) = tokio::join!(r.ipv6_lookup(fqdn.as_str()), r.ipv4_lookup(fqdn.as_str()));
-    let mut list = Vec::new();
-    let mut trouble = None;
-    let mut nx = 0;
-    match v6 {
-        Ok(l) => list.extend(l.answers().iter().filter_map(|r| match &r.data {
-            RData::AAAA(a) => Some(SocketAddr::new(IpAddr::V6(a.0), port)),
-            _ => None,
-        })),
-        Err(e) if e.is_nx_domain() => nx += 1,
-        Err(e) if e.is_no_records_found() => {}
-        Err(e) => trouble = Some(e.to_string()),
-    }
-    match v4 {
-        Ok(l) => list.extend(l.answers().iter().filter_map(|r| match &r.data {
-            RData::A(a) => Some(SocketAddr::new(IpAddr::V4(a.0), port)),
-            _ => None,
-        })),
-        Err(e) if e.is_nx_domain() => nx += 1,
-        Err(e) if e.is_no_records_found() => {}
-        Err(e) => trouble = Some(e.to_string()),
-    }
-    match (list.is_empty(), trouble) {
-        (false, _) => Ok(list),
-        (true, Some(e)) => Err(HttpsError::Dns(host.into(), e)),
-        (true, None) if nx > 0 => Err(HttpsError::NoSuchHost(host.into())),
-        (true, None) => Err(HttpsError::Dns(host.into(), "no address records".into())),
-    }
+    use crate::resolver::AddressError;
+    crate::resolver::addresses(resolver, host, port)
+        .await
+        .map_err(|e| match e {
+            AddressError::NoSuchHost => HttpsError::NoSuchHost(host.into()),
+            AddressError::NoAddress => HttpsError::Dns(host.into(), "no address records".into()),
+            AddressError::Failed(why) => HttpsError::Dns(host.into(), why),
+        })
 }
