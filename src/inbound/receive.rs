@@ -348,11 +348,7 @@ impl<'c> Reception<'c> {
             .signing
             .finish(&body.header_section, self.now_unix.max(0) as u64)
             .map_err(|e| match e {
-                SignError::SelfVerify(e) => {
-                    tracing::error!(queue_id = %self.id, domain = %body.signing_domain, error = %e, "self-verification failed; message refused");
-                    self.shared.metrics.self_verify_failures_total.inc();
-                    Refusal::self_verify()
-                }
+                SignError::SelfVerify(e) => self.self_verify_failed(&body.signing_domain, &e),
                 e => {
                     tracing::error!(queue_id = %self.id, error = %e, "signing failed");
                     Refusal::new(
@@ -471,11 +467,15 @@ impl<'c> Reception<'c> {
         let keys = KnownKeys::new(signers);
         let checked = independent::verify(&self.core.resolver, &keys, &message, made).await;
         self.signing_time += t.elapsed();
-        checked.map_err(|e| {
-            tracing::error!(queue_id = %self.id, domain = %signing_domain, error = %e, "self-verification failed; message refused");
-            self.shared.metrics.self_verify_failures_total.inc();
-            Refusal::self_verify()
-        })
+        checked.map_err(|e| self.self_verify_failed(signing_domain, &e))
+    }
+
+    /// A signature the relay made does not verify (our own check or mail-auth's): refused,
+    /// logged and counted, whichever check found it.
+    fn self_verify_failed(&self, domain: &str, error: &dyn std::fmt::Display) -> Refusal {
+        tracing::error!(queue_id = %self.id, domain = %domain, error = %error, "self-verification failed; message refused");
+        self.shared.metrics.self_verify_failures_total.inc();
+        Refusal::self_verify()
     }
 }
 
